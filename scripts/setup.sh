@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up: Debian packages for the build, and the Python
+# oracle venv used only by the tests (the C++ library and `uq` never need Python).
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  nlohmann-json3-dev libpcre2-dev libcli11-dev libopenblas-dev libutf8proc-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3-venv python3-dev
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The oracle venv is large (torch): keep it outside the clone so CI and later
+# runs reuse it. UQ_SKIP_VENV=1 skips it (tests needing it then skip).
+UQ_VENV="${UQ_VENV:-$HOME/.cache/unified_quantization/venv}"
+PY_PACKAGES=(numpy safetensors torch transformers tokenizers "mlx[cpu]" mlx-lm)
+if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
+  stamp="$UQ_VENV/.uq-packages"
+  want="${PY_PACKAGES[*]}"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: preparing oracle venv at $UQ_VENV"
+    [ -x "$UQ_VENV/bin/python" ] || /usr/bin/python3 -m venv "$UQ_VENV"
+    "$UQ_VENV/bin/pip" install -q --upgrade pip
+    "$UQ_VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
+    echo "$want" >"$stamp"
+  fi
+fi

@@ -1,0 +1,89 @@
+#include "support/test_support.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace uq::test {
+namespace {
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+std::filesystem::path source_path(const std::string& relative) {
+  return std::filesystem::path(UQ_SOURCE_DIR) / relative;
+}
+
+std::filesystem::path bundled_model() { return source_path("models/tiny-llama"); }
+
+CommandResult run_command(const std::vector<std::string>& argv) {
+  TempDir capture;
+  const auto out_path = capture / "stdout";
+  const auto err_path = capture / "stderr";
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    dup2(null_fd, 0);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = read_all(out_path);
+  result.err = read_all(err_path);
+  return result;
+}
+
+CommandResult run_uq(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{UQ_CLI};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+bool python_available() { return std::filesystem::exists(UQ_PYTHON); }
+
+CommandResult run_oracle(const std::string& script, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{UQ_PYTHON, source_path("tests/oracle/" + script).string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  std::random_device entropy;
+  path_ = std::filesystem::temp_directory_path() /
+          ("uq-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" +
+           std::to_string(entropy()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+}  // namespace uq::test

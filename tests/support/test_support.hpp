@@ -1,0 +1,42 @@
+#pragma once
+// Helpers shared by the tests: repository paths, running `uq` and the Python
+// oracles, temporary directories.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace uq::test {
+
+std::filesystem::path source_path(const std::string& relative);  // under the repo root
+std::filesystem::path bundled_model();                           // models/tiny-llama
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs a command (argv[0] looked up in PATH unless it has a slash), capturing output.
+CommandResult run_command(const std::vector<std::string>& argv);
+// Runs the `uq` command built with the tests.
+CommandResult run_uq(const std::vector<std::string>& args);
+
+// True when the oracle venv exists; tests that need it GTEST_SKIP() otherwise.
+bool python_available();
+// Runs tests/oracle/<script> with the venv's python.
+CommandResult run_oracle(const std::string& script, const std::vector<std::string>& args);
+
+// A fresh directory removed with its contents at scope exit.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace uq::test

@@ -1,0 +1,11 @@
+#pragma once
+// Each `uq` subcommand lives in its own cmd_<name>.cpp and registers itself
+// here: it adds a CLI11 subcommand whose callback does the work. Callbacks
+// throw uq::Error for bad input; main() prints it as one "error:" line.
+#include <CLI/CLI.hpp>
+
+namespace uq::cli {
+
+void register_info(CLI::App& app);
+
+}  // namespace uq::cli

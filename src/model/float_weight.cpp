@@ -1,0 +1,192 @@
+#include "model/float_weight.hpp"
+
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "core/error.hpp"
+#include "core/thread_pool.hpp"
+#include "io/safetensors.hpp"
+
+namespace uq {
+namespace {
+
+// Below this many rows of x, reading W once per output row and converting it
+// in registers beats materialising float32 blocks for sgemm.
+constexpr std::int64_t kGemvMaxRows = 8;
+// Rows of W converted to float32 per sgemm call (a block fits in L2 for
+// typical widths and bounds the scratch memory).
+constexpr std::int64_t kGemmBlockBytes = 2 << 20;
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const std::uint16_t* p, DType dtype) {
+  const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (dtype == DType::F16) return _mm256_cvtph_ps(half);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+}
+
+inline float scalar_at(const std::byte* row, std::int64_t i, DType dtype) {
+  if (dtype == DType::F32) {
+    float value;
+    std::memcpy(&value, row + i * 4, 4);
+    return value;
+  }
+  std::uint16_t bits;
+  std::memcpy(&bits, row + i * 2, 2);
+  return dtype == DType::F16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+}
+
+// y[r * out] = W_row · x[r] for up to 4 rows of x at once (x rows `stride` apart).
+template <int kRows>
+void dot_rows(const std::byte* w_row, DType dtype, const float* x, std::int64_t stride,
+              std::int64_t in, float* y, std::int64_t y_stride) {
+  __m256 acc[kRows];
+  for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+  std::int64_t i = 0;
+  for (; i + 8 <= in; i += 8) {
+    const __m256 w = dtype == DType::F32
+                         ? load8(reinterpret_cast<const float*>(w_row) + i)
+                         : load8(reinterpret_cast<const std::uint16_t*>(w_row) + i, dtype);
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_fmadd_ps(w, load8(x + r * stride + i), acc[r]);
+  }
+  for (int r = 0; r < kRows; ++r) {
+    float sum = horizontal_sum(acc[r]);
+    for (std::int64_t j = i; j < in; ++j) sum += scalar_at(w_row, j, dtype) * x[r * stride + j];
+    y[r * y_stride] = sum;
+  }
+}
+
+}  // namespace
+
+FloatWeight::FloatWeight(DType dtype, std::int64_t out_features, std::int64_t in_features,
+                         const void* data)
+    : dtype_(dtype), out_features_(out_features), in_features_(in_features) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
+    fail("float weight: unsupported dtype ", dtype_name(dtype), " (expected F32, F16 or BF16)");
+  }
+  if (out_features <= 0 || in_features <= 0) {
+    fail("float weight: invalid shape [", out_features, ", ", in_features, "]");
+  }
+  data_.resize(static_cast<std::size_t>(out_features * in_features) * dtype_size(dtype));
+  std::memcpy(data_.data(), data, data_.size());
+}
+
+std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) {
+  if (tensor.shape.size() != 2) {
+    fail("tensor '", tensor.name, "': expected a 2-D weight, got ", tensor.shape.size(),
+         " dimensions");
+  }
+  if (tensor.dtype != DType::F32 && tensor.dtype != DType::F16 && tensor.dtype != DType::BF16) {
+    fail("tensor '", tensor.name, "': unsupported dtype ", dtype_name(tensor.dtype),
+         " for a float weight (expected F32, F16 or BF16)");
+  }
+  return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1],
+                                       tensor.data);
+}
+
+std::string FloatWeight::describe() const {
+  switch (dtype_) {
+    case DType::F32:
+      return "f32";
+    case DType::F16:
+      return "f16";
+    default:
+      return "bf16";
+  }
+}
+
+const std::byte* FloatWeight::row_bytes(std::int64_t row) const {
+  return data_.data() + static_cast<std::size_t>(row * in_features_) * dtype_size(dtype_);
+}
+
+void FloatWeight::dequantize_rows(std::int64_t first, std::int64_t count, float* out) const {
+  if (first < 0 || count < 0 || first + count > out_features_) {
+    fail("float weight: rows [", first, ", ", first + count, ") outside [0, ", out_features_, ")");
+  }
+  convert_to_f32(dtype_, row_bytes(first), static_cast<std::size_t>(count * in_features_), out);
+}
+
+void FloatWeight::matmul(const float* x, std::int64_t rows, float* y) const {
+  if (rows <= 0) return;
+  if (rows <= kGemvMaxRows) {
+    matmul_gemv(x, rows, y);
+  } else {
+    matmul_gemm(x, rows, y);
+  }
+}
+
+void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const {
+  const std::int64_t in = in_features_;
+  const std::int64_t out = out_features_;
+  // Enough output rows per task that the thread hand-off is amortised.
+  const std::int64_t min_chunk = std::max<std::int64_t>(16, 32768 / std::max<std::int64_t>(in, 1));
+  parallel_for(0, out, min_chunk, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t o = lo; o < hi; ++o) {
+      const std::byte* w_row = row_bytes(o);
+      std::int64_t r = 0;
+      for (; r + 4 <= rows; r += 4) dot_rows<4>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
+      switch (rows - r) {
+        case 3:
+          dot_rows<3>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
+          break;
+        case 2:
+          dot_rows<2>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
+          break;
+        case 1:
+          dot_rows<1>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
+          break;
+        default:
+          break;
+      }
+    }
+  });
+}
+
+void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const {
+  const auto in = static_cast<blasint>(in_features_);
+  const auto out = static_cast<blasint>(out_features_);
+  const auto m = static_cast<blasint>(rows);
+  if (dtype_ == DType::F32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in,
+                reinterpret_cast<const float*>(data_.data()), in, 0.0f, y, out);
+    return;
+  }
+  // Convert a block of W rows to float32 (in parallel), then one sgemm writes
+  // the matching columns of y.
+  const std::int64_t block_rows = std::clamp<std::int64_t>(
+      kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)), 64, out_features_);
+  std::vector<float> block(static_cast<std::size_t>(block_rows * in_features_));
+  for (std::int64_t first = 0; first < out_features_; first += block_rows) {
+    const std::int64_t count = std::min(block_rows, out_features_ - first);
+    parallel_for(0, count, 16, [&](std::int64_t lo, std::int64_t hi) {
+      convert_to_f32(dtype_, row_bytes(first + lo), static_cast<std::size_t>((hi - lo) * in_features_),
+                     block.data() + lo * in_features_);
+    });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
+                x, in, block.data(), in, 0.0f, y + first, out);
+  }
+}
+
+void FloatWeight::matmul_reference(const float* x, std::int64_t rows, float* y) const {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t o = 0; o < out_features_; ++o) {
+      const std::byte* w_row = row_bytes(o);
+      double sum = 0.0;
+      for (std::int64_t i = 0; i < in_features_; ++i) {
+        sum += static_cast<double>(scalar_at(w_row, i, dtype_)) * x[r * in_features_ + i];
+      }
+      y[r * out_features_ + o] = static_cast<float>(sum);
+    }
+  }
+}
+
+}  // namespace uq

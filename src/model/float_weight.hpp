@@ -3,6 +3,7 @@
 // stays bf16 in memory and is converted to float32 on the fly while multiplying.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/dtype.hpp"

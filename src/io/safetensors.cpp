@@ -128,9 +128,9 @@ void SafetensorsFile::parse_header() {
     fail(file, ": header is not valid JSON: ", error.what());
   }
   if (!header.is_object()) fail(file, ": header is not a JSON object");
-  if (header.size() > kMaxTensors + 1) {
-    fail(file, ": header lists ", header.size(), " entries, more than the limit of ", kMaxTensors,
-         " tensors");
+  const std::size_t tensor_count = header.size() - (header.contains("__metadata__") ? 1 : 0);
+  if (tensor_count > kMaxTensors) {
+    fail(file, ": header lists ", tensor_count, " tensors, more than the limit of ", kMaxTensors);
   }
 
   for (const auto& [name, value] : header.items()) {

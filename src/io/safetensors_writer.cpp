@@ -45,6 +45,7 @@ struct SafetensorsWriter::Impl {
 
 void SafetensorsWriter::Impl::check_open(std::string_view action) const {
   if (committed) fail(path.string(), ": ", action, " after commit");
+  if (file.failed()) fail(path.string(), ": ", action, " after an earlier failure");
 }
 
 void SafetensorsWriter::Impl::declare(std::string name, DType dtype,

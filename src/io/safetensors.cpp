@@ -66,6 +66,10 @@ std::vector<float> TensorView::to_f32() const {
     fail("tensor '", name, "': dtype ", dtype_name(dtype), " is not a float type");
   }
   std::vector<float> values(static_cast<std::size_t>(numel()));
+  if (values.size() * dtype_size(dtype) != nbytes) {
+    fail("tensor '", name, "': ", nbytes, " bytes do not match ", dtype_name(dtype), " ",
+         shape_text(shape));
+  }
   convert_to_f32(dtype, data, values.size(), values.data());
   return values;
 }

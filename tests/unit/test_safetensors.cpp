@@ -180,6 +180,8 @@ TEST(Safetensors, RoundTripsEveryDtypeWithMetadata) {
   EXPECT_EQ(f32, expected_f32);
   expect_error([&] { file->tensor("t5.I32").to_f32(); }, {"t5.I32", "I32", "not a float"});
   expect_error([&] { file->tensor("missing.weight"); }, {path.string(), "'missing.weight'"});
+  const TensorView hand_made{"hand", DType::F32, {2}, nullptr, 4};
+  expect_error([&] { hand_made.to_f32(); }, {"'hand'", "4 bytes do not match F32 [2]"});
 }
 
 TEST(Safetensors, HeaderIsOrderedPaddedAndContiguous) {
@@ -567,12 +569,38 @@ TEST(Checkpoint, BundledModelOpens) {
   EXPECT_EQ(embed.shape, (std::vector<std::int64_t>{4096, 256}));
   EXPECT_EQ(embed.nbytes, 4096u * 256u * 2u);
   EXPECT_TRUE(checkpoint.contains("model.layers.3.mlp.down_proj.weight"));
+}
 
-  // Released pages come back from the file unchanged when read again.
-  const auto& file = checkpoint.file_of("model.embed_tokens.weight");
-  const auto before = embed.to_f32();
-  file.release("model.embed_tokens.weight");
-  EXPECT_EQ(file.tensor("model.embed_tokens.weight").to_f32(), before);
+// Resident kilobytes of the mapping holding `address`, from /proc/self/smaps.
+std::size_t resident_kb_of_mapping(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto target = reinterpret_cast<std::uintptr_t>(address);
+  bool inside = false;
+  std::string line;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &start, &end) == 2 && line.find(' ') != 0) {
+      inside = start <= target && target < end;
+    } else if (inside && line.rfind("Rss:", 0) == 0) {
+      return std::stoul(line.substr(4));
+    }
+  }
+  ADD_FAILURE() << "no mapping holds the address";
+  return 0;
+}
+
+TEST(Safetensors, ReleaseDropsResidentPagesAndDataStaysReadable) {
+  const auto file = SafetensorsFile::open(test::bundled_model() / "model.safetensors");
+  const auto embed = file->tensor("model.embed_tokens.weight");  // 2 MiB
+  const auto before = embed.to_f32();                            // faults every page in
+  const std::size_t resident = resident_kb_of_mapping(embed.data);
+  file->release("model.embed_tokens.weight");
+  const std::size_t released = resident_kb_of_mapping(embed.data);
+  // All but the (at most two) pages shared with neighbours are dropped.
+  EXPECT_GE(resident - released, embed.nbytes / 1024 - 8) << resident << " kB -> " << released;
+  EXPECT_EQ(file->tensor("model.embed_tokens.weight").to_f32(), before);
+  EXPECT_NO_THROW(file->release("model.norm.weight"));  // smaller than a page: nothing to drop
+  expect_error([&] { file->release("absent"); }, {"model.safetensors", "'absent'"});
 }
 
 TEST(AtomicFile, ReplacesContentsAndLeavesNoTemporary) {

@@ -114,6 +114,9 @@ class SafetensorsWriter {
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  // A moved-from writer may only be destroyed.
+  SafetensorsWriter(SafetensorsWriter&&) noexcept;
+  SafetensorsWriter& operator=(SafetensorsWriter&&) noexcept;
 
   void add(std::string name, DType dtype, std::vector<std::int64_t> shape,
            std::span<const std::byte> bytes);

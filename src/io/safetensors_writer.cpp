@@ -114,6 +114,8 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path path,
     : impl_(std::make_unique<Impl>(std::move(path), std::move(metadata))) {}
 
 SafetensorsWriter::~SafetensorsWriter() = default;
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&&) noexcept = default;
+SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&&) noexcept = default;
 
 void SafetensorsWriter::add(std::string name, DType dtype, std::vector<std::int64_t> shape,
                             std::span<const std::byte> bytes) {

@@ -289,6 +289,19 @@ TEST(Safetensors, UncommittedWriterLeavesNoFile) {
   EXPECT_TRUE(entries_of(dir.path()).empty());
 }
 
+TEST(Safetensors, WritersMoveIntoContainers) {
+  TempDir dir;
+  std::vector<SafetensorsWriter> shards;
+  for (const char* name : {"s0.safetensors", "s1.safetensors", "s2.safetensors"}) {
+    shards.emplace_back(dir / name);
+  }
+  for (auto& shard : shards) shard.declare("v", DType::U8, {1});
+  shards[1].write("v", bytes_of(std::vector<std::uint8_t>{7}));
+  shards[1].commit();
+  shards.clear();  // the two uncommitted shards vanish
+  EXPECT_EQ(entries_of(dir.path()), std::vector<std::string>{"s1.safetensors"});
+}
+
 TEST(Safetensors, CommitReplacesAnExistingFile) {
   TempDir dir;
   const auto path = dir / "r.safetensors";

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -432,6 +433,42 @@ TEST(Safetensors, RefusesMalformedFilesNamingFileAndTensor) {
       }
     }
   }
+}
+
+// Any corruption of a valid file either still parses or is a uq::Error: never
+// another exception type, never a crash.
+TEST(Safetensors, CorruptedHeadersFailCleanly) {
+  TempDir dir;
+  const auto good = dir / "good.safetensors";
+  {
+    SafetensorsWriter writer(good, {{"format", "pt"}});
+    for (const auto& tensor : sample_tensors()) {
+      writer.add(tensor.name, tensor.dtype, tensor.shape, tensor.bytes);
+    }
+    writer.commit();
+  }
+  const std::string original = read_text(good);
+  std::mt19937 random(42);
+  const auto bad = dir / "bad.safetensors";
+  int refused = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string corrupted = original;
+    const int flips = 1 + static_cast<int>(random() % 3);
+    for (int i = 0; i < flips; ++i) {
+      // Mostly the header (length and JSON), where the parsing happens.
+      const std::size_t at = random() % std::min<std::size_t>(corrupted.size(), 700);
+      corrupted[at] = static_cast<char>(random() % 256);
+    }
+    if (random() % 10 == 0) corrupted.resize(random() % corrupted.size());
+    std::ofstream(bad, std::ios::binary | std::ios::trunc) << corrupted;
+    try {
+      SafetensorsFile::open(bad);
+    } catch (const Error& error) {
+      ++refused;
+      EXPECT_NE(std::string(error.what()).find(bad.string()), std::string::npos) << error.what();
+    }
+  }
+  EXPECT_GT(refused, 2000);
 }
 
 TEST(Safetensors, RefusesShortMissingAndHugeFiles) {

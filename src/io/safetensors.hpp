@@ -16,7 +16,8 @@
 namespace uq {
 
 // A read-only view of one stored tensor. `data` stays valid while the file
-// (or checkpoint) that produced it is alive.
+// (or checkpoint) that produced it is alive. It may be unaligned for its dtype
+// (the format packs tensors back to back): read it with memcpy or convert_to_f32.
 struct TensorView {
   std::string name;
   DType dtype = DType::F32;
@@ -44,7 +45,10 @@ class SafetensorsFile {
   bool contains(std::string_view name) const;
   // Throws uq::Error "<file>: no tensor '<name>'" when absent.
   TensorView tensor(std::string_view name) const;
-  // Tells the kernel the pages of this tensor may be dropped (streaming use).
+  // Sum of the tensors' sizes (the data section).
+  std::size_t data_bytes() const { return mapping_size_ - data_offset_; }
+  // Tells the kernel the pages lying wholly inside this tensor's bytes may be
+  // dropped (streaming use); reading the tensor again faults them back in.
   void release(std::string_view name) const;
 
  private:
@@ -55,6 +59,8 @@ class SafetensorsFile {
     std::size_t end;
   };
   SafetensorsFile() = default;
+  void parse_header();
+  const Entry& entry(std::string_view name) const;
 
   std::filesystem::path path_;
   std::map<std::string, std::string> metadata_;
@@ -66,8 +72,11 @@ class SafetensorsFile {
 };
 
 // A Hugging Face checkpoint directory: model.safetensors, or shards listed by
-// model.safetensors.index.json (every shard inside the directory). Also opens a
-// single .safetensors file path.
+// model.safetensors.index.json (every shard inside the directory, symlinks
+// included, except that a hub cache snapshot may point into its blobs/; tensors a
+// shard holds beyond those the index lists are kept too), or without either
+// any *.safetensors files there. A tensor name may appear in only one file.
+// Also opens a single .safetensors file path.
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& path);
@@ -80,6 +89,7 @@ class Checkpoint {
   // Metadata of the first shard (mlx-lm and others store "format" there).
   const std::map<std::string, std::string>& metadata() const;
   std::size_t total_bytes() const;  // sum of the tensors' data sizes
+  const std::vector<std::shared_ptr<const SafetensorsFile>>& files() const { return files_; }
 
  private:
   std::filesystem::path path_;
@@ -91,8 +101,12 @@ class Checkpoint {
 //  - add(name, dtype, shape, bytes) for each tensor (bytes copied), then commit();
 //  - declare(...) every tensor first, then write(name, chunk) their bytes in
 //    declaration order (any chunking), then commit(): memory stays bounded.
-// Data goes to "<path>.tmp-<pid>", is fsync'ed and renamed to `path` on
-// commit(). Destroying an uncommitted writer removes the temporary file.
+// add() and declare() may be mixed while no data has been written; the header
+// lists tensors in declaration order with contiguous offsets. Data goes to a
+// temporary file next to `path` (see AtomicFileWriter), is fsync'ed and renamed
+// to `path` on commit(). Destroying an uncommitted writer removes the temporary
+// file. Wrong byte counts, chunks out of order and I/O errors throw uq::Error
+// naming the file (and tensor).
 class SafetensorsWriter {
  public:
   explicit SafetensorsWriter(std::filesystem::path path,
@@ -100,6 +114,9 @@ class SafetensorsWriter {
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  // A moved-from writer may only be destroyed.
+  SafetensorsWriter(SafetensorsWriter&&) noexcept;
+  SafetensorsWriter& operator=(SafetensorsWriter&&) noexcept;
 
   void add(std::string name, DType dtype, std::vector<std::int64_t> shape,
            std::span<const std::byte> bytes);
@@ -111,5 +128,11 @@ class SafetensorsWriter {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Writes <dir>/model.safetensors.index.json atomically:
+// {"metadata": {"total_size": N}, "weight_map": {tensor: shard file name}}.
+void write_safetensors_index(const std::filesystem::path& dir,
+                             const std::map<std::string, std::string>& weight_map,
+                             std::uint64_t total_size);
 
 }  // namespace uq

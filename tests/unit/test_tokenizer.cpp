@@ -239,6 +239,42 @@ TEST(Tokenizer, ByteFallbackAndMetaspaceDecoding) {
   EXPECT_EQ(tokenizer.decode(std::vector<std::int32_t>{1, 4 + 0xA9}), "a\xEF\xBF\xBD");
 }
 
+// tests/oracle/tokenizer_oracle.py builds tokenizers of several families with HF
+// `tokenizers` and records its results; every one must be reproduced exactly.
+TEST(TokenizerOracle, EncodeAndDecodeMatchHuggingFaceTokenizers) {
+  if (!test::python_available()) GTEST_SKIP() << "oracle venv not installed";
+  const test::TempDir dir;
+  const auto oracle = test::run_oracle("tokenizer_oracle.py", {dir.path().string()});
+  ASSERT_EQ(oracle.exit_code, 0) << oracle.err;
+  const auto expected = Json::parse(read_file(dir / "expected.json"));
+  ASSERT_GE(expected.at("tokenizers").size(), 9u);
+  for (const auto& entry : expected.at("tokenizers")) {
+    const auto name = entry.at("name").get<std::string>();
+    SCOPED_TRACE(name);
+    const auto tokenizer = Tokenizer::from_file(dir / entry.at("file").get<std::string>());
+    EXPECT_EQ(tokenizer.vocab_size(), entry.at("vocab_size").get<std::int64_t>());
+    int mismatches = 0;
+    for (const auto& c : entry.at("cases")) {
+      const auto text = c.at("text").get<std::string>();
+      const auto ids = c.at("ids").get<std::vector<std::int32_t>>();
+      const auto encoded = tokenizer.encode(text);
+      EXPECT_EQ(encoded, ids) << "text: '" << text << "'";
+      EXPECT_EQ(tokenizer.decode(ids), c.at("decoded").get<std::string>())
+          << "text: '" << text << "'";
+      EXPECT_EQ(tokenizer.decode(ids, /*skip_special_tokens=*/true),
+                c.at("decoded_skip_special").get<std::string>())
+          << "text: '" << text << "'";
+      mismatches += encoded != ids;
+    }
+    EXPECT_EQ(mismatches, 0);
+    for (const auto& single : entry.at("single_id_decodes")) {
+      const auto id = single.at(0).get<std::int32_t>();
+      EXPECT_EQ(tokenizer.decode(std::vector<std::int32_t>{id}), single.at(1).get<std::string>())
+          << "id " << id;
+    }
+  }
+}
+
 TEST(Utf8, LossyDecodingReplacesMaximalInvalidSubparts) {
   EXPECT_EQ(utf8::from_bytes_lossy("ok"), "ok");
   // Truncated 3-byte sequence then ASCII: one replacement for the two bytes.

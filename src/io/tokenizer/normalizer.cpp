@@ -18,7 +18,7 @@ namespace {
 class UnicodeNormalization final : public Normalizer {
  public:
   UnicodeNormalization(std::string form, int options) : form_(std::move(form)), options_(options) {}
-  void normalize(std::string& text) const override {
+  void normalize(std::string& text, bool& /*keeps_start*/) const override {
     if (text.empty()) return;
     utf8proc_uint8_t* result = nullptr;
     const utf8proc_ssize_t length =
@@ -37,7 +37,7 @@ class UnicodeNormalization final : public Normalizer {
 
 class Lowercase final : public Normalizer {
  public:
-  void normalize(std::string& text) const override {
+  void normalize(std::string& text, bool& /*keeps_start*/) const override {
     std::string out;
     out.reserve(text.size());
     std::size_t pos = 0;
@@ -55,7 +55,7 @@ class Lowercase final : public Normalizer {
 
 class StripAccents final : public Normalizer {
  public:
-  void normalize(std::string& text) const override {
+  void normalize(std::string& text, bool& keeps_start) const override {
     std::string out;
     out.reserve(text.size());
     std::size_t pos = 0;
@@ -63,6 +63,8 @@ class StripAccents final : public Normalizer {
       const std::size_t begin = pos;
       if (!char_class::is_nonspacing_mark(utf8::next_code_point(text, pos))) {
         out.append(text, begin, pos - begin);
+      } else if (begin == 0) {
+        keeps_start = false;
       }
     }
     text = std::move(out);
@@ -73,7 +75,14 @@ class Replace final : public Normalizer {
  public:
   Replace(Pattern pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
-  void normalize(std::string& text) const override { text = pattern_.replace_all(text, content_); }
+  void normalize(std::string& text, bool& keeps_start) const override {
+    const auto matches = pattern_.find_all(text);
+    if (content_.empty() && !matches.empty() && matches.front().begin == 0 &&
+        matches.front().end > 0) {
+      keeps_start = false;
+    }
+    text = pattern_.replace_all(text, content_);
+  }
 
  private:
   Pattern pattern_;
@@ -83,7 +92,7 @@ class Replace final : public Normalizer {
 class Prepend final : public Normalizer {
  public:
   explicit Prepend(std::string prefix) : prefix_(std::move(prefix)) {}
-  void normalize(std::string& text) const override {
+  void normalize(std::string& text, bool& /*keeps_start*/) const override {
     if (!text.empty()) text.insert(0, prefix_);
   }
 
@@ -94,7 +103,7 @@ class Prepend final : public Normalizer {
 class Strip final : public Normalizer {
  public:
   Strip(bool left, bool right) : left_(left), right_(right) {}
-  void normalize(std::string& text) const override {
+  void normalize(std::string& text, bool& keeps_start) const override {
     std::size_t begin = 0;
     std::size_t end = text.size();
     if (left_) {
@@ -113,6 +122,7 @@ class Strip final : public Normalizer {
         end = start;
       }
     }
+    if (begin > 0) keeps_start = false;
     text = text.substr(begin, end - begin);
   }
 
@@ -125,8 +135,8 @@ class Sequence final : public Normalizer {
  public:
   explicit Sequence(std::vector<std::unique_ptr<const Normalizer>> steps)
       : steps_(std::move(steps)) {}
-  void normalize(std::string& text) const override {
-    for (const auto& step : steps_) step->normalize(text);
+  void normalize(std::string& text, bool& keeps_start) const override {
+    for (const auto& step : steps_) step->normalize(text, keeps_start);
   }
 
  private:

@@ -94,14 +94,19 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
     std::vector<std::string> raw_patterns;
     std::vector<AddedToken> normalized;
     std::vector<std::string> normalized_patterns;
-    for (const AddedToken& token : tokenizer.added_tokens_) {
+    for (std::size_t index = 0; index < tokenizer.added_tokens_.size(); ++index) {
+      const AddedToken& token = tokenizer.added_tokens_[index];
+      tokenizer.added_index_.emplace(token.id, index);
       if (token.normalized) {
-        // Matched against normalized text, so the pattern is normalized too.
+        // Matched against normalized text, so the pattern is normalized too;
+        // HF also decodes the token to this normalized form.
         std::string pattern = token.content;
         if (tokenizer.normalizer_) tokenizer.normalizer_->normalize(pattern);
+        tokenizer.added_decode_texts_.push_back(pattern);
         normalized.push_back(token);
         normalized_patterns.push_back(std::move(pattern));
       } else {
+        tokenizer.added_decode_texts_.push_back(token.content);
         raw.push_back(token);
         raw_patterns.push_back(token.content);
       }
@@ -132,8 +137,10 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
       pieces.push_back(std::move(piece));
       continue;
     }
-    if (normalizer_) normalizer_->normalize(piece.text);
-    append_added_token_splits(*normalized_matcher_, piece.text, piece.at_input_start, pieces);
+    bool keeps_start = true;
+    if (normalizer_) normalizer_->normalize(piece.text, keeps_start);
+    append_added_token_splits(*normalized_matcher_, piece.text, piece.at_input_start && keeps_start,
+                              pieces);
   }
 
   std::vector<std::int32_t> ids;
@@ -158,7 +165,7 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids, bool skip_speci
   for (const std::int32_t id : ids) {
     const std::string* token = nullptr;
     if (const AddedToken* added = find_added(id)) {
-      token = &added->content;
+      token = &added_decode_texts_[static_cast<std::size_t>(added - added_tokens_.data())];
     } else {
       token = model_->id_to_token(id);
     }
@@ -231,10 +238,8 @@ bool Tokenizer::byte_fallback() const {
 }
 
 const AddedToken* Tokenizer::find_added(std::int32_t id) const {
-  for (const AddedToken& token : added_tokens_) {
-    if (token.id == id) return &token;
-  }
-  return nullptr;
+  const auto it = added_index_.find(id);
+  return it == added_index_.end() ? nullptr : &added_tokens_[it->second];
 }
 
 }  // namespace uq

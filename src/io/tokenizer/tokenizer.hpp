@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -61,6 +62,8 @@ class Tokenizer {
   std::unique_ptr<const PreTokenizer> pre_tokenizer_;
   std::unique_ptr<const Decoder> decoder_;
   std::vector<AddedToken> added_tokens_;
+  std::vector<std::string> added_decode_texts_;  // per added token: its text when decoding
+  std::unordered_map<std::int32_t, std::size_t> added_index_;    // id -> index in added_tokens_
   std::unique_ptr<const AddedTokenMatcher> raw_matcher_;         // normalized == false
   std::unique_ptr<const AddedTokenMatcher> normalized_matcher_;  // normalized == true
 };

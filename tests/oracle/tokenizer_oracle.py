@@ -3,11 +3,13 @@ it encodes/decodes for a set of tricky strings.
 
 Usage: tokenizer_oracle.py OUTDIR
 Writes OUTDIR/<name>.json for each tokenizer and OUTDIR/expected.json:
-  {"tokenizers": [{"name", "file", "cases": [{"text", "ids", "decoded",
-   "decoded_skip_special"}], "single_id_decodes": [[id, text], ...]}]}
+  {"tokenizers": [{"name", "file", "vocab_size", "cases": [{"text", "ids",
+   "decoded", "decoded_skip_special"}], "single_id_decodes": [[id, text], ...],
+   "val_ids": ids of the whole data/val.txt (only for the regex-split ones)}]}
 Deterministic: training uses a fixed slice of data/train.txt.
 """
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -65,6 +67,26 @@ TRICKY = [
     "[NORM] and [norm] and [Norm]",
     "<|begin_of_text|>System<|eot_id|>",
 ]
+
+
+# Characters random strings are drawn from: the classes the pre-tokenizer
+# regexes distinguish (letters, digits, spaces of several kinds, newlines,
+# apostrophes, punctuation, marks, CJK, emoji, controls) plus pieces of the
+# added tokens, so that their boundaries are exercised too.
+RANDOM_POOL = (
+    list("aAbBzZ019 '\n\r\t.,-_!?()[]{}<>|/\\\"")
+    + ["'s", "'T", "'re", "'LL", "  ", "\n\n", " \n", "\u00a0", "\u2003", "\u3000", "\u200b",
+       "\u200d", "\u0301", "\u0308", "é", "Ü", "ß", "Σ", "ς", "İ", "ǅ", "ﬁ", "½", "²", "٣",
+       "日", "本", "語", "한", "국", "🙂", "👍🏽", "🇫🇷", "\x00", "\x7f", "\x0b", "\x85",
+       "<|endoftext|>", "<|im_end|>", "<mask>", "special_word", "[NORM]", "<s>", "▁", "##",
+       "2026-11", "1234", "<0x41>"]
+)
+
+
+def random_texts(count, seed=1234):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(1, 24)))
+            for _ in range(count)]
 
 
 def training_text():
@@ -225,7 +247,7 @@ def main():
         "invert_split_whitespace_split": json.loads(invert_split_whitespace_split().to_str()),
     }
     assert isinstance(specs["gpt2_style_legacy_merges"]["model"]["merges"][0], str)
-    texts = TRICKY + val_lines()
+    texts = TRICKY + val_lines() + random_texts(300)
     expected = {"tokenizers": []}
     for name, spec in specs.items():
         file_name = f"{name}.json"
@@ -243,13 +265,17 @@ def main():
             })
         single = [[i, tok.decode([i], skip_special_tokens=False)]
                   for i in range(tok.get_vocab_size(with_added_tokens=True))]
-        expected["tokenizers"].append({
+        entry = {
             "name": name,
             "file": file_name,
             "vocab_size": tok.get_vocab_size(with_added_tokens=True),
             "cases": cases,
             "single_id_decodes": single,
-        })
+        }
+        if name in ("llama3_style", "qwen2_style", "sentencepiece_style"):
+            val_text = (REPO / "data" / "val.txt").read_text(encoding="utf-8")
+            entry["val_ids"] = tok.encode(val_text, add_special_tokens=False).ids
+        expected["tokenizers"].append(entry)
     (out_dir / "expected.json").write_text(json.dumps(expected), encoding="utf-8")
 
 

@@ -267,6 +267,12 @@ TEST(TokenizerOracle, EncodeAndDecodeMatchHuggingFaceTokenizers) {
       mismatches += encoded != ids;
     }
     EXPECT_EQ(mismatches, 0);
+    if (entry.contains("val_ids")) {
+      const std::string val_text = read_file(test::source_path("data/val.txt"));
+      EXPECT_TRUE(tokenizer.encode(val_text) ==
+                  entry.at("val_ids").get<std::vector<std::int32_t>>())
+          << "data/val.txt encodes differently";
+    }
     for (const auto& single : entry.at("single_id_decodes")) {
       const auto id = single.at(0).get<std::int32_t>();
       EXPECT_EQ(tokenizer.decode(std::vector<std::int32_t>{id}), single.at(1).get<std::string>())

@@ -1,6 +1,8 @@
 #include "io/tokenizer/normalizer.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <vector>
 
 #include <utf8proc.h>
@@ -15,19 +17,32 @@
 namespace uq {
 namespace {
 
+std::string utf8proc_normalize(std::string_view text, int options, std::string_view form) {
+  if (text.empty()) return {};
+  utf8proc_uint8_t* result = nullptr;
+  const utf8proc_ssize_t length = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+      static_cast<utf8proc_ssize_t>(text.size()), &result, static_cast<utf8proc_option_t>(options));
+  if (length < 0) fail("normalizer ", form, ": ", utf8proc_errmsg(length));
+  std::string normalized(reinterpret_cast<const char*>(result), static_cast<std::size_t>(length));
+  std::free(result);
+  return normalized;
+}
+
 class UnicodeNormalization final : public Normalizer {
  public:
   UnicodeNormalization(std::string form, int options) : form_(std::move(form)), options_(options) {}
-  void normalize(std::string& text, bool& /*keeps_start*/) const override {
-    if (text.empty()) return;
-    utf8proc_uint8_t* result = nullptr;
-    const utf8proc_ssize_t length =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                     static_cast<utf8proc_ssize_t>(text.size()), &result,
-                     static_cast<utf8proc_option_t>(options_));
-    if (length < 0) fail("normalizer ", form_, ": ", utf8proc_errmsg(length));
-    text.assign(reinterpret_cast<const char*>(result), static_cast<std::size_t>(length));
-    std::free(result);
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
+    std::string normalized = utf8proc_normalize(text, options_, form_);
+    if (start_bytes > 0 && !normalized.empty()) {
+      // The start keeps what its own characters normalize to, unless they
+      // composed with what follows: then the composed character takes their place.
+      const std::string head = utf8proc_normalize(text.substr(0, start_bytes), options_, form_);
+      start_bytes = normalized.starts_with(head)
+                        ? head.size()
+                        : utf8::sequence_length(static_cast<unsigned char>(normalized[0]));
+    }
+    text = std::move(normalized);
   }
 
  private:
@@ -37,51 +52,74 @@ class UnicodeNormalization final : public Normalizer {
 
 class Lowercase final : public Normalizer {
  public:
-  void normalize(std::string& text, bool& /*keeps_start*/) const override {
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
     std::string out;
     out.reserve(text.size());
+    std::size_t new_start_bytes = 0;
     std::size_t pos = 0;
     while (pos < text.size()) {
       const char32_t c = utf8::next_code_point(text, pos);
       if (c == U'\u0130') {  // full lowercase mapping of 'İ' is "i" + combining dot
         out.append("i\xCC\x87");
-        continue;
+      } else {
+        utf8::append(out,
+                     static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
       }
-      utf8::append(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+      if (pos <= start_bytes) new_start_bytes = out.size();
     }
+    start_bytes = new_start_bytes;
     text = std::move(out);
   }
 };
 
 class StripAccents final : public Normalizer {
  public:
-  void normalize(std::string& text, bool& keeps_start) const override {
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
     std::string out;
     out.reserve(text.size());
+    std::size_t new_start_bytes = 0;
     std::size_t pos = 0;
     while (pos < text.size()) {
       const std::size_t begin = pos;
       if (!char_class::is_nonspacing_mark(utf8::next_code_point(text, pos))) {
         out.append(text, begin, pos - begin);
-      } else if (begin == 0) {
-        keeps_start = false;
       }
+      if (pos <= start_bytes) new_start_bytes = out.size();
     }
+    start_bytes = new_start_bytes;
     text = std::move(out);
   }
 };
 
+// Replaces every match by `content`. As in HF, the replacement is aligned with
+// the last replaced character (with the previous one for an empty match, and
+// with the start for an empty match at 0), which decides what stays at the start.
 class Replace final : public Normalizer {
  public:
   Replace(Pattern pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
-  void normalize(std::string& text, bool& keeps_start) const override {
-    const auto matches = pattern_.find_all(text);
-    if (content_.empty() && !matches.empty() && matches.front().begin == 0 &&
-        matches.front().end > 0) {
-      keeps_start = false;
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
+    std::string out;
+    out.reserve(text.size());
+    std::optional<std::size_t> start_end;  // where the start-aligned part of `out` ends
+    const auto append_kept = [&](std::size_t from, std::size_t to) {
+      if (!start_end && to > start_bytes) {
+        start_end = out.size() + (start_bytes > from ? start_bytes - from : 0);
+      }
+      out.append(text, from, to - from);
+    };
+    std::size_t copied = 0;
+    for (const ByteRange& match : pattern_.find_all(text)) {
+      append_kept(copied, match.begin);
+      const bool aligned_with_start =
+          match.end > match.begin ? match.end <= start_bytes : match.begin <= start_bytes;
+      if (!aligned_with_start && !start_end) start_end = out.size();
+      out.append(content_);
+      copied = match.end;
     }
-    text = pattern_.replace_all(text, content_);
+    append_kept(copied, text.size());
+    start_bytes = start_end.value_or(out.size());
+    text = std::move(out);
   }
 
  private:
@@ -92,8 +130,10 @@ class Replace final : public Normalizer {
 class Prepend final : public Normalizer {
  public:
   explicit Prepend(std::string prefix) : prefix_(std::move(prefix)) {}
-  void normalize(std::string& text, bool& /*keeps_start*/) const override {
-    if (!text.empty()) text.insert(0, prefix_);
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
+    if (text.empty()) return;
+    text.insert(0, prefix_);
+    start_bytes += prefix_.size();
   }
 
  private:
@@ -103,7 +143,7 @@ class Prepend final : public Normalizer {
 class Strip final : public Normalizer {
  public:
   Strip(bool left, bool right) : left_(left), right_(right) {}
-  void normalize(std::string& text, bool& keeps_start) const override {
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
     std::size_t begin = 0;
     std::size_t end = text.size();
     if (left_) {
@@ -122,7 +162,7 @@ class Strip final : public Normalizer {
         end = start;
       }
     }
-    if (begin > 0) keeps_start = false;
+    start_bytes = start_bytes > begin ? std::min(start_bytes, end) - begin : 0;
     text = text.substr(begin, end - begin);
   }
 
@@ -135,8 +175,8 @@ class Sequence final : public Normalizer {
  public:
   explicit Sequence(std::vector<std::unique_ptr<const Normalizer>> steps)
       : steps_(std::move(steps)) {}
-  void normalize(std::string& text, bool& keeps_start) const override {
-    for (const auto& step : steps_) step->normalize(text, keeps_start);
+  void normalize(std::string& text, std::size_t& start_bytes) const override {
+    for (const auto& step : steps_) step->normalize(text, start_bytes);
   }
 
  private:

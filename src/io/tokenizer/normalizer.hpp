@@ -1,6 +1,7 @@
 #pragma once
 // tokenizer.json "normalizer": NFC, NFD, NFKC, NFKD, Lowercase, StripAccents,
 // Replace, Prepend, Strip and Sequence of those.
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -11,13 +12,14 @@ namespace uq {
 class Normalizer {
  public:
   virtual ~Normalizer() = default;
-  // Rewrites valid UTF-8 `text` in place. Clears `keeps_start` when it drops the
-  // first character: HF then no longer sees the text as beginning where it did,
-  // which Metaspace's "first" prepend scheme depends on.
-  virtual void normalize(std::string& text, bool& keeps_start) const = 0;
+  // Rewrites valid UTF-8 `text` in place. `start_bytes` is the length of the
+  // leading part of `text` that HF aligns with the start of the original text
+  // (initially its first character); normalizers keep it up to date because
+  // Metaspace's "first" prepend scheme depends on it.
+  virtual void normalize(std::string& text, std::size_t& start_bytes) const = 0;
   void normalize(std::string& text) const {
-    bool keeps_start = true;
-    normalize(text, keeps_start);
+    std::size_t start_bytes = 0;
+    normalize(text, start_bytes);
   }
 };
 

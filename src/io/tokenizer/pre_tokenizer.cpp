@@ -16,8 +16,7 @@
 namespace uq {
 namespace {
 
-// Cuts every piece with `cut(text) -> pieces' byte ranges`; the first sub-piece
-// keeps the "at input start" mark of its parent.
+// Cuts every piece with `cut(text) -> pieces' byte ranges`.
 template <class Cut>
 void split_each(std::vector<PreToken>& pieces, Cut cut) {
   std::vector<PreToken> result;
@@ -26,7 +25,7 @@ void split_each(std::vector<PreToken>& pieces, Cut cut) {
     for (const ByteRange& range : cut(std::string_view(piece.text))) {
       if (range.begin == range.end) continue;
       result.push_back({piece.text.substr(range.begin, range.end - range.begin),
-                        piece.at_input_start && range.begin == 0});
+                        sub_piece_start_bytes(piece.start_bytes, range.begin, range.end)});
     }
   }
   pieces = std::move(result);
@@ -40,7 +39,9 @@ class ByteLevel final : public PreTokenizer {
   void pre_tokenize(std::vector<PreToken>& pieces) const override {
     if (add_prefix_space_) {
       for (PreToken& piece : pieces) {
-        if (piece.text.front() != ' ') piece.text.insert(0, 1, ' ');
+        if (piece.text.front() == ' ') continue;
+        piece.text.insert(0, 1, ' ');
+        if (piece.start_bytes > 0) ++piece.start_bytes;
       }
     }
     if (regex_) {
@@ -48,7 +49,10 @@ class ByteLevel final : public PreTokenizer {
         return split_at_matches(text.size(), regex_->find_all(text), SplitBehavior::Isolated);
       });
     }
-    for (PreToken& piece : pieces) piece.text = byte_level::encode(piece.text);
+    for (PreToken& piece : pieces) {
+      piece.start_bytes = byte_level::encode(piece.text.substr(0, piece.start_bytes)).size();
+      piece.text = byte_level::encode(piece.text);
+    }
   }
 
  private:
@@ -125,17 +129,23 @@ class Metaspace final : public PreTokenizer {
   void pre_tokenize(std::vector<PreToken>& pieces) const override {
     for (PreToken& piece : pieces) {
       std::string replaced;
-      for (const char c : piece.text) {
-        if (c == ' ') {
+      std::size_t start_bytes = 0;
+      for (std::size_t i = 0; i < piece.text.size(); ++i) {
+        if (piece.text[i] == ' ') {
           replaced.append(replacement_);
         } else {
-          replaced.push_back(c);
+          replaced.push_back(piece.text[i]);
         }
+        if (i < piece.start_bytes) start_bytes = replaced.size();
       }
-      const bool prepend = scheme_ == PrependScheme::Always ||
-                           (scheme_ == PrependScheme::First && piece.at_input_start);
-      if (prepend && !replaced.starts_with(replacement_)) replaced.insert(0, replacement_);
+      const bool prepend =
+          scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && start_bytes > 0);
+      if (prepend && !replaced.starts_with(replacement_)) {
+        replaced.insert(0, replacement_);
+        if (start_bytes > 0) start_bytes += replacement_.size();
+      }
       piece.text = std::move(replaced);
+      piece.start_bytes = start_bytes;
     }
     if (split_) {
       split_each(pieces, [&](std::string_view text) {

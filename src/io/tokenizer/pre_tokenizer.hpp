@@ -3,6 +3,8 @@
 // WhitespaceSplit, Metaspace and Sequence of those. A pre-tokenizer cuts each
 // piece of text into smaller pieces (and may rewrite them); BPE then runs on
 // every piece separately.
+#include <algorithm>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,8 +15,17 @@ namespace uq {
 
 struct PreToken {
   std::string text;
-  bool at_input_start = false;  // begins at byte 0 of the text being encoded
+  // Length of the leading part that HF aligns with the start of the encoded
+  // text (0 when the piece does not begin there).
+  std::size_t start_bytes = 0;
 };
+
+// The start-aligned length of the sub-piece [begin, end) of a piece whose
+// start-aligned length is `start_bytes`.
+inline std::size_t sub_piece_start_bytes(std::size_t start_bytes, std::size_t begin,
+                                         std::size_t end) {
+  return begin < start_bytes ? std::min(start_bytes, end) - begin : 0;
+}
 
 class PreTokenizer {
  public:

@@ -43,15 +43,16 @@ std::vector<AddedToken> parse_added_tokens(const nlohmann::json& spec) {
 struct Piece {
   std::string text;
   std::optional<std::int32_t> added_id;
-  bool at_input_start = false;
+  std::size_t start_bytes = 0;  // see PreToken::start_bytes
 };
 
 void append_added_token_splits(const AddedTokenMatcher& matcher, std::string_view text,
-                               bool at_input_start, std::vector<Piece>& out) {
+                               std::size_t start_bytes, std::vector<Piece>& out) {
   for (const AddedTokenSplit& split : matcher.split(text)) {
-    if (split.range.begin == split.range.end) continue;
-    out.push_back({std::string(text.substr(split.range.begin, split.range.end - split.range.begin)),
-                   split.id, at_input_start && split.range.begin == 0});
+    const auto [begin, end] = split.range;
+    if (begin == end) continue;
+    out.push_back({std::string(text.substr(begin, end - begin)), split.id,
+                   sub_piece_start_bytes(start_bytes, begin, end)});
   }
 }
 
@@ -130,16 +131,20 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
   // 1. Added tokens in the raw text; 2. normalize the rest and find the added
   //    tokens that match normalized text; 3. pre-tokenize and run BPE on the rest.
   std::vector<Piece> raw_pieces;
-  append_added_token_splits(*raw_matcher_, text, true, raw_pieces);
+  append_added_token_splits(
+      *raw_matcher_, text,
+      text.empty() ? 0 : utf8::sequence_length(static_cast<unsigned char>(text[0])), raw_pieces);
   std::vector<Piece> pieces;
   for (Piece& piece : raw_pieces) {
     if (piece.added_id) {
       pieces.push_back(std::move(piece));
       continue;
     }
-    bool keeps_start = true;
-    if (normalizer_) normalizer_->normalize(piece.text, keeps_start);
-    append_added_token_splits(*normalized_matcher_, piece.text, piece.at_input_start && keeps_start,
+    // Normalizers track the start in the piece's own terms (its first character).
+    const bool at_input_start = piece.start_bytes > 0;
+    std::size_t start_bytes = utf8::sequence_length(static_cast<unsigned char>(piece.text[0]));
+    if (normalizer_) normalizer_->normalize(piece.text, start_bytes);
+    append_added_token_splits(*normalized_matcher_, piece.text, at_input_start ? start_bytes : 0,
                               pieces);
   }
 
@@ -152,7 +157,7 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
       continue;
     }
     words.clear();
-    words.push_back({std::move(piece.text), piece.at_input_start});
+    words.push_back({std::move(piece.text), piece.start_bytes});
     if (pre_tokenizer_) pre_tokenizer_->pre_tokenize(words);
     for (const PreToken& word : words) model_->tokenize(word.text, ids);
   }

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -97,6 +98,25 @@ TEST(Tokenizer, BundledValidationFileMatchesHuggingFace) {
                                       ids.begin() + static_cast<std::ptrdiff_t>(head.size())),
             head);
   EXPECT_EQ(bundled().decode(ids), text);
+}
+
+TEST(Tokenizer, ConcurrentEncodingGivesTheSameIds) {
+  const std::string text = read_file(test::source_path("data/val.txt"));
+  const auto tokenizer = Tokenizer::from_file(test::bundled_model() / "tokenizer.json");
+  std::vector<std::vector<std::int32_t>> results(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < results.size(); ++t) {
+    // Different slices first so that the threads fill the shared word cache together.
+    threads.emplace_back([&, t] {
+      (void)tokenizer.encode(text.substr(t * 1000, 50000));
+      results[t] = tokenizer.encode(text);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& ids : results) {
+    EXPECT_EQ(static_cast<std::int64_t>(ids.size()), refs().at("val_num_ids").get<std::int64_t>());
+    EXPECT_TRUE(ids == results[0]);
+  }
 }
 
 TEST(Tokenizer, BundledVocabularyAndSpecialTokens) {

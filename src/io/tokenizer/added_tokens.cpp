@@ -51,6 +51,7 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens,
     : tokens_(std::move(tokens)), nodes_(1) {
   for (std::size_t index = 0; index < tokens_.size(); ++index) {
     if (patterns[index].empty()) continue;
+    is_first_byte_[static_cast<unsigned char>(patterns[index][0])] = true;
     std::int32_t node = 0;
     for (const char c : patterns[index]) {
       const auto byte = static_cast<unsigned char>(c);
@@ -95,7 +96,8 @@ std::vector<AddedTokenSplit> AddedTokenMatcher::split(std::string_view text) con
   std::size_t covered = 0;  // end of the last emitted split
   std::size_t pos = 0;
   while (pos < text.size() && !empty()) {
-    const auto found = longest_at(text, pos);
+    const auto found = is_first_byte_[static_cast<unsigned char>(text[pos])] ? longest_at(text, pos)
+                                                                             : std::nullopt;
     if (!found) {
       ++pos;
       continue;

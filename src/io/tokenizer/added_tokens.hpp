@@ -1,6 +1,7 @@
 #pragma once
 // tokenizer.json "added_tokens": tokens matched in the text before anything
 // else and never split. Matching is leftmost-longest, like HF's Aho-Corasick.
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,7 +51,8 @@ class AddedTokenMatcher {
                                                                  std::size_t pos) const;
 
   std::vector<AddedToken> tokens_;
-  std::vector<Node> nodes_;  // a byte trie; nodes_[0] is the root
+  std::vector<Node> nodes_;                // a byte trie; nodes_[0] is the root
+  std::array<bool, 256> is_first_byte_{};  // of some token: where matching is worth trying
 };
 
 }  // namespace uq

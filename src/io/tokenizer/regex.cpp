@@ -22,7 +22,12 @@ struct MatchState {
   pcre2_jit_stack* jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
   pcre2_match_context* context = pcre2_match_context_create(nullptr);
 
-  MatchState() { pcre2_jit_stack_assign(context, nullptr, jit_stack); }
+  MatchState() {
+    pcre2_jit_stack_assign(context, nullptr, jit_stack);
+    // The default limit (10M backtracking steps) is hit by tokenizer patterns
+    // such as \s*[\r\n]+ on a few MB of spaces; their work is linear anyway.
+    pcre2_set_match_limit(context, 0xFFFFFFFFu);
+  }
   ~MatchState() {
     pcre2_match_context_free(context);
     pcre2_jit_stack_free(jit_stack);

@@ -1,11 +1,14 @@
 #pragma once
-// Reading optional fields of tokenizer.json component specs. A wrong JSON type
-// throws nlohmann::json::exception, which Tokenizer::from_file reports with the path.
+// Reading the fields of tokenizer.json component specs. A field of the wrong
+// JSON type throws nlohmann::json::exception, which Tokenizer::from_json
+// reports with the file name.
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
 
 namespace uq {
 
@@ -27,23 +30,16 @@ std::optional<T> optional_field(const nlohmann::json& spec, const char* key) {
 
 // spec[key] as T; fails naming `owner` when absent.
 template <class T>
-T required_field(const nlohmann::json& spec, const char* key, std::string_view owner);
-
-// The "type" of a component spec; fails naming `owner` when absent.
-std::string component_type(const nlohmann::json& spec, std::string_view owner);
-
-}  // namespace uq
-
-#include "core/error.hpp"
-
-template <class T>
-T uq::required_field(const nlohmann::json& spec, const char* key, std::string_view owner) {
+T required_field(const nlohmann::json& spec, const char* key, std::string_view owner) {
   const auto it = spec.find(key);
   if (it == spec.end() || it->is_null()) fail(owner, ": missing field '", key, "'");
   return it->get<T>();
 }
 
-inline std::string uq::component_type(const nlohmann::json& spec, std::string_view owner) {
+// The "type" of a component spec; fails naming `owner` when absent.
+inline std::string component_type(const nlohmann::json& spec, std::string_view owner) {
   if (!spec.is_object()) fail(owner, ": expected an object, got ", spec.dump());
   return required_field<std::string>(spec, "type", owner);
 }
+
+}  // namespace uq

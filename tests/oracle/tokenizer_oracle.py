@@ -178,6 +178,22 @@ def sentencepiece_style():
     return Tokenizer.from_str(json.dumps(spec))
 
 
+def metaspace_always_whole():
+    """Newer Llama-2/Mistral files: no normalizer, Metaspace(always, split=False), byte fallback."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always",
+                                                 split=False)
+    tok.decoder = decoders.Sequence([
+        decoders.Metaspace(replacement="▁", prepend_scheme="always", split=False),
+        decoders.ByteFallback(), decoders.Fuse()])
+    train(tok, 1000, ["<unk>", "<s>", "</s>"], limit_alphabet=100)
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    return Tokenizer.from_str(json.dumps(spec))
+
+
 def metaspace_split_digits():
     """Metaspace(first) + Digits + Split behaviours, NFKD + StripAccents, null decoder."""
     tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=False))
@@ -242,6 +258,7 @@ def main():
         "qwen2_style": json.loads(qwen2_style().to_str()),
         "prefix_space_lowercase": json.loads(prefix_space_lowercase().to_str()),
         "sentencepiece_style": json.loads(sentencepiece_style().to_str()),
+        "metaspace_always_whole": json.loads(metaspace_always_whole().to_str()),
         "metaspace_split_digits": json.loads(metaspace_split_digits().to_str()),
         "whitespace_subwords": json.loads(whitespace_subwords().to_str()),
         "invert_split_whitespace_split": json.loads(invert_split_whitespace_split().to_str()),

@@ -28,6 +28,8 @@ class AtomicFileWriter {
 
   const std::filesystem::path& path() const { return path_; }
   const std::filesystem::path& temporary_path() const { return temporary_; }
+  // True after an I/O error removed the temporary file.
+  bool failed() const { return state_ == State::kFailed; }
 
  private:
   void check_writing(std::string_view action) const;

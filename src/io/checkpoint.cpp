@@ -26,7 +26,9 @@ bool lies_within(const fs::path& path, const fs::path& root) {
 // Hugging Face hub cache snapshot (<repo>/snapshots/<revision>, whose files are
 // symlinks to ../../blobs/<hash>), inside that repository's blobs directory.
 std::vector<fs::path> allowed_roots(const fs::path& directory) {
-  const fs::path real = fs::canonical(directory);
+  std::error_code error;
+  const fs::path real = fs::canonical(directory, error);
+  if (error) fail(directory.string(), ": cannot resolve: ", error.message());
   std::vector<fs::path> roots{real};
   if (real.parent_path().filename() == "snapshots") {
     roots.push_back(real.parent_path().parent_path() / "blobs");
@@ -35,8 +37,8 @@ std::vector<fs::path> allowed_roots(const fs::path& directory) {
 }
 
 // The path of a shard named by the index, refusing names that escape `directory`.
-fs::path resolve_shard(const fs::path& directory, const fs::path& index_path,
-                       const std::string& shard) {
+fs::path resolve_shard(const fs::path& directory, const std::vector<fs::path>& roots,
+                       const fs::path& index_path, const std::string& shard) {
   const std::string where = index_path.string() + ": shard '" + shard + "'";
   const fs::path relative(shard);
   if (shard.empty()) fail(index_path.string(), ": empty shard file name");
@@ -47,8 +49,8 @@ fs::path resolve_shard(const fs::path& directory, const fs::path& index_path,
   const fs::path full = directory / relative;
   std::error_code error;
   if (!fs::is_regular_file(full, error)) fail(where, " does not exist (or is not a file)");
-  const fs::path real = fs::canonical(full);
-  const auto roots = allowed_roots(directory);
+  const fs::path real = fs::canonical(full, error);
+  if (error) fail(where, ": cannot resolve: ", error.message());
   if (std::none_of(roots.begin(), roots.end(),
                    [&](const fs::path& root) { return lies_within(real, root); })) {
     fail(where, " resolves to ", real.string(), ", outside the checkpoint directory");
@@ -82,11 +84,15 @@ nlohmann::json read_index(const fs::path& index_path) {
 
 std::vector<fs::path> loose_safetensors_files(const fs::path& directory) {
   std::vector<fs::path> files;
-  for (const auto& item : fs::directory_iterator(directory)) {
-    if (item.path().extension() == ".safetensors" && item.is_regular_file()) {
-      files.push_back(item.path());
+  std::error_code error;
+  for (fs::directory_iterator item(directory, error), end; !error && item != end;
+       item.increment(error)) {
+    std::error_code type_error;
+    if (item->path().extension() == ".safetensors" && item->is_regular_file(type_error)) {
+      files.push_back(item->path());
     }
   }
+  if (error) fail(directory.string(), ": cannot list: ", error.message());
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -117,14 +123,15 @@ Checkpoint Checkpoint::open(const fs::path& path) {
     return checkpoint;
   }
   const fs::path index_path = path / kIndexName;
-  if (fs::exists(index_path)) {
+  if (fs::exists(index_path, error)) {
     const nlohmann::json weight_map = read_index(index_path);
     if (weight_map.empty()) fail(index_path.string(), ": weight_map lists no tensors");
     // Sorted shard names: model-00001-of-N comes first and gives metadata().
     std::map<std::string, std::shared_ptr<const SafetensorsFile>> shards;
     for (const auto& [tensor, shard] : weight_map.items()) shards.emplace(shard, nullptr);
+    const auto roots = allowed_roots(path);
     for (auto& [shard, file] : shards) {
-      file = SafetensorsFile::open(resolve_shard(path, index_path, shard));
+      file = SafetensorsFile::open(resolve_shard(path, roots, index_path, shard));
       add(file);
     }
     for (const auto& [tensor, shard] : weight_map.items()) {
@@ -133,7 +140,7 @@ Checkpoint Checkpoint::open(const fs::path& path) {
              shard.get<std::string>(), "' which does not contain it");
       }
     }
-  } else if (fs::exists(path / kSingleName)) {
+  } else if (fs::exists(path / kSingleName, error)) {
     add(SafetensorsFile::open(path / kSingleName));
   } else {
     const auto files = loose_safetensors_files(path);

@@ -66,6 +66,10 @@ std::vector<float> TensorView::to_f32() const {
     fail("tensor '", name, "': dtype ", dtype_name(dtype), " is not a float type");
   }
   std::vector<float> values(static_cast<std::size_t>(numel()));
+  if (values.size() * dtype_size(dtype) != nbytes) {
+    fail("tensor '", name, "': ", nbytes, " bytes do not match ", dtype_name(dtype), " ",
+         shape_text(shape));
+  }
   convert_to_f32(dtype, data, values.size(), values.data());
   return values;
 }
@@ -128,9 +132,9 @@ void SafetensorsFile::parse_header() {
     fail(file, ": header is not valid JSON: ", error.what());
   }
   if (!header.is_object()) fail(file, ": header is not a JSON object");
-  if (header.size() > kMaxTensors + 1) {
-    fail(file, ": header lists ", header.size(), " entries, more than the limit of ", kMaxTensors,
-         " tensors");
+  const std::size_t tensor_count = header.size() - (header.contains("__metadata__") ? 1 : 0);
+  if (tensor_count > kMaxTensors) {
+    fail(file, ": header lists ", tensor_count, " tensors, more than the limit of ", kMaxTensors);
   }
 
   for (const auto& [name, value] : header.items()) {

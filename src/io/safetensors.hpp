@@ -16,7 +16,8 @@
 namespace uq {
 
 // A read-only view of one stored tensor. `data` stays valid while the file
-// (or checkpoint) that produced it is alive.
+// (or checkpoint) that produced it is alive. It may be unaligned for its dtype
+// (the format packs tensors back to back): read it with memcpy or convert_to_f32.
 struct TensorView {
   std::string name;
   DType dtype = DType::F32;
@@ -71,9 +72,11 @@ class SafetensorsFile {
 };
 
 // A Hugging Face checkpoint directory: model.safetensors, or shards listed by
-// model.safetensors.index.json (every shard inside the directory), or without
-// either any *.safetensors files there (tensor names must not repeat across
-// them). Also opens a single .safetensors file path.
+// model.safetensors.index.json (every shard inside the directory, symlinks
+// included, except that a hub cache snapshot may point into its blobs/; tensors a
+// shard holds beyond those the index lists are kept too), or without either
+// any *.safetensors files there. A tensor name may appear in only one file.
+// Also opens a single .safetensors file path.
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& path);
@@ -111,6 +114,9 @@ class SafetensorsWriter {
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  // A moved-from writer may only be destroyed.
+  SafetensorsWriter(SafetensorsWriter&&) noexcept;
+  SafetensorsWriter& operator=(SafetensorsWriter&&) noexcept;
 
   void add(std::string name, DType dtype, std::vector<std::int64_t> shape,
            std::span<const std::byte> bytes);

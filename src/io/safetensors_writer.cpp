@@ -45,6 +45,7 @@ struct SafetensorsWriter::Impl {
 
 void SafetensorsWriter::Impl::check_open(std::string_view action) const {
   if (committed) fail(path.string(), ": ", action, " after commit");
+  if (file.failed()) fail(path.string(), ": ", action, " after an earlier failure");
 }
 
 void SafetensorsWriter::Impl::declare(std::string name, DType dtype,
@@ -113,6 +114,8 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path path,
     : impl_(std::make_unique<Impl>(std::move(path), std::move(metadata))) {}
 
 SafetensorsWriter::~SafetensorsWriter() = default;
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&&) noexcept = default;
+SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&&) noexcept = default;
 
 void SafetensorsWriter::add(std::string name, DType dtype, std::vector<std::int64_t> shape,
                             std::span<const std::byte> bytes) {

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# All set-up, build, and the whole test suite (ctest). Exits non-zero if any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+cd "${UQ_BUILD_DIR:-build}"
+ctest --output-on-failure -j"$(nproc)" --timeout 900

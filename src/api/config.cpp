@@ -1,0 +1,81 @@
+#include "api/config.hpp"
+
+#include <algorithm>
+
+#include "api/backend_registry.hpp"
+#include "core/error.hpp"
+#include "quant/layer_pattern.hpp"
+
+namespace uq {
+namespace {
+
+std::string join(const std::vector<int>& values) {
+  std::string text;
+  for (const int value : values) text += (text.empty() ? "" : ", ") + std::to_string(value);
+  return text;
+}
+
+bool contains(const std::vector<int>& values, int value) {
+  return std::find(values.begin(), values.end(), value) != values.end();
+}
+
+}  // namespace
+
+void validate(UnifiedQuantizationConfig& config) {
+  if (config.backend == "mps") config.backend = "custom";
+  if (config.backend != "auto") {
+    const BackendSpec* spec = find_backend(config.backend);
+    if (spec == nullptr) {
+      fail("unknown backend '", config.backend, "' (known: ", known_backend_names(), ")");
+    }
+    if (!spec->available) {
+      fail("backend '", config.backend, "' is not implemented in this build yet (available: mlx)");
+    }
+  }
+  const int bits = config.effective_bits();
+  if (bits < 1 || bits > 8) fail("bits ", bits, " is out of range (1-8)");
+  for (const auto& [pattern, layer_bits] : config.layer_bits) {
+    if (pattern.empty()) fail("layer_bits: empty pattern");
+    if (layer_bits != 0 && layer_bits != 16 && (layer_bits < 1 || layer_bits > 8)) {
+      fail("layer_bits '", pattern, "'=", layer_bits, " is out of range (1-8, or 0/16 for float)");
+    }
+    pattern_matches(pattern, "");  // rejects an invalid re: expression early
+  }
+  for (const auto& pattern : config.skip) pattern_matches(pattern, "");
+  const BackendSpec* spec = find_backend(config.backend == "auto" ? "mlx" : config.backend);
+  const auto check_bits = [&](int value, const std::string& what) {
+    if (!contains(spec->bits, value)) {
+      fail(what, " ", value, " is not supported by backend '", spec->name, "' (supported: ",
+           join(spec->bits), ")");
+    }
+  };
+  check_bits(bits, "bits");
+  for (const auto& [pattern, layer_bits] : config.layer_bits) {
+    if (layer_bits != 0 && layer_bits != 16) check_bits(layer_bits, "layer_bits '" + pattern + "'");
+  }
+  if (!spec->group_sizes.empty() && !contains(spec->group_sizes, config.group_size)) {
+    fail("group size ", config.group_size, " is not supported by backend '", spec->name,
+         "' (supported: ", join(spec->group_sizes), ")");
+  }
+  static const std::vector<std::string> methods{"rtn", "gptq", "awq", "hqq"};
+  if (std::find(methods.begin(), methods.end(), config.method) == methods.end()) {
+    fail("unknown method '", config.method, "' (known: rtn, gptq, awq, hqq)");
+  }
+  if (config.method != "rtn") {
+    fail("method '", config.method, "' is not implemented in this build yet (available: rtn)");
+  }
+  if (config.calibration_samples < 1) {
+    fail("calibration_samples ", config.calibration_samples, " must be at least 1");
+  }
+  if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
+  if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
+  if (config.enable_lora) fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
+  if (config.memory_efficient) {
+    fail("memory_efficient: streaming quantization is not implemented in this build yet");
+  }
+  if (config.device != "auto" && config.device != "cpu" && config.device != "cuda") {
+    fail("unknown device '", config.device, "' (known: cpu, cuda, auto)");
+  }
+}
+
+}  // namespace uq

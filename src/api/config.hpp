@@ -1,0 +1,35 @@
+#pragma once
+// UnifiedQuantizationConfig: everything quantize_model needs to know, with the
+// names of the migration guide (DESIGN.md §1).
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace uq {
+
+struct UnifiedQuantizationConfig {
+  int bits = 4;                    // the guide's `bits`; default_bits overrides it when set
+  std::string backend = "auto";    // mlx | quanto | bnb | custom (alias mps) | auto
+  int default_bits = 0;            // 0: use `bits`
+  int group_size = 64;             // elements sharing one scale/bias
+  std::map<std::string, int> layer_bits;  // pattern -> bits (0 or 16: keep float)
+  std::vector<std::string> skip;   // patterns kept in float
+  std::string method = "rtn";      // rtn | gptq | awq | hqq
+  std::string calibration_data;    // text file for calibrated methods
+  int calibration_samples = 128;
+  bool memory_efficient = false;   // stream tensors from disk
+  std::int64_t chunk_size = 256;   // rows per streamed chunk
+  bool enable_lora = false;
+  int lora_rank = 16;
+  std::string device = "auto";     // cpu | cuda | auto
+
+  int effective_bits() const { return default_bits != 0 ? default_bits : bits; }
+};
+
+// Throws uq::Error naming the first option that is out of range or
+// inconsistent (bits, group_size, layer_bits values, backend, method, ...).
+// Resolves the alias "mps" to "custom".
+void validate(UnifiedQuantizationConfig& config);
+
+}  // namespace uq

@@ -22,7 +22,9 @@ class ThreadPool {
     stop_workers();
     stopping_ = false;
     for (int i = 1; i < std::max(count, 1); ++i) {
-      workers_.emplace_back([this, i] { worker_loop(i); });
+      // The generation is read here, not in the new thread: a run() issued
+      // before the thread gets going must still count as new work for it.
+      workers_.emplace_back([this, i, seen = generation_] { worker_loop(i, seen); });
     }
   }
 
@@ -50,8 +52,7 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
-    std::uint64_t seen = generation_;
+  void worker_loop(int index, std::uint64_t seen) {
     for (;;) {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });

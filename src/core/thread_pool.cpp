@@ -22,7 +22,9 @@ class ThreadPool {
     stop_workers();
     stopping_ = false;
     for (int i = 1; i < std::max(count, 1); ++i) {
-      workers_.emplace_back([this, i] { worker_loop(i); });
+      // The generation is read here, not in the new thread: a run() that starts
+      // before the thread does must still be seen as new work.
+      workers_.emplace_back([this, i, seen = generation_] { worker_loop(i, seen); });
     }
   }
 
@@ -50,8 +52,7 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
-    std::uint64_t seen = generation_;
+  void worker_loop(int index, std::uint64_t seen) {
     for (;;) {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -113,7 +114,9 @@ thread_local bool inside_parallel_region = false;
 
 }  // namespace
 
-int num_threads() { return pool().size(); }
+int num_threads() {
+  return pool().size();
+}
 
 void set_num_threads(int count) {
   std::lock_guard lock(pool_mutex());
@@ -124,7 +127,8 @@ void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t min_chunk,
                   const std::function<void(std::int64_t, std::int64_t)>& body) {
   const std::int64_t total = end - begin;
   if (total <= 0) return;
-  const std::int64_t max_chunks = std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
+  const std::int64_t max_chunks =
+      std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
   // Nested calls, and callers racing for the pool, run inline.
   std::unique_lock lock(pool_mutex(), std::defer_lock);
   if (inside_parallel_region || max_chunks == 1 || !lock.try_lock()) {

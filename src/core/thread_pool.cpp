@@ -114,9 +114,7 @@ thread_local bool inside_parallel_region = false;
 
 }  // namespace
 
-int num_threads() {
-  return pool().size();
-}
+int num_threads() { return pool().size(); }
 
 void set_num_threads(int count) {
   std::lock_guard lock(pool_mutex());
@@ -127,8 +125,7 @@ void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t min_chunk,
                   const std::function<void(std::int64_t, std::int64_t)>& body) {
   const std::int64_t total = end - begin;
   if (total <= 0) return;
-  const std::int64_t max_chunks =
-      std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
+  const std::int64_t max_chunks = std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
   // Nested calls, and callers racing for the pool, run inline.
   std::unique_lock lock(pool_mutex(), std::defer_lock);
   if (inside_parallel_region || max_chunks == 1 || !lock.try_lock()) {

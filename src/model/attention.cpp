@@ -1,5 +1,7 @@
 #include "model/attention.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -7,6 +9,30 @@
 #include "core/thread_pool.hpp"
 
 namespace uq {
+namespace {
+
+float dot(const float* a, const float* b, std::int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  float sum = _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// y += alpha * x
+void axpy(float alpha, const float* x, float* y, std::int64_t n) {
+  const __m256 scale = _mm256_set1_ps(alpha);
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(scale, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
 
 void causal_attention(const float* q, std::int64_t count, std::int64_t first_position,
                       const KVCache& cache, std::int64_t layer, const AttentionShape& shape,
@@ -32,10 +58,7 @@ void causal_attention(const float* q, std::int64_t count, std::int64_t first_pos
       scores.resize(keys_seen);
       float max_score = -INFINITY;
       for (std::int64_t k = 0; k < keys_seen; ++k) {
-        const float* key = keys + k * head_dim;
-        float dot = 0.0f;
-        for (std::int64_t d = 0; d < head_dim; ++d) dot += query[d] * key[d];
-        scores[k] = dot * scale;
+        scores[k] = dot(query, keys + k * head_dim, head_dim) * scale;
         max_score = std::max(max_score, scores[k]);
       }
       float total = 0.0f;
@@ -47,9 +70,7 @@ void causal_attention(const float* q, std::int64_t count, std::int64_t first_pos
       std::fill_n(result, head_dim, 0.0f);
       const float inverse_total = 1.0f / total;
       for (std::int64_t k = 0; k < keys_seen; ++k) {
-        const float weight = scores[k] * inverse_total;
-        const float* value = values + k * head_dim;
-        for (std::int64_t d = 0; d < head_dim; ++d) result[d] += weight * value[d];
+        axpy(scores[k] * inverse_total, values + k * head_dim, result, head_dim);
       }
     }
   });

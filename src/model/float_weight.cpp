@@ -19,7 +19,7 @@ namespace {
 constexpr std::int64_t kGemvMaxRows = 8;
 // Rows of W converted to float32 per sgemm call (a block fits in L2 for
 // typical widths and bounds the scratch memory).
-constexpr std::int64_t kGemmBlockBytes = 2 << 20;
+constexpr std::int64_t kGemmBlockBytes = 512 << 10;
 
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const std::uint16_t* p, DType dtype) {
@@ -152,28 +152,30 @@ void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const
 }
 
 void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const {
+  // Our pool owns the parallelism: each thread runs single-threaded sgemm on
+  // its own slice of output features, so OpenBLAS threads never compete with it.
+  static const bool blas_single_threaded = (openblas_set_num_threads(1), true);
+  (void)blas_single_threaded;
   const auto in = static_cast<blasint>(in_features_);
   const auto out = static_cast<blasint>(out_features_);
   const auto m = static_cast<blasint>(rows);
-  if (dtype_ == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in,
-                reinterpret_cast<const float*>(data_.data()), in, 0.0f, y, out);
-    return;
-  }
-  // Convert a block of W rows to float32 (in parallel), then one sgemm writes
-  // the matching columns of y.
-  const std::int64_t block_rows = std::clamp<std::int64_t>(
-      kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)), 64, out_features_);
-  std::vector<float> block(static_cast<std::size_t>(block_rows * in_features_));
-  for (std::int64_t first = 0; first < out_features_; first += block_rows) {
-    const std::int64_t count = std::min(block_rows, out_features_ - first);
-    parallel_for(0, count, 16, [&](std::int64_t lo, std::int64_t hi) {
-      convert_to_f32(dtype_, row_bytes(first + lo), static_cast<std::size_t>((hi - lo) * in_features_),
-                     block.data() + lo * in_features_);
-    });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
-                x, in, block.data(), in, 0.0f, y + first, out);
-  }
+  const std::int64_t block_rows = std::max<std::int64_t>(
+      16, kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)));
+  parallel_for(0, out_features_, 64, [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<float> block;
+    for (std::int64_t first = lo; first < hi; first += block_rows) {
+      const std::int64_t count = std::min(block_rows, hi - first);
+      const float* w = reinterpret_cast<const float*>(row_bytes(first));
+      if (dtype_ != DType::F32) {
+        // Only a block of W exists in float32 at a time.
+        block.resize(static_cast<std::size_t>(count * in_features_));
+        convert_to_f32(dtype_, row_bytes(first), block.size(), block.data());
+        w = block.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in,
+                  1.0f, x, in, w, in, 0.0f, y + first, out);
+    }
+  });
 }
 
 void FloatWeight::matmul_reference(const float* x, std::int64_t rows, float* y) const {

@@ -24,7 +24,7 @@ struct PerplexityResult {
 PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids,
                             std::int64_t ctx);
 
-// -log softmax(logits)[target], computed stably in double.
+// -log softmax(logits)[target], computed stably (double accumulation).
 double negative_log_likelihood(std::span<const float> logits, std::int32_t target);
 
 }  // namespace uq

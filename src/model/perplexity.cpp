@@ -21,14 +21,18 @@ double negative_log_likelihood(std::span<const float> logits, std::int32_t targe
   return std::log(sum) - static_cast<double>(logits[target] - max_logit);
 }
 
-PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids,
-                            std::int64_t ctx) {
-  const ModelConfig& config = model.config();
+void check_perplexity_ctx(const ModelConfig& config, std::int64_t ctx) {
   if (ctx < 2) fail("option --ctx must be at least 2, got ", ctx);
   if (ctx > config.max_position_embeddings) {
     fail("option --ctx ", ctx, " exceeds the model's max_position_embeddings (",
          config.max_position_embeddings, ")");
   }
+}
+
+PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids,
+                            std::int64_t ctx) {
+  const ModelConfig& config = model.config();
+  check_perplexity_ctx(config, ctx);
   const auto windows = static_cast<std::int64_t>(ids.size()) / ctx;
   if (windows == 0) {
     fail("the data has ", ids.size(), " tokens, fewer than one window of --ctx ", ctx);

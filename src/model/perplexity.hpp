@@ -8,6 +8,7 @@
 namespace uq {
 
 class Model;
+struct ModelConfig;
 
 struct PerplexityResult {
   double perplexity = 0.0;
@@ -23,6 +24,9 @@ struct PerplexityResult {
 // fewer than ctx ids.
 PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids,
                             std::int64_t ctx);
+
+// Throws uq::Error naming --ctx when ctx < 2 or ctx > max_position_embeddings.
+void check_perplexity_ctx(const ModelConfig& config, std::int64_t ctx);
 
 // -log softmax(logits)[target], computed stably (double accumulation).
 double negative_log_likelihood(std::span<const float> logits, std::int32_t target);

@@ -47,6 +47,7 @@ void register_eval(CLI::App& app) {
     const std::string text = read_text(options.data);
     if (text.empty()) fail("option --data: '", options.data, "' is empty");
     const auto model = load_model(options.model);
+    check_perplexity_ctx(model->config(), options.ctx);
     const auto ids = model->tokenizer()->encode(text);
     if (static_cast<std::int64_t>(ids.size()) < options.ctx) {
       fail("option --data: '", options.data, "' has ", ids.size(),

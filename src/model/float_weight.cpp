@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "io/safetensors.hpp"
+#include "model/blas.hpp"
 
 namespace uq {
 namespace {
@@ -153,9 +154,8 @@ void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const
 
 void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const {
   // Our pool owns the parallelism: each thread runs single-threaded sgemm on
-  // its own slice of output features, so OpenBLAS threads never compete with it.
-  static const bool blas_single_threaded = (openblas_set_num_threads(1), true);
-  (void)blas_single_threaded;
+  // its own slice of output features.
+  use_single_threaded_blas();
   const auto in = static_cast<blasint>(in_features_);
   const auto out = static_cast<blasint>(out_features_);
   const auto m = static_cast<blasint>(rows);

@@ -112,17 +112,18 @@ std::vector<float> naive_attention(const std::vector<float>& q, const std::vecto
   return out;
 }
 
-class Attention : public ::testing::TestWithParam<std::int64_t> {};
+class Attention : public ::testing::TestWithParam<std::tuple<std::int64_t, std::int64_t>> {};
 
-// Causal GQA with and without a sliding window; the prompt processed in one
-// call and token by token through the cache give the same result.
+// Causal GQA with and without a sliding window, on the per-token path (few
+// tokens) and the blocked sgemm path (many, across query blocks); a prompt
+// processed in one call and token by token through the cache agree.
 TEST_P(Attention, MatchesNaiveInOneCallAndIncrementally) {
+  const auto [window, count] = GetParam();
   AttentionShape shape;
   shape.heads = 4;
   shape.kv_heads = 2;
   shape.head_dim = 8;
-  if (GetParam() > 0) shape.sliding_window = GetParam();
-  const std::int64_t count = 11;
+  if (window > 0) shape.sliding_window = window;
   std::mt19937 random(5);
   std::normal_distribution<float> normal;
   auto fill = [&](std::int64_t n) {
@@ -141,21 +142,31 @@ TEST_P(Attention, MatchesNaiveInOneCallAndIncrementally) {
   std::vector<float> out(q.size());
   causal_attention(q.data(), count, 0, whole, 0, shape, out.data());
   whole.advance(count);
-  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], expected[i], 1e-5f) << i;
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expected[i], 1e-5f) << i;
 
+  // A prefix in one call, the rest one by one.
+  const std::int64_t prefix = count / 3;
   KVCache incremental(1, 2, 8);
-  for (std::int64_t t = 0; t < count; ++t) {
+  incremental.reserve_more(prefix);
+  incremental.store(0, k.data(), v.data(), prefix);
+  std::vector<float> head(static_cast<std::size_t>(prefix * 32));
+  causal_attention(q.data(), prefix, 0, incremental, 0, shape, head.data());
+  incremental.advance(prefix);
+  for (std::size_t i = 0; i < head.size(); ++i) ASSERT_NEAR(head[i], expected[i], 1e-5f);
+  for (std::int64_t t = prefix; t < count; ++t) {
     incremental.reserve_more(1);
     incremental.store(0, k.data() + t * 16, v.data() + t * 16, 1);
     std::vector<float> row(32);
     causal_attention(q.data() + t * 32, 1, t, incremental, 0, shape, row.data());
     incremental.advance(1);
-    for (std::size_t i = 0; i < 32; ++i) EXPECT_NEAR(row[i], expected[t * 32 + i], 1e-5f);
+    for (std::size_t i = 0; i < 32; ++i) ASSERT_NEAR(row[i], expected[t * 32 + i], 1e-5f);
   }
   EXPECT_EQ(incremental.length(), count);
 }
 
-INSTANTIATE_TEST_SUITE_P(Windows, Attention, ::testing::Values(0, 1, 4));
+INSTANTIATE_TEST_SUITE_P(WindowsAndLengths, Attention,
+                         ::testing::Combine(::testing::Values(0, 1, 4, 50),
+                                            ::testing::Values(11, 150)));
 
 TEST(Sampling, GreedyTakesFirstMaximum) {
   const std::vector<float> logits{0.5f, 2.0f, -1.0f, 2.0f};

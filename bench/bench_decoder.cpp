@@ -19,7 +19,8 @@ const std::shared_ptr<uq::Model>& model() {
 
 std::vector<std::int32_t> prompt(std::int64_t length) {
   std::vector<std::int32_t> ids(static_cast<std::size_t>(length));
-  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>(200 + 37 * i % 3000);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<std::int32_t>(200 + 37 * i % 3000);
   return ids;
 }
 

@@ -16,7 +16,8 @@ namespace {
 float dot(const float* a, const float* b, std::int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
   const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
   const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
   float sum = _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
@@ -52,7 +53,6 @@ void axpy(float alpha, const float* x, float* y, std::int64_t n) {
   }
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
-
 
 // One query at a time: dot products with the visible keys, softmax, weighted
 // sum of values. Best for decoding (one new token per call).

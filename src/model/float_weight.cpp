@@ -22,7 +22,9 @@ constexpr std::int64_t kGemvMaxRows = 8;
 // typical widths and bounds the scratch memory).
 constexpr std::int64_t kGemmBlockBytes = 512 << 10;
 
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
 inline __m256 load8(const std::uint16_t* p, DType dtype) {
   const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   if (dtype == DType::F16) return _mm256_cvtph_ps(half);
@@ -90,8 +92,7 @@ std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) 
     fail("tensor '", tensor.name, "': unsupported dtype ", dtype_name(tensor.dtype),
          " for a float weight (expected F32, F16 or BF16)");
   }
-  return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1],
-                                       tensor.data);
+  return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1], tensor.data);
 }
 
 std::string FloatWeight::describe() const {
@@ -134,7 +135,8 @@ void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const
     for (std::int64_t o = lo; o < hi; ++o) {
       const std::byte* w_row = row_bytes(o);
       std::int64_t r = 0;
-      for (; r + 4 <= rows; r += 4) dot_rows<4>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
+      for (; r + 4 <= rows; r += 4)
+        dot_rows<4>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
       switch (rows - r) {
         case 3:
           dot_rows<3>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
@@ -172,8 +174,8 @@ void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const
         convert_to_f32(dtype_, row_bytes(first), block.size(), block.data());
         w = block.data();
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in,
-                  1.0f, x, in, w, in, 0.0f, y + first, out);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
+                  x, in, w, in, 0.0f, y + first, out);
     }
   });
 }

@@ -41,7 +41,8 @@ PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> id
   const std::int64_t vocab = config.vocab_size;
   double total_nll = 0.0;
   for (std::int64_t w = 0; w < windows; ++w) {
-    const auto window = ids.subspan(static_cast<std::size_t>(w * ctx), static_cast<std::size_t>(ctx));
+    const auto window =
+        ids.subspan(static_cast<std::size_t>(w * ctx), static_cast<std::size_t>(ctx));
     const std::vector<float> logits = model.forward(window, LogitsMode::All);
     for (std::int64_t t = 0; t + 1 < ctx; ++t) {
       const std::span<const float> row(logits.data() + t * vocab, static_cast<std::size_t>(vocab));

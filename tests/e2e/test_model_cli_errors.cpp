@@ -11,10 +11,10 @@
 namespace uq {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using test::bundled_model;
 using test::run_uq;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 // A copy of the bundled model whose config.json `edit` changes.
 class BrokenModel {
@@ -61,7 +61,8 @@ TEST(ModelCliErrors, UnknownModelType) {
 
 TEST(ModelCliErrors, UnsupportedRopeType) {
   BrokenModel model([](nlohmann::json& config) {
-    config["rope_parameters"] = {{"rope_type", "dynamic"}, {"rope_theta", 10000.0}, {"factor", 2.0}};
+    config["rope_parameters"] = {
+        {"rope_type", "dynamic"}, {"rope_theta", 10000.0}, {"factor", 2.0}};
   });
   expect_one_error_line(run_uq({"generate", model.path(), "-p", "Hi"}),
                         "unsupported rope type 'dynamic'");
@@ -70,9 +71,9 @@ TEST(ModelCliErrors, UnsupportedRopeType) {
 TEST(ModelCliErrors, MissingTokenizer) {
   BrokenModel model([](nlohmann::json&) {});
   std::filesystem::remove(model / "tokenizer.json");
-  expect_one_error_line(run_uq({"logits", model.path(), "--ids", "1", "-o",
-                                (model / "out.safetensors").string()}),
-                        "tokenizer.json");
+  expect_one_error_line(
+      run_uq({"logits", model.path(), "--ids", "1", "-o", (model / "out.safetensors").string()}),
+      "tokenizer.json");
 }
 
 TEST(ModelCliErrors, MissingModelDirectory) {
@@ -106,9 +107,9 @@ TEST(ModelCliErrors, EvalDataProblems) {
                         "fewer than one window");
   expect_one_error_line(run_uq({"eval", model, "--data", (dir / "absent.txt").string()}),
                         "absent.txt");
-  expect_one_error_line(run_uq({"eval", model, "--data", (dir / "short.txt").string(), "--ctx",
-                                "4096"}),
-                        "max_position_embeddings");
+  expect_one_error_line(
+      run_uq({"eval", model, "--data", (dir / "short.txt").string(), "--ctx", "4096"}),
+      "max_position_embeddings");
 }
 
 }  // namespace

@@ -90,7 +90,8 @@ TEST(ReferenceModel, UqLogitsMatchTransformers) {
     const auto written = SafetensorsFile::open(output);
     const TensorView logits = written->tensor("logits");
     EXPECT_EQ(logits.dtype, DType::F32);
-    EXPECT_EQ(logits.shape, (std::vector<std::int64_t>{static_cast<std::int64_t>(ids.size()), 4096}));
+    EXPECT_EQ(logits.shape,
+              (std::vector<std::int64_t>{static_cast<std::int64_t>(ids.size()), 4096}));
     const Difference difference =
         compare(logits.to_f32(), refs_file->tensor(prefix + ".logits").to_f32());
     EXPECT_LE(difference.relative_l2, 1e-4) << prefix;
@@ -149,8 +150,8 @@ TEST(ReferenceModel, UqGenerateMatchesTransformers) {
 
 TEST(ReferenceModel, UqEvalPerplexityMatchesTransformers) {
   const auto reference = refs()["ppl_fp32"];
-  const auto result = run_uq({"eval", bundled_model().string(), "--data",
-                              source_path("data/val.txt").string(), "--json"});
+  const auto result = run_uq(
+      {"eval", bundled_model().string(), "--data", source_path("data/val.txt").string(), "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto report = nlohmann::json::parse(result.out);
   const double want = reference["val"].get<double>();

@@ -19,10 +19,10 @@ namespace uq {
 namespace {
 
 ModelConfig rope_config(const nlohmann::json& rope_parameters) {
-  nlohmann::json raw = {{"model_type", "llama"},       {"hidden_size", 64},
-                        {"num_hidden_layers", 1},      {"num_attention_heads", 4},
-                        {"head_dim", 16},              {"intermediate_size", 8},
-                        {"vocab_size", 8},             {"rope_parameters", rope_parameters}};
+  nlohmann::json raw = {{"model_type", "llama"},  {"hidden_size", 64},
+                        {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+                        {"head_dim", 16},         {"intermediate_size", 8},
+                        {"vocab_size", 8},        {"rope_parameters", rope_parameters}};
   return parse_model_config(raw, "test");
 }
 
@@ -44,8 +44,9 @@ TEST(Rope, Llama3FrequenciesMatchTransformers) {
                                {"high_freq_factor", 4.0},
                                {"original_max_position_embeddings", 64}}));
   // transformers 5.24 _compute_llama3_parameters for this config.
-  const std::vector<float> expected{1.0f,         0.244384587f,  0.0130422562f, 0.00395284733f,
-                                    0.00124999997f, 0.000395284733f, 0.000125000006f, 3.95284733e-05f};
+  const std::vector<float> expected{
+      1.0f,           0.244384587f,    0.0130422562f,   0.00395284733f,
+      0.00124999997f, 0.000395284733f, 0.000125000006f, 3.95284733e-05f};
   ASSERT_EQ(rope.inverse_frequencies().size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_NEAR(rope.inverse_frequencies()[i], expected[i], expected[i] * 1e-6f) << i;
@@ -54,7 +55,8 @@ TEST(Rope, Llama3FrequenciesMatchTransformers) {
 
 TEST(Rope, LinearDividesFrequencies) {
   const Rope plain(rope_config({{"rope_type", "default"}, {"rope_theta", 10000.0}}));
-  const Rope linear(rope_config({{"rope_type", "linear"}, {"rope_theta", 10000.0}, {"factor", 4.0}}));
+  const Rope linear(
+      rope_config({{"rope_type", "linear"}, {"rope_theta", 10000.0}, {"factor", 4.0}}));
   for (std::size_t i = 0; i < 8; ++i) {
     EXPECT_FLOAT_EQ(linear.inverse_frequencies()[i], plain.inverse_frequencies()[i] / 4.0f);
   }
@@ -103,8 +105,8 @@ std::vector<float> naive_attention(const std::vector<float>& q, const std::vecto
       for (double w : weights) total += w;
       for (std::size_t n = 0; n < keys.size(); ++n) {
         for (std::int64_t i = 0; i < d; ++i) {
-          out[(t * shape.heads + h) * d + i] += static_cast<float>(
-              weights[n] / total * v[(keys[n] * shape.kv_heads + kv) * d + i]);
+          out[(t * shape.heads + h) * d + i] +=
+              static_cast<float>(weights[n] / total * v[(keys[n] * shape.kv_heads + kv) * d + i]);
         }
       }
     }

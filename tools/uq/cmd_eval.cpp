@@ -55,18 +55,17 @@ void register_eval(CLI::App& app) {
     }
     const PerplexityResult result = perplexity(*model, ids, options.ctx);
     if (options.json) {
-      const nlohmann::json report = {{"ppl", result.perplexity},
-                                     {"tokens", result.tokens},
-                                     {"windows", result.windows},
-                                     {"ctx", options.ctx},
-                                     {"seconds", result.seconds},
-                                     {"tokens_per_second", result.tokens_per_second()}};
+      const nlohmann::json report = {
+          {"ppl", result.perplexity},  {"tokens", result.tokens},
+          {"windows", result.windows}, {"ctx", options.ctx},
+          {"seconds", result.seconds}, {"tokens_per_second", result.tokens_per_second()}};
       std::printf("%s\n", report.dump().c_str());
     } else {
-      std::printf("perplexity %.4f over %lld tokens (%lld windows of %lld) in %.2f s, %.0f tokens/s\n",
-                  result.perplexity, static_cast<long long>(result.tokens),
-                  static_cast<long long>(result.windows), static_cast<long long>(options.ctx),
-                  result.seconds, result.tokens_per_second());
+      std::printf(
+          "perplexity %.4f over %lld tokens (%lld windows of %lld) in %.2f s, %.0f tokens/s\n",
+          result.perplexity, static_cast<long long>(result.tokens),
+          static_cast<long long>(result.windows), static_cast<long long>(options.ctx),
+          result.seconds, result.tokens_per_second());
     }
   });
 }

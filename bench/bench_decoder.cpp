@@ -11,9 +11,15 @@
 
 namespace {
 
+// The source tree this was built from, else models/ under the working directory.
+std::filesystem::path model_dir() {
+  const auto built_from =
+      std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "tiny-llama";
+  return std::filesystem::exists(built_from) ? built_from : "models/tiny-llama";
+}
+
 const std::shared_ptr<uq::Model>& model() {
-  static const auto loaded = uq::load_model(
-      std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "tiny-llama");
+  static const auto loaded = uq::load_model(model_dir());
   return loaded;
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.hpp"
+#include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
 #include "support/test_support.hpp"
 
@@ -95,6 +96,61 @@ TEST_F(HfOracleModels, Qwen2TiedBf16WithBiases) {
   EXPECT_NE(slots.back().path, "lm_head");
   EXPECT_FALSE(model->layers()[0].q_bias.empty());
   EXPECT_TRUE(model->layers()[0].o_bias.empty());
+}
+
+// `uq eval --reference`: the cosine similarity (mean over windows of the
+// flattened predicted logits) and KL(reference || model) (mean over predicted
+// positions), recomputed here from the two models' logits.
+TEST_F(HfOracleModels, EvalAgainstReferenceModel) {
+  test::TempDir data;
+  const std::string text =
+      "In the beginning God created the heaven and the earth. And the earth "
+      "was without form, and void; and darkness was upon the face of the deep.";
+  std::ofstream(data / "text.txt") << text;
+  const std::int64_t ctx = 16;
+  const auto result = test::run_uq({"eval", test::bundled_model().string(), "--data",
+                                    (data / "text.txt").string(), "--ctx", std::to_string(ctx),
+                                    "--reference", (dir() / "llama").string(), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto report = nlohmann::json::parse(result.out);
+
+  const auto model = load_model(test::bundled_model());
+  const auto reference = load_model(dir() / "llama");
+  const auto ids = model->tokenizer()->encode(text);
+  const std::int64_t windows = static_cast<std::int64_t>(ids.size()) / ctx;
+  const std::int64_t vocab = 4096;
+  double cosine_sum = 0.0;
+  double kl_sum = 0.0;
+  for (std::int64_t w = 0; w < windows; ++w) {
+    const auto window = std::span(ids).subspan(w * ctx, ctx);
+    const auto ours = model->forward(window);
+    const auto theirs = reference->forward(window);
+    double dot = 0.0, norm_ours = 0.0, norm_theirs = 0.0;
+    for (std::int64_t i = 0; i < (ctx - 1) * vocab; ++i) {
+      dot += static_cast<double>(ours[i]) * theirs[i];
+      norm_ours += static_cast<double>(ours[i]) * ours[i];
+      norm_theirs += static_cast<double>(theirs[i]) * theirs[i];
+    }
+    cosine_sum += dot / std::sqrt(norm_ours * norm_theirs);
+    for (std::int64_t t = 0; t + 1 < ctx; ++t) {
+      double z_ours = 0.0, z_theirs = 0.0;
+      for (std::int64_t v = 0; v < vocab; ++v) {
+        z_ours += std::exp(static_cast<double>(ours[t * vocab + v]));
+        z_theirs += std::exp(static_cast<double>(theirs[t * vocab + v]));
+      }
+      for (std::int64_t v = 0; v < vocab; ++v) {
+        const double log_p = theirs[t * vocab + v] - std::log(z_theirs);
+        const double log_q = ours[t * vocab + v] - std::log(z_ours);
+        kl_sum += std::exp(log_p) * (log_p - log_q);
+      }
+    }
+  }
+  EXPECT_EQ(report["windows"].get<std::int64_t>(), windows);
+  EXPECT_NEAR(report["cosine_similarity"].get<double>(), cosine_sum / static_cast<double>(windows),
+              1e-5);
+  EXPECT_NEAR(report["kl_divergence"].get<double>(),
+              kl_sum / static_cast<double>(windows * (ctx - 1)), 1e-4);
+  EXPECT_GT(report["kl_divergence"].get<double>(), 0.1);  // unrelated models
 }
 
 }  // namespace

@@ -129,6 +129,32 @@ TEST(ReferenceModel, GreedyContinuationMatchesTransformers) {
   EXPECT_EQ(model()->tokenizer()->decode(result.ids), greedy["text"].get<std::string>());
 }
 
+// With '\n' (id 199, the first greedy token) as EOS generation stops right
+// after emitting it; seeded sampling is reproducible and differs by seed.
+TEST(ReferenceModel, GenerationStopsAtEosAndSamplesBySeed) {
+  const auto prompt = refs()["greedy_prompt0"]["prompt_ids"].get<std::vector<std::int32_t>>();
+  ModelConfig config = load_model_config(bundled_model() / "config.json");
+  config.eos_token_ids = {199};
+  const Checkpoint checkpoint = Checkpoint::open(bundled_model());
+  const TensorSource tensors = checkpoint_tensors(checkpoint);
+  const Model stopping(config, tensors, float_weights(tensors));
+  GenerationOptions options;
+  options.max_new_tokens = 10;
+  const auto stopped = stopping.generate(prompt, options);
+  EXPECT_EQ(stopped.new_tokens, 1);
+  EXPECT_EQ(stopped.ids.back(), 199);
+  options.stop_at_eos = false;
+  EXPECT_EQ(stopping.generate(prompt, options).new_tokens, 10);
+
+  options.sampling.temperature = 1.0f;
+  options.sampling.top_p = 0.95f;
+  options.sampling.seed = 1;
+  const auto first = model()->generate(prompt, options);
+  EXPECT_EQ(model()->generate(prompt, options).ids, first.ids);
+  options.sampling.seed = 2;
+  EXPECT_NE(model()->generate(prompt, options).ids, first.ids);
+}
+
 TEST(ReferenceModel, UqGenerateMatchesTransformers) {
   const auto greedy = refs()["greedy_prompt0"];
   const auto expected = greedy["output_ids"].get<std::vector<std::int32_t>>();

@@ -164,6 +164,18 @@ TEST_P(Attention, MatchesNaiveInOneCallAndIncrementally) {
     for (std::size_t i = 0; i < 32; ++i) ASSERT_NEAR(row[i], expected[t * 32 + i], 1e-5f);
   }
   EXPECT_EQ(incremental.length(), count);
+
+  // Two calls: the second starts at a non-zero position with a cached prefix.
+  KVCache halves(1, 2, 8);
+  const std::int64_t first_half = count / 2;
+  halves.reserve_more(count);
+  halves.store(0, k.data(), v.data(), first_half);
+  causal_attention(q.data(), first_half, 0, halves, 0, shape, out.data());
+  halves.advance(first_half);
+  halves.store(0, k.data() + first_half * 16, v.data() + first_half * 16, count - first_half);
+  causal_attention(q.data() + first_half * 32, count - first_half, first_half, halves, 0, shape,
+                   out.data() + first_half * 32);
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expected[i], 1e-5f) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(WindowsAndLengths, Attention,

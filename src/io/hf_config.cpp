@@ -82,6 +82,9 @@ RopeScaling parse_rope_scaling(const json& parameters, const std::string& origin
   // Older configs spell the kind "type".
   const std::string kind = fields.has("rope_type") ? fields.string("rope_type", "default")
                                                    : fields.string("type", "default");
+  if (fields.number("partial_rotary_factor", 1.0) != 1.0) {
+    fail(origin, ": rope 'partial_rotary_factor' other than 1 is not supported");
+  }
   RopeScaling scaling;
   if (kind == "default") return scaling;
   if (kind == "linear") {

@@ -93,6 +93,8 @@ TEST(HfConfig, UnsupportedRopeTypeIsNamed) {
   raw["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e4}, {"factor", 4.0}};
   EXPECT_THAT(error_of(raw), HasSubstr("unsupported rope type 'yarn'"));
   EXPECT_THAT(error_of(raw), HasSubstr("cfg.json"));
+  raw["rope_parameters"] = {{"rope_type", "default"}, {"partial_rotary_factor", 0.5}};
+  EXPECT_THAT(error_of(raw), HasSubstr("partial_rotary_factor"));
 }
 
 TEST(HfConfig, FamilySpecifics) {

@@ -56,7 +56,8 @@ class FieldReader {
     if (!has(key)) return result;
     const json& value = object_[key];
     if (value.is_array()) {
-      for (const auto& item : value) result.push_back(static_cast<std::int32_t>(as_integer(key, item)));
+      for (const auto& item : value)
+        result.push_back(static_cast<std::int32_t>(as_integer(key, item)));
     } else {
       result.push_back(static_cast<std::int32_t>(as_integer(key, value)));
     }
@@ -81,6 +82,9 @@ RopeScaling parse_rope_scaling(const json& parameters, const std::string& origin
   // Older configs spell the kind "type".
   const std::string kind = fields.has("rope_type") ? fields.string("rope_type", "default")
                                                    : fields.string("type", "default");
+  if (fields.number("partial_rotary_factor", 1.0) != 1.0) {
+    fail(origin, ": rope 'partial_rotary_factor' other than 1 is not supported");
+  }
   RopeScaling scaling;
   if (kind == "default") return scaling;
   if (kind == "linear") {
@@ -98,8 +102,9 @@ RopeScaling parse_rope_scaling(const json& parameters, const std::string& origin
     if (!(scaling.factor > 0.0) || !(scaling.low_freq_factor > 0.0) ||
         !(scaling.high_freq_factor > scaling.low_freq_factor) ||
         scaling.original_max_position_embeddings <= 0) {
-      fail(origin, ": rope type 'llama3' needs factor > 0, 0 < low_freq_factor < high_freq_factor "
-                   "and original_max_position_embeddings > 0");
+      fail(origin,
+           ": rope type 'llama3' needs factor > 0, 0 < low_freq_factor < high_freq_factor "
+           "and original_max_position_embeddings > 0");
     }
     return scaling;
   }
@@ -140,8 +145,7 @@ ModelConfig parse_model_config(const json& raw, const std::string& origin) {
   config.intermediate_size = fields.positive("intermediate_size");
   config.vocab_size = fields.positive("vocab_size");
   const std::int64_t default_max_positions = is_qwen2 ? 32768 : is_mistral ? 131072 : 2048;
-  config.max_position_embeddings =
-      fields.integer("max_position_embeddings", default_max_positions);
+  config.max_position_embeddings = fields.integer("max_position_embeddings", default_max_positions);
   config.rms_norm_eps = fields.number("rms_norm_eps", 1e-6);
   if (config.num_key_value_heads <= 0 ||
       config.num_attention_heads % config.num_key_value_heads != 0) {
@@ -202,7 +206,8 @@ ModelConfig parse_model_config(const json& raw, const std::string& origin) {
     }
     if (fields.has("layer_types")) {
       const json& types = raw["layer_types"];
-      if (!types.is_array() || static_cast<std::int64_t>(types.size()) != config.num_hidden_layers) {
+      if (!types.is_array() ||
+          static_cast<std::int64_t>(types.size()) != config.num_hidden_layers) {
         fail(origin, ": field 'layer_types' must list one type per layer");
       }
       for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {

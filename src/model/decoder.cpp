@@ -52,8 +52,8 @@ void add_bias(float* y, std::int64_t rows, const std::vector<float>& bias) {
   }
 }
 
-void linear(const Weight& weight, const std::vector<float>& bias, const float* x,
-            std::int64_t rows, float* y) {
+void linear(const Weight& weight, const std::vector<float>& bias, const float* x, std::int64_t rows,
+            float* y) {
   weight.matmul(x, rows, y);
   add_bias(y, rows, bias);
 }

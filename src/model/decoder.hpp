@@ -52,7 +52,9 @@ class Model {
   const ModelConfig& config() const { return config_; }
   // Null unless the model was loaded with its tokenizer.
   const std::shared_ptr<const Tokenizer>& tokenizer() const { return tokenizer_; }
-  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) { tokenizer_ = std::move(tokenizer); }
+  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) {
+    tokenizer_ = std::move(tokenizer);
+  }
 
   // Embedding, every linear layer of every block, and lm_head (unless tied),
   // in model order.

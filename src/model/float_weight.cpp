@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "io/safetensors.hpp"
+#include "model/blas.hpp"
 
 namespace uq {
 namespace {
@@ -19,13 +20,18 @@ namespace {
 constexpr std::int64_t kGemvMaxRows = 8;
 // Rows of W converted to float32 per sgemm call (a block fits in L2 for
 // typical widths and bounds the scratch memory).
-constexpr std::int64_t kGemmBlockBytes = 2 << 20;
+constexpr std::int64_t kGemmBlockBytes = 512 << 10;
 
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const std::uint16_t* p, DType dtype) {
-  const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if (dtype == DType::F16) return _mm256_cvtph_ps(half);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+// Eight consecutive weights of a row stored as `kDtype`, as float32.
+template <DType kDtype>
+inline __m256 load8(const std::byte* row, std::int64_t i) {
+  if constexpr (kDtype == DType::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
+  } else {
+    const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+    if constexpr (kDtype == DType::F16) return _mm256_cvtph_ps(half);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+  }
 }
 
 inline float horizontal_sum(__m256 v) {
@@ -45,23 +51,67 @@ inline float scalar_at(const std::byte* row, std::int64_t i, DType dtype) {
   return dtype == DType::F16 ? f16_to_f32(bits) : bf16_to_f32(bits);
 }
 
-// y[r * out] = W_row · x[r] for up to 4 rows of x at once (x rows `stride` apart).
-template <int kRows>
-void dot_rows(const std::byte* w_row, DType dtype, const float* x, std::int64_t stride,
-              std::int64_t in, float* y, std::int64_t y_stride) {
-  __m256 acc[kRows];
-  for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+// y[r, o] = W[o] · x[r] for kOuts consecutive W rows (row_bytes apart) and
+// kRows rows of x: kOuts * kRows independent FMA chains hide the FMA latency,
+// and each loaded W vector is used for every x row.
+template <DType kDtype, int kOuts, int kRows>
+void dot_tile(const std::byte* w, std::size_t row_bytes, const float* x, std::int64_t in, float* y,
+              std::int64_t y_stride) {
+  __m256 acc[kOuts][kRows];
+  for (int o = 0; o < kOuts; ++o) {
+    for (int r = 0; r < kRows; ++r) acc[o][r] = _mm256_setzero_ps();
+  }
   std::int64_t i = 0;
   for (; i + 8 <= in; i += 8) {
-    const __m256 w = dtype == DType::F32
-                         ? load8(reinterpret_cast<const float*>(w_row) + i)
-                         : load8(reinterpret_cast<const std::uint16_t*>(w_row) + i, dtype);
-    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_fmadd_ps(w, load8(x + r * stride + i), acc[r]);
+    __m256 xs[kRows];
+    for (int r = 0; r < kRows; ++r) xs[r] = _mm256_loadu_ps(x + r * in + i);
+    for (int o = 0; o < kOuts; ++o) {
+      const __m256 weights = load8<kDtype>(w + o * row_bytes, i);
+      for (int r = 0; r < kRows; ++r) acc[o][r] = _mm256_fmadd_ps(weights, xs[r], acc[o][r]);
+    }
   }
-  for (int r = 0; r < kRows; ++r) {
-    float sum = horizontal_sum(acc[r]);
-    for (std::int64_t j = i; j < in; ++j) sum += scalar_at(w_row, j, dtype) * x[r * stride + j];
-    y[r * y_stride] = sum;
+  for (int o = 0; o < kOuts; ++o) {
+    for (int r = 0; r < kRows; ++r) {
+      float sum = horizontal_sum(acc[o][r]);
+      for (std::int64_t j = i; j < in; ++j) {
+        sum += scalar_at(w + o * row_bytes, j, kDtype) * x[r * in + j];
+      }
+      y[r * y_stride + o] = sum;
+    }
+  }
+}
+
+// Output rows [lo, hi) for `kRows` rows of x: four W rows per tile for a
+// single x row (decoding), one or two otherwise.
+template <DType kDtype, int kRows>
+void gemv_rows(const std::byte* w, std::size_t row_bytes, const float* x, std::int64_t in,
+               std::int64_t lo, std::int64_t hi, float* y, std::int64_t out) {
+  constexpr int kOuts = kRows == 1 ? 4 : kRows == 2 ? 2 : 1;
+  std::int64_t o = lo;
+  for (; o + kOuts <= hi; o += kOuts) {
+    dot_tile<kDtype, kOuts, kRows>(w + o * row_bytes, row_bytes, x, in, y + o, out);
+  }
+  for (; o < hi; ++o) dot_tile<kDtype, 1, kRows>(w + o * row_bytes, row_bytes, x, in, y + o, out);
+}
+
+template <DType kDtype>
+void gemv(const std::byte* w, std::size_t row_bytes, const float* x, std::int64_t rows,
+          std::int64_t in, std::int64_t lo, std::int64_t hi, float* y, std::int64_t out) {
+  std::int64_t r = 0;
+  for (; r + 4 <= rows; r += 4)
+    gemv_rows<kDtype, 4>(w, row_bytes, x + r * in, in, lo, hi, y + r * out, out);
+  switch (rows - r) {
+    case 3:
+      gemv_rows<kDtype, 3>(w, row_bytes, x + r * in, in, lo, hi, y + r * out, out);
+      break;
+    case 2:
+      gemv_rows<kDtype, 2>(w, row_bytes, x + r * in, in, lo, hi, y + r * out, out);
+      break;
+    case 1:
+      gemv_rows<kDtype, 1>(w, row_bytes, x + r * in, in, lo, hi, y + r * out, out);
+      break;
+    default:
+      break;
   }
 }
 
@@ -89,8 +139,7 @@ std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) 
     fail("tensor '", tensor.name, "': unsupported dtype ", dtype_name(tensor.dtype),
          " for a float weight (expected F32, F16 or BF16)");
   }
-  return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1],
-                                       tensor.data);
+  return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1], tensor.data);
 }
 
 std::string FloatWeight::describe() const {
@@ -129,51 +178,46 @@ void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const
   const std::int64_t out = out_features_;
   // Enough output rows per task that the thread hand-off is amortised.
   const std::int64_t min_chunk = std::max<std::int64_t>(16, 32768 / std::max<std::int64_t>(in, 1));
+  const std::size_t row_size = static_cast<std::size_t>(in) * dtype_size(dtype_);
   parallel_for(0, out, min_chunk, [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t o = lo; o < hi; ++o) {
-      const std::byte* w_row = row_bytes(o);
-      std::int64_t r = 0;
-      for (; r + 4 <= rows; r += 4) dot_rows<4>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
-      switch (rows - r) {
-        case 3:
-          dot_rows<3>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
-          break;
-        case 2:
-          dot_rows<2>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
-          break;
-        case 1:
-          dot_rows<1>(w_row, dtype_, x + r * in, in, in, y + r * out + o, out);
-          break;
-        default:
-          break;
-      }
+    switch (dtype_) {
+      case DType::F32:
+        gemv<DType::F32>(data_.data(), row_size, x, rows, in, lo, hi, y, out);
+        break;
+      case DType::F16:
+        gemv<DType::F16>(data_.data(), row_size, x, rows, in, lo, hi, y, out);
+        break;
+      default:
+        gemv<DType::BF16>(data_.data(), row_size, x, rows, in, lo, hi, y, out);
+        break;
     }
   });
 }
 
 void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const {
+  // Our pool owns the parallelism: each thread runs single-threaded sgemm on
+  // its own slice of output features.
+  use_single_threaded_blas();
   const auto in = static_cast<blasint>(in_features_);
   const auto out = static_cast<blasint>(out_features_);
   const auto m = static_cast<blasint>(rows);
-  if (dtype_ == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, x, in,
-                reinterpret_cast<const float*>(data_.data()), in, 0.0f, y, out);
-    return;
-  }
-  // Convert a block of W rows to float32 (in parallel), then one sgemm writes
-  // the matching columns of y.
-  const std::int64_t block_rows = std::clamp<std::int64_t>(
-      kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)), 64, out_features_);
-  std::vector<float> block(static_cast<std::size_t>(block_rows * in_features_));
-  for (std::int64_t first = 0; first < out_features_; first += block_rows) {
-    const std::int64_t count = std::min(block_rows, out_features_ - first);
-    parallel_for(0, count, 16, [&](std::int64_t lo, std::int64_t hi) {
-      convert_to_f32(dtype_, row_bytes(first + lo), static_cast<std::size_t>((hi - lo) * in_features_),
-                     block.data() + lo * in_features_);
-    });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
-                x, in, block.data(), in, 0.0f, y + first, out);
-  }
+  const std::int64_t block_rows = std::max<std::int64_t>(
+      16, kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)));
+  parallel_for(0, out_features_, 64, [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<float> block;
+    for (std::int64_t first = lo; first < hi; first += block_rows) {
+      const std::int64_t count = std::min(block_rows, hi - first);
+      const float* w = reinterpret_cast<const float*>(row_bytes(first));
+      if (dtype_ != DType::F32) {
+        // Only a block of W exists in float32 at a time.
+        block.resize(static_cast<std::size_t>(count * in_features_));
+        convert_to_f32(dtype_, row_bytes(first), block.size(), block.data());
+        w = block.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
+                  x, in, w, in, 0.0f, y + first, out);
+    }
+  });
 }
 
 void FloatWeight::matmul_reference(const float* x, std::int64_t rows, float* y) const {

@@ -21,11 +21,11 @@ struct GenerationOptions {
 };
 
 struct GenerationResult {
-  std::vector<std::int32_t> ids;         // prompt followed by the new tokens
+  std::vector<std::int32_t> ids;  // prompt followed by the new tokens
   std::int64_t new_tokens = 0;
-  double prompt_seconds = 0.0;           // batched forward of the prompt
-  double decode_seconds = 0.0;           // the token-by-token steps
-  double tokens_per_second() const;      // new tokens / (prompt + decode time)
+  double prompt_seconds = 0.0;       // batched forward of the prompt
+  double decode_seconds = 0.0;       // the token-by-token steps
+  double tokens_per_second() const;  // new tokens / (prompt + decode time)
 };
 
 // Throws uq::Error for an empty prompt, ids outside the vocabulary, or a

@@ -26,7 +26,8 @@ void KVCache::reserve_more(std::int64_t count) {
   for (std::int64_t layer = 0; layer < layers_; ++layer) {
     for (std::int64_t head = 0; head < kv_heads_; ++head) {
       const std::size_t from = offset(layer, head);
-      const auto to = static_cast<std::size_t>(((layer * kv_heads_ + head) * new_capacity) * head_dim_);
+      const auto to =
+          static_cast<std::size_t>(((layer * kv_heads_ + head) * new_capacity) * head_dim_);
       std::copy_n(keys_.data() + from, stored, new_keys.data() + to);
       std::copy_n(values_.data() + from, stored, new_values.data() + to);
     }
@@ -43,14 +44,17 @@ void KVCache::store(std::int64_t layer, const float* k, const float* v, std::int
     float* key_rows = keys_.data() + offset(layer, head) + length_ * head_dim_;
     float* value_rows = values_.data() + offset(layer, head) + length_ * head_dim_;
     for (std::int64_t t = 0; t < count; ++t) {
-      std::memcpy(key_rows + t * head_dim_, k + t * row + head * head_dim_, head_dim_ * sizeof(float));
+      std::memcpy(key_rows + t * head_dim_, k + t * row + head * head_dim_,
+                  head_dim_ * sizeof(float));
       std::memcpy(value_rows + t * head_dim_, v + t * row + head * head_dim_,
                   head_dim_ * sizeof(float));
     }
   }
 }
 
-void KVCache::advance(std::int64_t count) { length_ += count; }
+void KVCache::advance(std::int64_t count) {
+  length_ += count;
+}
 
 const float* KVCache::keys(std::int64_t layer, std::int64_t head) const {
   return keys_.data() + offset(layer, head);

@@ -27,8 +27,8 @@ Rope::Rope(const ModelConfig& config) : head_dim_(config.head_dim) {
       } else if (wavelength >= high_freq_wavelength) {
         const double smooth = (old_context / wavelength - scaling.low_freq_factor) /
                               (scaling.high_freq_factor - scaling.low_freq_factor);
-        frequency = static_cast<float>((1.0 - smooth) * frequency / scaling.factor +
-                                       smooth * frequency);
+        frequency =
+            static_cast<float>((1.0 - smooth) * frequency / scaling.factor + smooth * frequency);
       }
     }
     inverse_frequencies_[i] = frequency;

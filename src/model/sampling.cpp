@@ -10,8 +10,7 @@ namespace uq {
 
 std::int32_t argmax(std::span<const float> logits) {
   if (logits.empty()) fail("sampling: empty logits");
-  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                   logits.begin());
+  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
 std::vector<Candidate> sampling_candidates(std::span<const float> logits, float temperature,
@@ -23,8 +22,9 @@ std::vector<Candidate> sampling_candidates(std::span<const float> logits, float 
     candidates[i] = {static_cast<std::int32_t>(i), (logits[i] - max_logit) / temperature};
   }
   // Most likely first; equal logits keep index order so results are reproducible.
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.probability > b.probability; });
+  std::stable_sort(
+      candidates.begin(), candidates.end(),
+      [](const Candidate& a, const Candidate& b) { return a.probability > b.probability; });
   if (top_k > 0 && static_cast<std::size_t>(top_k) < candidates.size()) candidates.resize(top_k);
   double total = 0.0;
   for (auto& candidate : candidates) {

@@ -5,9 +5,8 @@
 namespace uq {
 
 TensorSource checkpoint_tensors(const Checkpoint& checkpoint) {
-  return TensorSource{
-      [&checkpoint](const std::string& name) { return checkpoint.contains(name); },
-      [&checkpoint](const std::string& name) { return checkpoint.tensor(name); }};
+  return TensorSource{[&checkpoint](const std::string& name) { return checkpoint.contains(name); },
+                      [&checkpoint](const std::string& name) { return checkpoint.tensor(name); }};
 }
 
 WeightFactory float_weights(const TensorSource& tensors) {

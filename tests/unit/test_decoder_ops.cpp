@@ -19,10 +19,10 @@ namespace uq {
 namespace {
 
 ModelConfig rope_config(const nlohmann::json& rope_parameters) {
-  nlohmann::json raw = {{"model_type", "llama"},       {"hidden_size", 64},
-                        {"num_hidden_layers", 1},      {"num_attention_heads", 4},
-                        {"head_dim", 16},              {"intermediate_size", 8},
-                        {"vocab_size", 8},             {"rope_parameters", rope_parameters}};
+  nlohmann::json raw = {{"model_type", "llama"},  {"hidden_size", 64},
+                        {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+                        {"head_dim", 16},         {"intermediate_size", 8},
+                        {"vocab_size", 8},        {"rope_parameters", rope_parameters}};
   return parse_model_config(raw, "test");
 }
 
@@ -44,8 +44,9 @@ TEST(Rope, Llama3FrequenciesMatchTransformers) {
                                {"high_freq_factor", 4.0},
                                {"original_max_position_embeddings", 64}}));
   // transformers 5.24 _compute_llama3_parameters for this config.
-  const std::vector<float> expected{1.0f,         0.244384587f,  0.0130422562f, 0.00395284733f,
-                                    0.00124999997f, 0.000395284733f, 0.000125000006f, 3.95284733e-05f};
+  const std::vector<float> expected{
+      1.0f,           0.244384587f,    0.0130422562f,   0.00395284733f,
+      0.00124999997f, 0.000395284733f, 0.000125000006f, 3.95284733e-05f};
   ASSERT_EQ(rope.inverse_frequencies().size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_NEAR(rope.inverse_frequencies()[i], expected[i], expected[i] * 1e-6f) << i;
@@ -54,7 +55,8 @@ TEST(Rope, Llama3FrequenciesMatchTransformers) {
 
 TEST(Rope, LinearDividesFrequencies) {
   const Rope plain(rope_config({{"rope_type", "default"}, {"rope_theta", 10000.0}}));
-  const Rope linear(rope_config({{"rope_type", "linear"}, {"rope_theta", 10000.0}, {"factor", 4.0}}));
+  const Rope linear(
+      rope_config({{"rope_type", "linear"}, {"rope_theta", 10000.0}, {"factor", 4.0}}));
   for (std::size_t i = 0; i < 8; ++i) {
     EXPECT_FLOAT_EQ(linear.inverse_frequencies()[i], plain.inverse_frequencies()[i] / 4.0f);
   }
@@ -103,8 +105,8 @@ std::vector<float> naive_attention(const std::vector<float>& q, const std::vecto
       for (double w : weights) total += w;
       for (std::size_t n = 0; n < keys.size(); ++n) {
         for (std::int64_t i = 0; i < d; ++i) {
-          out[(t * shape.heads + h) * d + i] += static_cast<float>(
-              weights[n] / total * v[(keys[n] * shape.kv_heads + kv) * d + i]);
+          out[(t * shape.heads + h) * d + i] +=
+              static_cast<float>(weights[n] / total * v[(keys[n] * shape.kv_heads + kv) * d + i]);
         }
       }
     }
@@ -112,17 +114,18 @@ std::vector<float> naive_attention(const std::vector<float>& q, const std::vecto
   return out;
 }
 
-class Attention : public ::testing::TestWithParam<std::int64_t> {};
+class Attention : public ::testing::TestWithParam<std::tuple<std::int64_t, std::int64_t>> {};
 
-// Causal GQA with and without a sliding window; the prompt processed in one
-// call and token by token through the cache give the same result.
+// Causal GQA with and without a sliding window, on the per-token path (few
+// tokens) and the blocked sgemm path (many, across query blocks); a prompt
+// processed in one call and token by token through the cache agree.
 TEST_P(Attention, MatchesNaiveInOneCallAndIncrementally) {
+  const auto [window, count] = GetParam();
   AttentionShape shape;
   shape.heads = 4;
   shape.kv_heads = 2;
   shape.head_dim = 8;
-  if (GetParam() > 0) shape.sliding_window = GetParam();
-  const std::int64_t count = 11;
+  if (window > 0) shape.sliding_window = window;
   std::mt19937 random(5);
   std::normal_distribution<float> normal;
   auto fill = [&](std::int64_t n) {
@@ -141,21 +144,43 @@ TEST_P(Attention, MatchesNaiveInOneCallAndIncrementally) {
   std::vector<float> out(q.size());
   causal_attention(q.data(), count, 0, whole, 0, shape, out.data());
   whole.advance(count);
-  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], expected[i], 1e-5f) << i;
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expected[i], 1e-5f) << i;
 
+  // A prefix in one call, the rest one by one.
+  const std::int64_t prefix = count / 3;
   KVCache incremental(1, 2, 8);
-  for (std::int64_t t = 0; t < count; ++t) {
+  incremental.reserve_more(prefix);
+  incremental.store(0, k.data(), v.data(), prefix);
+  std::vector<float> head(static_cast<std::size_t>(prefix * 32));
+  causal_attention(q.data(), prefix, 0, incremental, 0, shape, head.data());
+  incremental.advance(prefix);
+  for (std::size_t i = 0; i < head.size(); ++i) ASSERT_NEAR(head[i], expected[i], 1e-5f);
+  for (std::int64_t t = prefix; t < count; ++t) {
     incremental.reserve_more(1);
     incremental.store(0, k.data() + t * 16, v.data() + t * 16, 1);
     std::vector<float> row(32);
     causal_attention(q.data() + t * 32, 1, t, incremental, 0, shape, row.data());
     incremental.advance(1);
-    for (std::size_t i = 0; i < 32; ++i) EXPECT_NEAR(row[i], expected[t * 32 + i], 1e-5f);
+    for (std::size_t i = 0; i < 32; ++i) ASSERT_NEAR(row[i], expected[t * 32 + i], 1e-5f);
   }
   EXPECT_EQ(incremental.length(), count);
+
+  // Two calls: the second starts at a non-zero position with a cached prefix.
+  KVCache halves(1, 2, 8);
+  const std::int64_t first_half = count / 2;
+  halves.reserve_more(count);
+  halves.store(0, k.data(), v.data(), first_half);
+  causal_attention(q.data(), first_half, 0, halves, 0, shape, out.data());
+  halves.advance(first_half);
+  halves.store(0, k.data() + first_half * 16, v.data() + first_half * 16, count - first_half);
+  causal_attention(q.data() + first_half * 32, count - first_half, first_half, halves, 0, shape,
+                   out.data() + first_half * 32);
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], expected[i], 1e-5f) << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Windows, Attention, ::testing::Values(0, 1, 4));
+INSTANTIATE_TEST_SUITE_P(WindowsAndLengths, Attention,
+                         ::testing::Combine(::testing::Values(0, 1, 4, 50),
+                                            ::testing::Values(11, 150)));
 
 TEST(Sampling, GreedyTakesFirstMaximum) {
   const std::vector<float> logits{0.5f, 2.0f, -1.0f, 2.0f};

@@ -14,8 +14,12 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 json minimal(const std::string& type) {
-  return {{"model_type", type},          {"hidden_size", 64},     {"num_hidden_layers", 2},
-          {"num_attention_heads", 4},    {"intermediate_size", 96}, {"vocab_size", 100},
+  return {{"model_type", type},
+          {"hidden_size", 64},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"intermediate_size", 96},
+          {"vocab_size", 100},
           {"max_position_embeddings", 128}};
 }
 
@@ -62,8 +66,10 @@ TEST(HfConfig, DefaultsFollowTransformers) {
 TEST(HfConfig, RopeThetaAndScalingSpellings) {
   json old_style = minimal("llama");
   old_style["rope_theta"] = 500000.0;
-  old_style["rope_scaling"] = {{"rope_type", "llama3"},      {"factor", 8.0},
-                               {"low_freq_factor", 1.0},    {"high_freq_factor", 4.0},
+  old_style["rope_scaling"] = {{"rope_type", "llama3"},
+                               {"factor", 8.0},
+                               {"low_freq_factor", 1.0},
+                               {"high_freq_factor", 4.0},
                                {"original_max_position_embeddings", 8192}};
   ModelConfig config = parse_model_config(old_style, "cfg.json");
   EXPECT_DOUBLE_EQ(config.rope_theta, 500000.0);
@@ -87,6 +93,8 @@ TEST(HfConfig, UnsupportedRopeTypeIsNamed) {
   raw["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e4}, {"factor", 4.0}};
   EXPECT_THAT(error_of(raw), HasSubstr("unsupported rope type 'yarn'"));
   EXPECT_THAT(error_of(raw), HasSubstr("cfg.json"));
+  raw["rope_parameters"] = {{"rope_type", "default"}, {"partial_rotary_factor", 0.5}};
+  EXPECT_THAT(error_of(raw), HasSubstr("partial_rotary_factor"));
 }
 
 TEST(HfConfig, FamilySpecifics) {

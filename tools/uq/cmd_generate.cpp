@@ -67,14 +67,13 @@ void register_generate(CLI::App& app) {
     }
     const GenerationResult result = model->generate(prompt_ids, generation);
     if (options.json) {
-      const nlohmann::json report = {
-          {"ids", result.ids},
-          {"prompt_tokens", prompt_ids.size()},
-          {"new_tokens", result.new_tokens},
-          {"text", tokenizer.decode(result.ids)},
-          {"prompt_seconds", result.prompt_seconds},
-          {"decode_seconds", result.decode_seconds},
-          {"tokens_per_second", result.tokens_per_second()}};
+      const nlohmann::json report = {{"ids", result.ids},
+                                     {"prompt_tokens", prompt_ids.size()},
+                                     {"new_tokens", result.new_tokens},
+                                     {"text", tokenizer.decode(result.ids)},
+                                     {"prompt_seconds", result.prompt_seconds},
+                                     {"decode_seconds", result.decode_seconds},
+                                     {"tokens_per_second", result.tokens_per_second()}};
       std::printf("%s\n",
                   report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {

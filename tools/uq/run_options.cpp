@@ -1,7 +1,5 @@
 #include "run_options.hpp"
 
-#include <cblas.h>
-
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 
@@ -21,8 +19,6 @@ void apply_run_options(const RunOptions& options) {
   }
   if (options.threads < 0) fail("option --threads must be >= 1");
   if (options.threads > 0) set_num_threads(options.threads);
-  // Prompt-sized matmuls go through OpenBLAS: give it the same budget.
-  openblas_set_num_threads(num_threads());
 }
 
 }  // namespace uq::cli

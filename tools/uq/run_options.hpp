@@ -11,7 +11,7 @@ struct RunOptions {
 };
 
 void add_run_options(CLI::App& command, RunOptions& options);
-// Validates the device and sets the thread count of the pool and of OpenBLAS.
+// Validates the device and sets the thread count.
 // Throws uq::Error naming the option at fault.
 void apply_run_options(const RunOptions& options);
 

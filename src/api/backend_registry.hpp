@@ -9,11 +9,11 @@ namespace uq {
 
 struct BackendSpec {
   std::string name;
-  std::string format;             // e.g. "affine per group (scale, bias)"
-  std::vector<int> bits;          // bits the backend writes
-  std::vector<int> group_sizes;   // empty: per channel / fixed blocks
-  std::string layout;             // file layout it writes and reads
-  bool available = false;         // implemented in this build
+  std::string format;            // e.g. "affine per group (scale, bias)"
+  std::vector<int> bits;         // bits the backend writes
+  std::vector<int> group_sizes;  // empty: per channel / fixed blocks
+  std::string layout;            // file layout it writes and reads
+  bool available = false;        // implemented in this build
 };
 
 const std::vector<BackendSpec>& backend_specs();

@@ -45,8 +45,8 @@ void validate(UnifiedQuantizationConfig& config) {
   const BackendSpec* spec = find_backend(config.backend == "auto" ? "mlx" : config.backend);
   const auto check_bits = [&](int value, const std::string& what) {
     if (!contains(spec->bits, value)) {
-      fail(what, " ", value, " is not supported by backend '", spec->name, "' (supported: ",
-           join(spec->bits), ")");
+      fail(what, " ", value, " is not supported by backend '", spec->name,
+           "' (supported: ", join(spec->bits), ")");
     }
   };
   check_bits(bits, "bits");
@@ -69,7 +69,8 @@ void validate(UnifiedQuantizationConfig& config) {
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
-  if (config.enable_lora) fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
+  if (config.enable_lora)
+    fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
   if (config.memory_efficient) {
     fail("memory_efficient: streaming quantization is not implemented in this build yet");
   }

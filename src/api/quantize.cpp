@@ -36,10 +36,12 @@ void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
     return false;
   };
   for (const auto& [pattern, bits] : config.layer_bits) {
-    if (!matches_any(pattern)) warnings.push_back("layer pattern '" + pattern + "' matched no module");
+    if (!matches_any(pattern))
+      warnings.push_back("layer pattern '" + pattern + "' matched no module");
   }
   for (const auto& pattern : config.skip) {
-    if (!matches_any(pattern)) warnings.push_back("skip pattern '" + pattern + "' matched no module");
+    if (!matches_any(pattern))
+      warnings.push_back("skip pattern '" + pattern + "' matched no module");
   }
 }
 
@@ -119,13 +121,16 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
   for (auto& slot : quantized->weight_slots()) {
     const int bits = bits_for_slot(slot, config);
-    LayerQuantization layer{slot.path, slot.weight->describe(), 0,
+    LayerQuantization layer{slot.path,
+                            slot.weight->describe(),
+                            0,
                             slot.weight->out_features() * slot.weight->in_features(),
-                            slot.weight->storage_bytes(), ""};
+                            slot.weight->storage_bytes(),
+                            ""};
     if (bits == 0) {
       layer.note = "kept in float (layer_bits/skip)";
-    } else if (auto affine = quantize_affine(slot.path, *slot.weight, bits, config.group_size,
-                                             layer.note)) {
+    } else if (auto affine =
+                   quantize_affine(slot.path, *slot.weight, bits, config.group_size, layer.note)) {
       slot.weight = std::move(affine);
       layer.bits = bits;
       layer.scheme = slot.weight->describe();
@@ -135,8 +140,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
     }
     report.layers.push_back(std::move(layer));
   }
-  report.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {std::move(quantized), Quantizer(std::move(config), std::move(report))};
 }
 

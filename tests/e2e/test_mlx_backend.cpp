@@ -42,7 +42,8 @@ const Shared& shared() {
   static const Shared value = [] {
     Shared loaded;
     loaded.model = load_model(test::bundled_model());
-    loaded.val_ids = loaded.model->tokenizer()->encode(read_text(test::source_path("data/val.txt")));
+    loaded.val_ids =
+        loaded.model->tokenizer()->encode(read_text(test::source_path("data/val.txt")));
     return loaded;
   }();
   return value;
@@ -94,7 +95,8 @@ INSTANTIATE_TEST_SUITE_P(
                       PplCase{4, 32, 0.005}, PplCase{4, 64, 0.005}, PplCase{4, 128, 0.005},
                       PplCase{3, 32, 0.01}, PplCase{3, 64, 0.01}, PplCase{3, 128, 0.01}),
     [](const auto& test_info) {
-      return "b" + std::to_string(test_info.param.bits) + "g" + std::to_string(test_info.param.group_size);
+      return "b" + std::to_string(test_info.param.bits) + "g" +
+             std::to_string(test_info.param.group_size);
     });
 
 TEST(MlxBackend, SaveLoadGivesBitwiseIdenticalLogits) {
@@ -131,7 +133,8 @@ TEST(MlxBackend, FourBitGroup64IsAboutFourAndAHalfBitsOnDisk) {
     quantized_weights += codes.shape[0] * codes.shape[1] * 8;  // 8 codes per uint32 at 4 bits
   }
   ASSERT_GT(quantized_weights, 0);
-  const double bits = 8.0 * static_cast<double>(quantized_bytes) / static_cast<double>(quantized_weights);
+  const double bits =
+      8.0 * static_cast<double>(quantized_bytes) / static_cast<double>(quantized_weights);
   EXPECT_NEAR(bits, 4.5, 1e-9);  // 4 + 2 x 16 bits per 64 weights
   const auto config = read_json(dir / "q4" / "config.json");
   EXPECT_EQ(config["quantization"]["bits"], 4);
@@ -145,10 +148,10 @@ TEST(MlxBackend, FourBitGroup64IsAboutFourAndAHalfBitsOnDisk) {
 
 TEST(MlxBackend, SeedMixedPrecisionExample) {
   TempDir dir;
-  const auto result = test::run_uq(
-      {"quantize", test::bundled_model().string(), "-o", (dir / "mixed").string(), "--bits", "4",
-       "--layer-bits", "embed=8", "--layer-bits", "lm_head=8", "--layer-bits",
-       "model.layers.0=6", "--json"});
+  const auto result =
+      test::run_uq({"quantize", test::bundled_model().string(), "-o", (dir / "mixed").string(),
+                    "--bits", "4", "--layer-bits", "embed=8", "--layer-bits", "lm_head=8",
+                    "--layer-bits", "model.layers.0=6", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto quantization = read_json(dir / "mixed" / "config.json")["quantization"];
   EXPECT_EQ(quantization["bits"], 4);
@@ -201,11 +204,11 @@ TEST(MlxLmOracle, MlxLmLoadsOurDirectoryWithTheSameLogits) {
   ASSERT_EQ(quantized.exit_code, 0) << quantized.err;
   const std::string ids = "1183,259,2430,424,3130,259,892,271,259,727,14";
   const auto oracle = test::run_oracle(
-      "mlx_lm_oracle.py", {"logits", (dir / "ours").string(), (dir / "mlx.safetensors").string(),
-                           "--ids", ids});
+      "mlx_lm_oracle.py",
+      {"logits", (dir / "ours").string(), (dir / "mlx.safetensors").string(), "--ids", ids});
   ASSERT_EQ(oracle.exit_code, 0) << oracle.err;
-  const auto ours = test::run_uq({"logits", (dir / "ours").string(), "--ids", ids, "-o",
-                                  (dir / "ours.safetensors").string()});
+  const auto ours = test::run_uq(
+      {"logits", (dir / "ours").string(), "--ids", ids, "-o", (dir / "ours.safetensors").string()});
   ASSERT_EQ(ours.exit_code, 0) << ours.err;
   const auto expected = read_logits(dir / "mlx.safetensors");
   const auto actual = read_logits(dir / "ours.safetensors");
@@ -288,8 +291,9 @@ TEST(MlxBackend, PatternMatchingNothingWarns) {
 
 TEST(MlxBackend, ConfigPromisingQuantizationWithoutScalesIsRefused) {
   TempDir dir;
-  ASSERT_EQ(test::run_uq({"quantize", test::bundled_model().string(), "-o",
-                          (dir / "q").string()}).exit_code, 0);
+  ASSERT_EQ(test::run_uq({"quantize", test::bundled_model().string(), "-o", (dir / "q").string()})
+                .exit_code,
+            0);
   // Rewrite the checkpoint without one module's scales.
   const auto checkpoint = Checkpoint::open(dir / "q");
   {
@@ -303,8 +307,8 @@ TEST(MlxBackend, ConfigPromisingQuantizationWithoutScalesIsRefused) {
   }
   std::filesystem::remove(dir / "q" / "model.safetensors.index.json");
   std::filesystem::rename(dir / "stripped.safetensors", dir / "q" / "model.safetensors");
-  const auto result = test::run_uq({"eval", (dir / "q").string(), "--data",
-                                    test::source_path("data/val.txt").string()});
+  const auto result = test::run_uq(
+      {"eval", (dir / "q").string(), "--data", test::source_path("data/val.txt").string()});
   expect_one_error_line(result, "model.layers.2.mlp.up_proj.scales");
 }
 

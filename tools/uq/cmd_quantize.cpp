@@ -29,7 +29,8 @@ std::pair<std::string, int> parse_layer_bits(const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != bits_text.size()) fail("option --layer-bits '", text, "': '", bits_text, "' is not a number");
+  if (used != bits_text.size())
+    fail("option --layer-bits '", text, "': '", bits_text, "' is not a number");
   return {text.substr(0, equals), bits};
 }
 
@@ -51,13 +52,14 @@ void print_summary(const QuantizationReport& report, const std::string& out) {
   std::size_t total_bytes = 0;
   for (const auto& layer : report.layers) {
     std::printf("%-44s %-16s %12lld %12s\n", layer.path.c_str(), layer.scheme.c_str(),
-                static_cast<long long>(layer.parameters), human_bytes(static_cast<double>(layer.bytes)).c_str());
+                static_cast<long long>(layer.parameters),
+                human_bytes(static_cast<double>(layer.bytes)).c_str());
     total_bytes += layer.bytes;
   }
   std::printf("quantized %lld weights at %.3f bits each; matrices take %s; %.2f s\n",
               static_cast<long long>(report.quantized_parameters()),
-              report.bits_per_quantized_weight(), human_bytes(static_cast<double>(total_bytes)).c_str(),
-              report.seconds);
+              report.bits_per_quantized_weight(),
+              human_bytes(static_cast<double>(total_bytes)).c_str(), report.seconds);
   std::printf("saved to %s\n", out.c_str());
 }
 
@@ -76,7 +78,8 @@ void register_quantize(CLI::App& app) {
   auto* command = app.add_subcommand("quantize", "Quantize a Hugging Face model and save it");
   command->add_option("MODEL", options.model, "Hugging Face model directory")->required();
   command->add_option("-o,--output", options.out, "Output directory")->required();
-  command->add_option("--bits", config.bits, "Default bits per weight (1-8)")->capture_default_str();
+  command->add_option("--bits", config.bits, "Default bits per weight (1-8)")
+      ->capture_default_str();
   command->add_option("--backend", config.backend, "mlx, quanto, bnb, custom (mps) or auto")
       ->capture_default_str();
   command->add_option("--group-size", config.group_size, "Weights per scale/bias group")
@@ -104,15 +107,19 @@ void register_quantize(CLI::App& app) {
     auto [model, quantizer] = quantize_model(std::filesystem::path(options.model), cfg);
     quantizer.save_model(*model, options.out);
     const auto& report = quantizer.report();
-    for (const auto& warning : report.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    for (const auto& warning : report.warnings)
+      std::fprintf(stderr, "warning: %s\n", warning.c_str());
     if (!options.json) {
       print_summary(report, options.out);
       return;
     }
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& layer : report.layers) {
-      layers.push_back({{"path", layer.path}, {"scheme", layer.scheme}, {"bits", layer.bits},
-                        {"parameters", layer.parameters}, {"bytes", layer.bytes},
+      layers.push_back({{"path", layer.path},
+                        {"scheme", layer.scheme},
+                        {"bits", layer.bits},
+                        {"parameters", layer.parameters},
+                        {"bytes", layer.bytes},
                         {"note", layer.note}});
     }
     const nlohmann::json summary = {{"output", options.out},

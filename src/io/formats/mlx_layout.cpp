@@ -50,9 +50,8 @@ PendingTensor vector_tensor(std::string name, const std::vector<float>& values, 
 }
 
 // The tensors of one module, and its config entry (nullopt: follows the default).
-void collect_module(const std::string& path, const Weight& weight,
-                    const MlxQuantization& defaults, std::vector<PendingTensor>& tensors,
-                    nlohmann::json& quantization) {
+void collect_module(const std::string& path, const Weight& weight, const MlxQuantization& defaults,
+                    std::vector<PendingTensor>& tensors, nlohmann::json& quantization) {
   if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
     if (affine->bits() == 1 || affine->bits() == 7) {
       fail(path, ": ", affine->bits(),
@@ -61,20 +60,26 @@ void collect_module(const std::string& path, const Weight& weight,
     const auto out = affine->out_features();
     const auto groups = affine->in_features() / affine->group_size();
     const auto codes = affine->codes();
-    tensors.push_back({path + ".weight", DType::U32,
+    tensors.push_back({path + ".weight",
+                       DType::U32,
                        {out, static_cast<std::int64_t>(codes.size()) / out},
-                       std::as_bytes(codes), {}});
-    tensors.push_back({path + ".scales", affine->param_dtype(), {out, groups}, affine->scales(), {}});
-    tensors.push_back({path + ".biases", affine->param_dtype(), {out, groups}, affine->biases(), {}});
+                       std::as_bytes(codes),
+                       {}});
+    tensors.push_back(
+        {path + ".scales", affine->param_dtype(), {out, groups}, affine->scales(), {}});
+    tensors.push_back(
+        {path + ".biases", affine->param_dtype(), {out, groups}, affine->biases(), {}});
     if (affine->bits() != defaults.bits || affine->group_size() != defaults.group_size) {
       quantization[path] = {{"group_size", affine->group_size()}, {"bits", affine->bits()}};
     }
     return;
   }
   if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
-    tensors.push_back({path + ".weight", dense->dtype(),
+    tensors.push_back({path + ".weight",
+                       dense->dtype(),
                        {dense->out_features(), dense->in_features()},
-                       dense->bytes(), {}});
+                       dense->bytes(),
+                       {}});
     quantization[path] = false;
     return;
   }
@@ -165,8 +170,8 @@ WeightFactory mlx_weights(const TensorSource& tensors, const MlxQuantization& qu
     const bool has_scales = tensors.contains(path + ".scales");
     if (!has_scales) {
       if (codes.dtype == DType::U32 || declared_quantized) {
-        fail("tensor '", path, ".scales' is missing: config.json declares '", path,
-             "' quantized (", bits, " bits, group size ", group_size, ")");
+        fail("tensor '", path, ".scales' is missing: config.json declares '", path, "' quantized (",
+             bits, " bits, group size ", group_size, ")");
       }
       return FloatWeight::from_tensor(codes);
     }

@@ -2,11 +2,9 @@
 
 #include <chrono>
 
+#include "api/backend.hpp"
 #include "core/error.hpp"
-#include "io/formats/mlx_layout.hpp"
 #include "model/decoder.hpp"
-#include "model/float_weight.hpp"
-#include "quant/affine_weight.hpp"
 #include "quant/layer_pattern.hpp"
 
 namespace uq {
@@ -43,23 +41,6 @@ void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
     if (!matches_any(pattern))
       warnings.push_back("skip pattern '" + pattern + "' matched no module");
   }
-}
-
-// The affine weight for a float weight, or nullptr with `note` saying why not.
-std::shared_ptr<Weight> quantize_affine(const std::string& path, const Weight& weight, int bits,
-                                        int group_size, std::string& note) {
-  const auto* dense = dynamic_cast<const FloatWeight*>(&weight);
-  if (dense == nullptr) {
-    note = "already " + weight.describe();
-    return nullptr;
-  }
-  if (dense->in_features() % group_size != 0) {
-    note = "input dimension " + std::to_string(dense->in_features()) +
-           " does not divide by group size " + std::to_string(group_size);
-    return nullptr;
-  }
-  return AffineWeight::quantize(dense->bytes().data(), dense->dtype(), dense->out_features(),
-                                dense->in_features(), bits, group_size, path + ".weight");
 }
 
 // Bits for a weight slot. A tied embedding also serves lm_head: the most
@@ -102,7 +83,7 @@ Quantizer::Quantizer(UnifiedQuantizationConfig config, QuantizationReport report
     : config_(std::move(config)), report_(std::move(report)) {}
 
 void Quantizer::save_model(const Model& model, const std::filesystem::path& dir) const {
-  save_mlx_model(model, dir, MlxQuantization{config_.effective_bits(), config_.group_size, {}});
+  find_backend(report_.backend)->save(model, dir, config_);
 }
 
 std::shared_ptr<Model> Quantizer::load_model(const std::filesystem::path& dir) const {
@@ -117,6 +98,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   QuantizationReport report;
   std::tie(report.backend, report.backend_reason) = resolve_backend(config);
   config.backend = report.backend;
+  const Backend& backend = *find_backend(report.backend);
   auto quantized = std::make_shared<Model>(*model);
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
   for (auto& slot : quantized->weight_slots()) {
@@ -129,9 +111,9 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
                             ""};
     if (bits == 0) {
       layer.note = "kept in float (layer_bits/skip)";
-    } else if (auto affine =
-                   quantize_affine(slot.path, *slot.weight, bits, config.group_size, layer.note)) {
-      slot.weight = std::move(affine);
+    } else if (auto quantized_weight =
+                   backend.quantize(slot.path, *slot.weight, bits, config, layer.note)) {
+      slot.weight = std::move(quantized_weight);
       layer.bits = bits;
       layer.scheme = slot.weight->describe();
       layer.bytes = slot.weight->storage_bytes();

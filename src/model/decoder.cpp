@@ -4,7 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
-#include "io/formats/mlx_layout.hpp"
+#include "io/formats/layout_detection.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/attention.hpp"
@@ -252,9 +252,7 @@ std::shared_ptr<Model> load_model(const std::filesystem::path& dir) {
   ModelConfig config = load_model_config(config_path);
   const Checkpoint checkpoint = Checkpoint::open(dir);
   const TensorSource tensors = checkpoint_tensors(checkpoint);
-  const auto quantization = mlx_quantization_of(config.raw, config_path.string());
-  const WeightFactory weights =
-      quantization ? mlx_weights(tensors, *quantization) : float_weights(tensors);
+  const WeightFactory weights = weight_factory_for(config, tensors, config_path.string());
   auto model = std::make_shared<Model>(std::move(config), tensors, weights);
   model->set_tokenizer(std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path)));
   model->set_source_directory(dir);

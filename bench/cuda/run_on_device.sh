@@ -16,7 +16,7 @@ out=${OUT:-$dir}
 build() {
   mkdir -p "$dir/obj"
   local cxx="g++ -std=c++20 -O3 -Wall -Wextra -I$root/src -isystem $cuda/include -DUQ_HAVE_CUDA=1"
-  local nvcc="$cuda/bin/nvcc -std=c++20 -O3 -arch=sm_90 -I$root/src -DUQ_HAVE_CUDA=1"
+  local nvcc="$cuda/bin/nvcc -std=c++20 -O3 -arch=sm_90 -I$root/src -DUQ_HAVE_CUDA=1 -Xcompiler=-Wall,-Wextra --Werror=all-warnings"
   local pids=() lib_objs=()
   for f in "$root"/src/kernels/cuda/*.cu; do
     $nvcc -c "$f" -o "$dir/obj/$(basename "$f").o" & pids+=($!)

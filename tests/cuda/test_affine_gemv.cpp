@@ -143,11 +143,13 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
   for (int rows = 1; rows <= max_rows; ++rows) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const std::size_t n = static_cast<std::size_t>(rows) * out;
-    for (int variant = 0; variant < 4; ++variant) {
+    for (int variant = 0; variant < 6; ++variant) {
       const bool use_bf16 = variant % 2 == 1;
-      const GemvKernel kernel = variant < 2 ? GemvKernel::tensor_cores : GemvKernel::simt;
-      const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") +
-                               (kernel == GemvKernel::simt ? ", simt" : ", tensor cores");
+      constexpr GemvKernel kKernels[] = {GemvKernel::tensor_cores, GemvKernel::simt,
+                                         GemvKernel::automatic};
+      constexpr const char* kNames[] = {", tensor cores", ", simt", ", automatic"};
+      const GemvKernel kernel = kKernels[variant / 2];
+      const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)
         uq::cuda::affine_gemv_cuda(weight, x_dev_bf16.data(), rows, y_dev.data(), nullptr, kernel);

@@ -27,6 +27,8 @@ namespace {
 
 template <int BITS, class XT>
 void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size, const XT* x) {
+  if (kernel == GemvKernel::automatic)
+    kernel = args.rows <= 2 ? GemvKernel::simt : GemvKernel::tensor_cores;
   if (kernel == GemvKernel::tensor_cores)
     detail::launch_affine_gemv_mma_bits<BITS>(args, group_size, x);
   else
@@ -53,22 +55,22 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
     const XT* x_part = x + static_cast<std::size_t>(done) * w.in();
     switch (w.bits()) {
       case 2:
-        detail::launch_affine_gemv_bits<2>(args, w.group_size(), x_part);
+        launch_bits<2>(kernel, args, w.group_size(), x_part);
         break;
       case 3:
-        detail::launch_affine_gemv_bits<3>(args, w.group_size(), x_part);
+        launch_bits<3>(kernel, args, w.group_size(), x_part);
         break;
       case 4:
-        detail::launch_affine_gemv_bits<4>(args, w.group_size(), x_part);
+        launch_bits<4>(kernel, args, w.group_size(), x_part);
         break;
       case 5:
-        detail::launch_affine_gemv_bits<5>(args, w.group_size(), x_part);
+        launch_bits<5>(kernel, args, w.group_size(), x_part);
         break;
       case 6:
-        detail::launch_affine_gemv_bits<6>(args, w.group_size(), x_part);
+        launch_bits<6>(kernel, args, w.group_size(), x_part);
         break;
       case 8:
-        detail::launch_affine_gemv_bits<8>(args, w.group_size(), x_part);
+        launch_bits<8>(kernel, args, w.group_size(), x_part);
         break;
       default:
         fail("cuda affine gemv '", w.name(), "': bits ", w.bits(), " not supported");

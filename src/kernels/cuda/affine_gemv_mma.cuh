@@ -49,23 +49,24 @@ __device__ __forceinline__ std::uint32_t pack_bf16x2(float low, float high) {
 // {q[e + 4], q[e]}; e is a compile-time constant once loops unroll.
 template <int BITS>
 __device__ __forceinline__ std::uint32_t code_pair(std::uint32_t low, std::uint32_t high, int e) {
-  constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128.0 twice: 128 + q is exact for q < 128
-  constexpr std::uint32_t kOne = 0x3F803F80u, kMinus128 = 0xC300C300u;
-  std::uint32_t biased;
-  if constexpr (BITS == 4) {
-    biased = ((low >> (4 * e)) & 0x000F000Fu) | kMagic;  // q[e + 4] sits 16 bits above q[e]
-  } else if constexpr (BITS == 8) {
+  if constexpr (BITS == 8) {
     // 128 + q is not exact in bf16 for q >= 128: go through fp32 (exact for q < 2^23).
-    const std::uint32_t q0 = (e < 4 ? low : high) >> (8 * (e % 4)) & 0xFFu;
+    const std::uint32_t q0 = (low >> (8 * e)) & 0xFFu;  // e < 4: code e is in the low word
     const std::uint32_t q1 = (high >> (8 * e)) & 0xFFu;
     return pack_bf16x2(__uint_as_float(q0 | 0x4B000000u) - 8388608.0f,
                        __uint_as_float(q1 | 0x4B000000u) - 8388608.0f);
   } else {
-    biased = run_code<BITS>(low, high, e) | (run_code<BITS>(low, high, e + 4) << 16) | kMagic;
+    constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128.0 twice: 128 + q exact for q < 128
+    constexpr std::uint32_t kOne = 0x3F803F80u, kMinus128 = 0xC300C300u;
+    std::uint32_t biased;
+    if constexpr (BITS == 4)
+      biased = ((low >> (4 * e)) & 0x000F000Fu) | kMagic;  // q[e + 4] sits 16 bits above q[e]
+    else
+      biased = run_code<BITS>(low, high, e) | (run_code<BITS>(low, high, e + 4) << 16) | kMagic;
+    std::uint32_t exact;  // (128 + q) * 1 - 128, exact in bf16
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(exact) : "r"(biased), "r"(kOne), "r"(kMinus128));
+    return exact;
   }
-  std::uint32_t exact;  // (128 + q) * 1 - 128, exact in bf16
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(exact) : "r"(biased), "r"(kOne), "r"(kMinus128));
-  return exact;
 }
 
 // The 8 activations of one lane's run as floats (for sum(x)) and as B-fragment pairs:

@@ -6,7 +6,7 @@ namespace uq::cuda {
 
 void check(cudaError_t status, const char* call, const char* file, int line) {
   if (status == cudaSuccess) return;
-  // Clear a sticky-free error so the next check does not report it again.
+  // Reset the runtime's last-error state so a later check does not report this error again.
   cudaGetLastError();
   fail("cuda: ", call, " failed: ", cudaGetErrorString(status), " at ", file, ":", line);
 }

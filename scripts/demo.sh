@@ -15,3 +15,7 @@ $UQ eval "$MODEL" --data data/val.txt
 echo
 echo "== greedy continuation"
 $UQ generate "$MODEL" -p "In the beginning God created the heaven and the earth." -n 32
+echo
+echo "== every backend against the float model (chart: build/demo-bench.svg)"
+$UQ bench "$MODEL" --data data/val.txt --input-shape 1,512 --bits 4 --eval-windows 8 \
+  --plot build/demo-bench.svg

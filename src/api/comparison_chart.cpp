@@ -77,7 +77,7 @@ class Svg {
 };
 
 void scatter_panel(Svg& svg, const BackendComparison& comparison) {
-  const double left = 70, right = 470, top = 60, bottom = 380;
+  const double left = 70, right = 470, top = 60, bottom = 360;
   double min_x = INFINITY, max_x = -INFINITY, min_y = INFINITY, max_y = -INFINITY;
   for (const auto& row : comparison.rows) {
     min_x = std::min(min_x, row.decode_tokens_per_second);
@@ -153,7 +153,7 @@ std::string comparison_chart_svg(const BackendComparison& comparison) {
   Svg svg;
   scatter_panel(svg, comparison);
   if (!comparison.rows.empty()) memory_panel(svg, comparison);
-  svg.text(kWidth / 2, kHeight - 12,
+  svg.text(kWidth / 2, kHeight - 10,
            std::to_string(comparison.bits) + "-bit, input " + std::to_string(comparison.batch) +
                "x" + std::to_string(comparison.sequence) + ", perplexity over " +
                std::to_string(comparison.eval_tokens) + " tokens",

@@ -90,6 +90,35 @@ TEST(BackendManager, MemoryAgreesWithProcWithinFivePercent) {
   }
 }
 
+// Each GPU's used/total against nvidia-smi, which asks the driver independently.
+TEST(BackendManager, GpuMemoryAgreesWithNvidiaSmi) {
+  const auto& manager = BackendManager::get_instance();
+  if (manager.gpus().empty()) GTEST_SKIP() << "no CUDA GPU in this build or machine";
+  const MemoryInfo info = manager.get_memory_info();  // creates this process's CUDA context first
+  const auto smi = test::run_command({"nvidia-smi", "--query-gpu=index,memory.used,memory.total",
+                                      "--format=csv,noheader,nounits"});
+  ASSERT_EQ(smi.exit_code, 0) << smi.err;
+  std::istringstream lines(smi.out);
+  std::string line;
+  std::size_t checked = 0;
+  while (std::getline(lines, line)) {
+    int index = 0;
+    double used_mib = 0, total_mib = 0;
+    char comma = 0;
+    std::istringstream fields(line);
+    ASSERT_TRUE(fields >> index >> comma >> used_mib >> comma >> total_mib) << line;
+    ASSERT_LT(static_cast<std::size_t>(index), info.gpus.size());
+    const GpuMemory& gpu = info.gpus[static_cast<std::size_t>(index)];
+    const double total = total_mib / 1024.0;
+    EXPECT_NEAR(gpu.total_gb, total, 0.05 * total) << line;
+    // Within 5% of the card: the driver's reserved memory counts as used for one, not the other.
+    EXPECT_NEAR(gpu.used_gb, used_mib / 1024.0, 0.05 * total) << line;
+    EXPECT_NEAR(manager.gpus()[static_cast<std::size_t>(index)].memory_gb, total, 0.05 * total);
+    ++checked;
+  }
+  EXPECT_EQ(checked, info.gpus.size());
+}
+
 TEST(BackendManager, PeakGrowsWithA512MiBAllocation) {
   const auto& manager = BackendManager::get_instance();
   const double before = manager.get_memory_info().process_peak_gb;

@@ -4,6 +4,7 @@
 
 #include "api/backend.hpp"
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "model/decoder.hpp"
 #include "quant/layer_pattern.hpp"
 
@@ -101,7 +102,10 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   const Backend& backend = *find_backend(report.backend);
   auto quantized = std::make_shared<Model>(*model);
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
-  for (auto& slot : quantized->weight_slots()) {
+  auto slots = quantized->weight_slots();
+  Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
+  for (auto& slot : slots) {
+    progress.advance(0, slot.path);
     const int bits = bits_for_slot(slot, config);
     LayerQuantization layer{slot.path,
                             slot.weight->describe(),
@@ -121,6 +125,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
       report.warnings.push_back("'" + slot.path + "' kept in float: " + layer.note);
     }
     report.layers.push_back(std::move(layer));
+    progress.advance();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {std::move(quantized), Quantizer(std::move(config), std::move(report))};

@@ -11,6 +11,7 @@
 #include "api/metrics.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
 #include "model/perplexity.hpp"
@@ -103,14 +104,17 @@ void register_eval(CLI::App& app) {
            " tokens, fewer than one window of --ctx ", options.ctx);
     }
     std::optional<ReferenceComparison> comparison;
-    WindowObserver observe;
     if (!options.reference.empty()) {
       comparison.emplace(load_model(options.reference), model->config(), options.reference);
-      observe = [&comparison](std::span<const std::int32_t> window, std::span<const float> logits) {
-        comparison->add(window, logits);
-      };
     }
+    Progress progress("eval", static_cast<std::int64_t>(ids.size()) / options.ctx);
+    const WindowObserver observe = [&comparison, &progress](std::span<const std::int32_t> window,
+                                                            std::span<const float> logits) {
+      if (comparison) comparison->add(window, logits);
+      progress.advance();
+    };
     const PerplexityResult result = perplexity(*model, ids, options.ctx, observe);
+    progress.finish();
     if (options.json) {
       nlohmann::json report = {
           {"ppl", result.perplexity},  {"tokens", result.tokens},

@@ -11,5 +11,6 @@ void register_logits(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace uq::cli

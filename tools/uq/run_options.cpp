@@ -1,6 +1,7 @@
 #include "run_options.hpp"
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "core/thread_pool.hpp"
 
 namespace uq::cli {
@@ -8,6 +9,7 @@ namespace uq::cli {
 void add_run_options(CLI::App& command, RunOptions& options) {
   command.add_option("--device", options.device, "cpu, cuda or auto")->capture_default_str();
   command.add_option("--threads", options.threads, "CPU threads (default: all)");
+  command.add_flag("--quiet", options.quiet, "No progress bars on stderr");
 }
 
 void apply_run_options(const RunOptions& options) {
@@ -19,6 +21,7 @@ void apply_run_options(const RunOptions& options) {
   }
   if (options.threads < 0) fail("option --threads must be >= 1");
   if (options.threads > 0) set_num_threads(options.threads);
+  set_progress_quiet(options.quiet);
 }
 
 }  // namespace uq::cli

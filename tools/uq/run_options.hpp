@@ -1,5 +1,5 @@
 #pragma once
-// Options every command that runs a model shares: --device and --threads.
+// Options every command that runs a model shares: --device, --threads, --quiet.
 #include <CLI/CLI.hpp>
 #include <string>
 
@@ -7,11 +7,12 @@ namespace uq::cli {
 
 struct RunOptions {
   std::string device = "auto";
-  int threads = 0;  // 0: keep the default (hardware threads or UQ_NUM_THREADS)
+  int threads = 0;     // 0: keep the default (hardware threads or UQ_NUM_THREADS)
+  bool quiet = false;  // no progress bars
 };
 
 void add_run_options(CLI::App& command, RunOptions& options);
-// Validates the device and sets the thread count.
+// Validates the device, sets the thread count and quiets progress bars.
 // Throws uq::Error naming the option at fault.
 void apply_run_options(const RunOptions& options);
 

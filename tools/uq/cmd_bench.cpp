@@ -1,0 +1,175 @@
+// `uq bench MODEL [--input-shape 1,512] [--bits 4] [--backends LIST] [--plot FILE.svg] [--json]`:
+// the float model and every backend measured side by side (compare_backends).
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "api/compare_backends.hpp"
+#include "api/comparison_chart.hpp"
+#include "commands.hpp"
+#include "core/error.hpp"
+#include "model/decoder.hpp"
+#include "run_options.hpp"
+
+namespace uq::cli {
+namespace {
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+std::vector<std::int64_t> parse_input_shape(const std::string& text) {
+  std::vector<std::int64_t> shape;
+  for (const auto& item : split_list(text)) {
+    std::size_t used = 0;
+    std::int64_t value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || value < 1) {
+      fail("option --input-shape '", text, "': '", item, "' is not a positive number");
+    }
+    shape.push_back(value);
+  }
+  if (shape.size() != 2) fail("option --input-shape '", text, "': expected BATCH,SEQUENCE");
+  return shape;
+}
+
+nlohmann::json comparison_json(const BackendComparison& comparison, const std::string& model) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& row : comparison.rows) {
+    rows.push_back({{"backend", row.backend},
+                    {"device", row.device},
+                    {"scheme", row.scheme},
+                    {"quantize_seconds", row.quantize_seconds},
+                    {"disk_mib", row.disk_mib},
+                    {"bits_per_weight", row.bits_per_weight},
+                    {"weights_mib", row.weights_mib},
+                    {"peak_memory_mib", row.peak_memory_mib},
+                    {"prompt_tokens_per_second", row.prompt_tokens_per_second},
+                    {"decode_tokens_per_second", row.decode_tokens_per_second},
+                    {"perplexity", row.perplexity},
+                    {"cosine_similarity", row.cosine_similarity},
+                    {"kl_divergence", row.kl_divergence}});
+  }
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& skip : comparison.skipped) {
+    skipped.push_back({{"backend", skip.backend}, {"reason", skip.reason}});
+  }
+  return {{"model", model},
+          {"input_shape", {comparison.batch, comparison.sequence}},
+          {"bits", comparison.bits},
+          {"data", comparison.data},
+          {"ctx", comparison.ctx},
+          {"eval_windows", comparison.eval_windows},
+          {"eval_tokens", comparison.eval_tokens},
+          {"rows", rows},
+          {"skipped", skipped}};
+}
+
+void print_table(const BackendComparison& comparison) {
+  std::printf(
+      "%d-bit comparison; prompt %lldx%lld; perplexity over %lld tokens (%lld windows of %lld)\n\n",
+      comparison.bits, static_cast<long long>(comparison.batch),
+      static_cast<long long>(comparison.sequence), static_cast<long long>(comparison.eval_tokens),
+      static_cast<long long>(comparison.eval_windows), static_cast<long long>(comparison.ctx));
+  std::printf("%-8s %-4s %-14s %8s %9s %6s %9s %10s %10s %9s %9s %10s\n", "backend", "dev",
+              "scheme", "quant s", "disk MiB", "bits/w", "peak MiB", "prompt t/s", "decode t/s",
+              "ppl", "cosine", "KL");
+  for (const auto& row : comparison.rows) {
+    std::printf("%-8s %-4s %-14s %8.3f %9.3f %6.3f %9.2f %10.0f %10.1f %9.3f %9.6f %10.3g\n",
+                row.backend.c_str(), row.device.c_str(), row.scheme.c_str(), row.quantize_seconds,
+                row.disk_mib, row.bits_per_weight, row.peak_memory_mib,
+                row.prompt_tokens_per_second, row.decode_tokens_per_second, row.perplexity,
+                row.cosine_similarity, row.kl_divergence);
+  }
+  for (const auto& skip : comparison.skipped) {
+    std::printf("skipped %s: %s\n", skip.backend.c_str(), skip.reason.c_str());
+  }
+  std::printf(
+      "\npeak MiB: the model's weights + the process's peak rise (VmHWM) while running it.\n"
+      "disk MiB: safetensors files. KL: mean KL(float || backend) per predicted token.\n");
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  struct Options {
+    std::string model;
+    std::string input_shape = "1,512";
+    int bits = 4;
+    std::string backends;
+    std::string plot;
+    bool json = false;
+    CompareOptions compare;
+    std::string data = "data/val.txt";
+    RunOptions run;
+  };
+  static Options options;
+  auto* command =
+      app.add_subcommand("bench", "Compare the float model with every backend on this machine");
+  command->add_option("MODEL", options.model, "Hugging Face model directory")->required();
+  command->add_option("--input-shape", options.input_shape, "BATCH,SEQUENCE of the timed prompt")
+      ->capture_default_str();
+  command->add_option("--bits", options.bits, "Bits per weight")->capture_default_str();
+  command->add_option("--backends", options.backends, "Comma-separated backends (default: all)");
+  command->add_option("--group-size", options.compare.group_size, "Weights per scale/bias group")
+      ->capture_default_str();
+  command
+      ->add_option("--data", options.data,
+                   "Validation text for perplexity, cosine and KL (default: data/val.txt "
+                   "under the current directory, the repository's validation text)")
+      ->capture_default_str();
+  command->add_option("--ctx", options.compare.ctx, "Perplexity window in tokens")
+      ->capture_default_str();
+  command
+      ->add_option("--eval-windows", options.compare.eval_windows,
+                   "Windows evaluated at most (0: the whole text)")
+      ->capture_default_str();
+  command
+      ->add_option("--decode-tokens", options.compare.decode_tokens, "Tokens timed one at a time")
+      ->capture_default_str();
+  command->add_option("--plot", options.plot, "Write the chart to FILE.svg");
+  command->add_flag("--json", options.json, "Print one JSON object on stdout");
+  add_run_options(*command, options.run);
+  command->callback([] {
+    apply_run_options(options.run);
+    if (!options.plot.empty() && std::filesystem::path(options.plot).extension() != ".svg") {
+      fail("option --plot '", options.plot, "': only .svg charts are written");
+    }
+    const auto shape = parse_input_shape(options.input_shape);
+    if (!std::filesystem::is_regular_file(options.data)) {
+      fail("option --data: '", options.data, "' is not a file (give a validation text)");
+    }
+    options.compare.data = options.data;
+    options.compare.backends = split_list(options.backends);
+    options.compare.device = options.run.device;
+    const auto model = load_model(options.model);
+    const BackendComparison comparison =
+        compare_backends(model, shape, options.bits, options.compare);
+    if (!options.plot.empty()) {
+      std::ofstream out(options.plot, std::ios::binary);
+      out << comparison_chart_svg(comparison);
+      if (!out.flush()) fail("option --plot: cannot write '", options.plot, "'");
+    }
+    if (options.json) {
+      std::printf("%s\n", comparison_json(comparison, options.model).dump().c_str());
+    } else {
+      print_table(comparison);
+      if (!options.plot.empty()) std::printf("chart written to %s\n", options.plot.c_str());
+    }
+  });
+}
+
+}  // namespace uq::cli

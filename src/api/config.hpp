@@ -13,6 +13,9 @@ struct UnifiedQuantizationConfig {
   std::string backend = "auto";           // mlx | quanto | bnb | custom (alias mps) | auto
   int default_bits = 0;                   // 0: use `bits`
   int group_size = 64;                    // elements sharing one scale/bias
+  // bnb 4-bit only: "nf4" | "fp4", and whether the absmax is double quantized.
+  std::string bnb_4bit_quant_type = "nf4";
+  bool bnb_4bit_use_double_quant = true;
   std::map<std::string, int> layer_bits;  // pattern -> bits (0 or 16: keep float)
   std::vector<std::string> skip;          // patterns kept in float
   std::string method = "rtn";             // rtn | gptq | awq | hqq

@@ -168,7 +168,8 @@ void quantize_int8_rows(const float* data, std::int64_t rows, std::int64_t cols,
     float max_abs = 0.0f;
     for (std::int64_t c = 0; c < cols; ++c) max_abs = std::max(max_abs, std::fabs(row[c]));
     scb[r] = max_abs;
-    const float factor = 127.0f / max_abs;
+    // torch evaluates 127.0 / t as reciprocal(t) * 127.0.
+    const float factor = (1.0f / max_abs) * 127.0f;
     for (std::int64_t c = 0; c < cols; ++c) {
       // A zero row gives 0 * inf = NaN in bitsandbytes too; store 0 instead.
       const float scaled = max_abs > 0.0f ? row[c] * factor : 0.0f;

@@ -104,7 +104,7 @@ void Int8RowwiseWeight::matmul_impl(const float* x, std::int64_t rows, float* y,
     }
     row_scale[static_cast<std::size_t>(r)] = max_abs;
     if (max_abs == 0.0f) continue;
-    const float factor = 127.0f / max_abs;
+    const float factor = (1.0f / max_abs) * 127.0f;
     for (std::int64_t c = 0; c < in_; ++c) {
       if (!is_outlier[static_cast<std::size_t>(c)]) {
         xq[static_cast<std::size_t>(r * in_ + c)] =

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/quantize.hpp"
+#include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
@@ -288,6 +289,61 @@ TEST_F(BnbOracle, DirectoryInLinear4bitSerializationLoadsWithItsLogits) {
   // bitsandbytes rounds the dequantized weights to bf16; we multiply the
   // fp32 code x absmax directly.
   EXPECT_LT(std::sqrt(diff / norm), 5e-3);
+}
+
+}  // namespace
+}  // namespace uq
+
+namespace uq {
+namespace {
+
+TEST(BnbCli, Fp4WithoutDoubleQuantAndBadOptions) {
+  TempDir dir;
+  const auto quantized = test::run_uq({"quantize", test::bundled_model().string(), "-o",
+                                       (dir / "fp4").string(), "--backend", "bnb", "--bits", "4",
+                                       "--bnb-4bit-quant-type", "fp4", "--bnb-no-double-quant"});
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.err;
+  const auto model = load_model(dir / "fp4");
+  EXPECT_EQ(model->named_weights()[1].second->describe(), "bnb fp4 block64");
+  const auto file = SafetensorsFile::open(dir / "fp4" / "model.safetensors");
+  EXPECT_EQ(file->tensor("model.layers.0.mlp.up_proj.weight.absmax").dtype, DType::F32);
+  EXPECT_FALSE(file->contains("model.layers.0.mlp.up_proj.weight.nested_absmax"));
+  EXPECT_TRUE(file->contains("model.layers.0.mlp.up_proj.weight.quant_state.bitsandbytes__fp4"));
+
+  const auto bad_type =
+      test::run_uq({"quantize", test::bundled_model().string(), "-o", (dir / "x").string(),
+                    "--backend", "bnb", "--bnb-4bit-quant-type", "int4"});
+  EXPECT_NE(bad_type.exit_code, 0);
+  EXPECT_NE(bad_type.err.find("bnb_4bit_quant_type 'int4'"), std::string::npos) << bad_type.err;
+  const auto bad_bits = test::run_uq({"quantize", test::bundled_model().string(), "-o",
+                                      (dir / "x").string(), "--backend", "bnb", "--bits", "3"});
+  EXPECT_NE(bad_bits.exit_code, 0);
+  EXPECT_NE(bad_bits.err.find("supported: 4, 8"), std::string::npos) << bad_bits.err;
+}
+
+TEST(BnbLayout, MissingQuantStatePieceIsNamed) {
+  auto [model, quantizer] = quantize_model(shared().model, bnb_config(4));
+  TempDir dir;
+  quantizer.save_model(*model, dir / "nf4");
+  // Rewrite the checkpoint without one layer's quant_map.
+  const auto source = SafetensorsFile::open(dir / "nf4" / "model.safetensors");
+  const std::string dropped = "model.layers.2.mlp.down_proj.weight.quant_map";
+  {
+    SafetensorsWriter writer(dir / "broken.safetensors");
+    for (const auto& name : source->names()) {
+      if (name == dropped) continue;
+      const auto view = source->tensor(name);
+      writer.add(name, view.dtype, view.shape, {view.data, view.nbytes});
+    }
+    writer.commit();
+  }
+  std::filesystem::rename(dir / "broken.safetensors", dir / "nf4" / "model.safetensors");
+  try {
+    load_model(dir / "nf4");
+    FAIL() << "a checkpoint without " << dropped << " loaded";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find(dropped), std::string::npos) << error.what();
+  }
 }
 
 }  // namespace

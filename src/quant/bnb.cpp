@@ -124,9 +124,7 @@ NestedAbsmax quantize_nested(std::span<const float> absmax, int nested_blocksize
   double sum = 0.0;
   for (const float value : absmax) sum += value;
   nested.offset = static_cast<float>(sum / static_cast<double>(absmax.size()));
-  // bnb's CPU search replaces the map's first code -0.99297 by -1.
-  std::array<float, 256> code = dynamic_map();
-  code[0] = -1.0f;
+  const std::array<float, 256>& code = dynamic_map();
   const auto n = static_cast<std::int64_t>(absmax.size());
   nested.codes.resize(absmax.size());
   for (std::int64_t begin = 0; begin < n; begin += nested_blocksize) {

@@ -7,6 +7,9 @@
 //  - double quantization ("nested"): offset = mean(absmax); absmax - offset
 //    quantized with the signed 8-bit dynamic map in blocks of 256 (fp32
 //    absmax per block; value / absmax, nearest code by distance, ties low).
+//    bitsandbytes 0.50.2's CPU search is not always the nearest code (its
+//    bucketed BinSearch misses for |value| below ~0.002 of the block absmax
+//    and on a few midpoints); ours is the exact nearest.
 //  - LLM.int8 weights: int8 per row, round(w * (127 / row absmax)) half to
 //    even, SCB = the fp32 row absmax.
 #include <array>

@@ -235,10 +235,11 @@ TEST_F(BnbOracle, FourBitCodesAndQuantStateEqualBitsandbytes) {
     EXPECT_EQ(difference(values_of<std::uint8_t>(file->tensor(name + ".weight")), ours->packed()),
               "");
     EXPECT_EQ(difference(values_of<float>(file->tensor(name + ".quant_map")), ours->code()), "");
-    // bitsandbytes' CPU search for the nested codes (BinSearch "Direct2" over
-    // the 256-code map) is not always the nearest code: on this tensor 2 of
-    // 480 absmax codes land one step above the nearest. Ours is the exact
-    // nearest; allow one step on at most 1% of the codes.
+    // bitsandbytes 0.50.2's CPU search for the nested codes is not always
+    // the nearest code (its bucketed search misses for values below ~0.002
+    // of the block absmax): on this tensor 2 of 480 absmax codes land one
+    // step off the nearest. Ours is the exact nearest; allow one step on at
+    // most 1% of the codes.
     const auto theirs_nested = values_of<std::uint8_t>(file->tensor(name + ".absmax"));
     ASSERT_EQ(theirs_nested.size(), ours->nested()->codes.size());
     std::size_t off_by_one = 0;

@@ -104,7 +104,7 @@ TEST(Bnb, DynamicMapEnds) {
 
 TEST(Bnb, NestedQuantStateFields) {
   // absmax {1, 3}: offset 2, absmax - offset = {-1, 1}, nested absmax 1,
-  // codes 0 (searched as -1) and 255; restored with the stored map:
+  // codes 0 (nearest to -1 is map[0] = -0.99297) and 255; restored:
   // map[0] * 1 + 2 and 1 * 1 + 2.
   const std::vector<float> absmax{1.0f, 3.0f};
   const auto nested = bnb::quantize_nested(absmax);

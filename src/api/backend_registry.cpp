@@ -1,5 +1,6 @@
 #include "api/backend.hpp"
 
+#include "api/backends/bnb_backend.hpp"
 #include "api/backends/mlx_backend.hpp"
 
 namespace uq {
@@ -8,6 +9,7 @@ const std::vector<std::unique_ptr<Backend>>& backends() {
   static const std::vector<std::unique_ptr<Backend>> all = [] {
     std::vector<std::unique_ptr<Backend>> list;
     list.push_back(std::make_unique<MlxBackend>());
+    list.push_back(std::make_unique<BnbBackend>());
     return list;
   }();
   return all;

@@ -54,6 +54,9 @@ void validate(UnifiedQuantizationConfig& config) {
     fail("group size ", config.group_size, " is not supported by backend '", spec->name,
          "' (supported: ", join(spec->group_sizes), ")");
   }
+  if (config.bnb_4bit_quant_type != "nf4" && config.bnb_4bit_quant_type != "fp4") {
+    fail("bnb_4bit_quant_type '", config.bnb_4bit_quant_type, "' is unknown (known: nf4, fp4)");
+  }
   static const std::vector<std::string> methods{"rtn", "gptq", "awq", "hqq"};
   if (std::find(methods.begin(), methods.end(), config.method) == methods.end()) {
     fail("unknown method '", config.method, "' (known: rtn, gptq, awq, hqq)");

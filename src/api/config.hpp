@@ -23,6 +23,9 @@ struct UnifiedQuantizationConfig {
   bool enable_lora = false;
   int lora_rank = 16;
   std::string device = "auto";  // cpu | cuda | auto
+  // bnb 4-bit only: "nf4" | "fp4", and whether the absmax is double quantized.
+  std::string bnb_4bit_quant_type = "nf4";
+  bool bnb_4bit_use_double_quant = true;
 
   int effective_bits() const { return default_bits != 0 ? default_bits : bits; }
 };

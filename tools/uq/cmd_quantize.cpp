@@ -85,6 +85,12 @@ void register_quantize(CLI::App& app) {
   command->add_option("--group-size", config.group_size, "Weights per scale/bias group")
       ->capture_default_str();
   command->add_option("--method", config.method, "rtn, gptq, awq or hqq")->capture_default_str();
+  command
+      ->add_option("--bnb-4bit-quant-type", config.bnb_4bit_quant_type,
+                   "bnb 4-bit codes: nf4 or fp4")
+      ->capture_default_str();
+  command->add_flag("--bnb-no-double-quant{false}", config.bnb_4bit_use_double_quant,
+                    "bnb 4-bit: keep the absmax in fp32 instead of double quantizing it");
   command->add_option("--layer-bits", options.layer_bits,
                       "PATTERN=BITS for matching modules (repeatable; 0 or 16 keeps float)");
   command->add_option("--skip", config.skip, "Keep modules matching PATTERN in float (repeatable)");

@@ -1,5 +1,6 @@
 #include "io/formats/layout_detection.hpp"
 
+#include "io/formats/bnb_layout.hpp"
 #include "io/formats/mlx_layout.hpp"
 
 namespace uq {
@@ -8,6 +9,9 @@ WeightFactory weight_factory_for(const ModelConfig& config, const TensorSource& 
                                  const std::string& origin) {
   if (const auto quantization = mlx_quantization_of(config.raw, origin)) {
     return mlx_weights(tensors, *quantization);
+  }
+  if (const auto quantization = bnb_quantization_of(config.raw, origin)) {
+    return bnb_weights(tensors, *quantization);
   }
   return float_weights(tensors);
 }

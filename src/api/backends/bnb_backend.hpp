@@ -1,0 +1,18 @@
+#pragma once
+// bnb: bitsandbytes NF4/FP4 blockwise (+ double quantization) at 4 bits and
+// LLM.int8 row-wise at 8 bits, in the Hugging Face + bitsandbytes layout.
+#include "api/backend.hpp"
+
+namespace uq {
+
+class BnbBackend final : public Backend {
+ public:
+  const BackendSpec& spec() const override;
+  std::shared_ptr<Weight> quantize(const std::string& module_path, const Weight& weight, int bits,
+                                   const UnifiedQuantizationConfig& config,
+                                   std::string& note) const override;
+  void save(const Model& model, const std::filesystem::path& dir,
+            const UnifiedQuantizationConfig& config) const override;
+};
+
+}  // namespace uq

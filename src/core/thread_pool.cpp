@@ -21,8 +21,10 @@ class ThreadPool {
   void resize(int count) {
     stop_workers();
     stopping_ = false;
+    // A worker must not read generation_ itself when it starts: run() may have
+    // posted a task by then, which it would take as already seen and never run.
     for (int i = 1; i < std::max(count, 1); ++i) {
-      workers_.emplace_back([this, i] { worker_loop(i); });
+      workers_.emplace_back([this, i, seen = generation_] { worker_loop(i, seen); });
     }
   }
 
@@ -50,8 +52,7 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
-    std::uint64_t seen = generation_;
+  void worker_loop(int index, std::uint64_t seen) {
     for (;;) {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });

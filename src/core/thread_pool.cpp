@@ -21,9 +21,9 @@ class ThreadPool {
   void resize(int count) {
     stop_workers();
     stopping_ = false;
-    // A worker must not read generation_ itself when it starts: run() may have
-    // posted a task by then, which it would take as already seen and never run.
     for (int i = 1; i < std::max(count, 1); ++i) {
+      // The generation is read here, not in the new thread: a run() issued
+      // before the thread gets going must still count as new work for it.
       workers_.emplace_back([this, i, seen = generation_] { worker_loop(i, seen); });
     }
   }

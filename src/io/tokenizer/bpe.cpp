@@ -85,6 +85,11 @@ Bpe Bpe::from_json(const nlohmann::json& spec) {
     bpe.vocab_.emplace(token, static_cast<std::int32_t>(id));
     max_id = std::max(max_id, id);
   }
+  const auto token_count = static_cast<std::int64_t>(bpe.vocab_.size());
+  if (max_id + 1 - token_count > kMaxUnusedTokenIds) {
+    fail("model.vocab: largest id ", max_id, " leaves more than ", kMaxUnusedTokenIds,
+         " of the ", max_id + 1, " ids unused (", token_count, " tokens)");
+  }
   bpe.tokens_.resize(static_cast<std::size_t>(max_id + 1));
   bpe.has_id_.resize(bpe.tokens_.size());
   for (const auto& [token, id] : bpe.vocab_) {

@@ -7,5 +7,8 @@
 namespace uq::cli {
 
 void register_info(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace uq::cli

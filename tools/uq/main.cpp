@@ -10,6 +10,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   uq::cli::register_info(app);
+  uq::cli::register_logits(app);
+  uq::cli::register_eval(app);
+  uq::cli::register_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& parse_error) {

@@ -1,0 +1,228 @@
+#include "model/decoder.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "core/thread_pool.hpp"
+#include "io/safetensors.hpp"
+#include "io/tokenizer/tokenizer.hpp"
+#include "model/attention.hpp"
+#include "model/rms_norm.hpp"
+
+namespace uq {
+namespace {
+
+std::shared_ptr<Weight> load_weight(const WeightFactory& make_weight, const std::string& path,
+                                    std::int64_t out_features, std::int64_t in_features) {
+  auto weight = make_weight(path);
+  if (!weight) fail("module '", path, "': no weight was built");
+  if (weight->out_features() != out_features || weight->in_features() != in_features) {
+    fail("module '", path, "': weight has shape [", weight->out_features(), ", ",
+         weight->in_features(), "], expected [", out_features, ", ", in_features, "]");
+  }
+  return weight;
+}
+
+std::vector<float> load_vector(const TensorSource& tensors, const std::string& name,
+                               std::int64_t size) {
+  const TensorView tensor = tensors.tensor(name);
+  if (tensor.shape.size() != 1 || tensor.shape[0] != size) {
+    fail("tensor '", name, "': expected shape [", size, "]");
+  }
+  return tensor.to_f32();
+}
+
+// A bias the architecture may have: required when `expected`, else must be absent.
+std::vector<float> load_bias(const TensorSource& tensors, const std::string& module_path,
+                             std::int64_t size, bool expected) {
+  const std::string name = module_path + ".bias";
+  if (!expected) {
+    if (tensors.contains(name)) fail("tensor '", name, "' present but the config has no such bias");
+    return {};
+  }
+  return load_vector(tensors, name, size);
+}
+
+void add_bias(float* y, std::int64_t rows, const std::vector<float>& bias) {
+  if (bias.empty()) return;
+  const auto width = static_cast<std::int64_t>(bias.size());
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t i = 0; i < width; ++i) y[r * width + i] += bias[i];
+  }
+}
+
+void linear(const Weight& weight, const std::vector<float>& bias, const float* x, std::int64_t rows,
+            float* y) {
+  weight.matmul(x, rows, y);
+  add_bias(y, rows, bias);
+}
+
+}  // namespace
+
+Model::Model(ModelConfig config, const TensorSource& tensors, const WeightFactory& make_weight)
+    : config_(std::move(config)), rope_(config_) {
+  const std::int64_t hidden = config_.hidden_size;
+  const std::int64_t q_width = config_.num_attention_heads * config_.head_dim;
+  const std::int64_t kv_width = config_.num_key_value_heads * config_.head_dim;
+  const std::int64_t inner = config_.intermediate_size;
+  embed_tokens_ = load_weight(make_weight, "model.embed_tokens", config_.vocab_size, hidden);
+  if (!config_.tie_word_embeddings) {
+    lm_head_ = load_weight(make_weight, "lm_head", config_.vocab_size, hidden);
+  }
+  final_norm_ = load_vector(tensors, "model.norm.weight", hidden);
+  layers_.resize(config_.num_hidden_layers);
+  for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    DecoderLayer& layer = layers_[i];
+    const std::string attn = prefix + "self_attn.";
+    const std::string mlp = prefix + "mlp.";
+    layer.q_proj = load_weight(make_weight, attn + "q_proj", q_width, hidden);
+    layer.k_proj = load_weight(make_weight, attn + "k_proj", kv_width, hidden);
+    layer.v_proj = load_weight(make_weight, attn + "v_proj", kv_width, hidden);
+    layer.o_proj = load_weight(make_weight, attn + "o_proj", hidden, q_width);
+    layer.gate_proj = load_weight(make_weight, mlp + "gate_proj", inner, hidden);
+    layer.up_proj = load_weight(make_weight, mlp + "up_proj", inner, hidden);
+    layer.down_proj = load_weight(make_weight, mlp + "down_proj", hidden, inner);
+    layer.input_norm = load_vector(tensors, prefix + "input_layernorm.weight", hidden);
+    layer.post_attention_norm =
+        load_vector(tensors, prefix + "post_attention_layernorm.weight", hidden);
+    layer.q_bias = load_bias(tensors, attn + "q_proj", q_width, config_.attention_bias);
+    layer.k_bias = load_bias(tensors, attn + "k_proj", kv_width, config_.attention_bias);
+    layer.v_bias = load_bias(tensors, attn + "v_proj", kv_width, config_.attention_bias);
+    layer.o_bias = load_bias(tensors, attn + "o_proj", hidden, config_.o_proj_bias);
+    layer.gate_bias = load_bias(tensors, mlp + "gate_proj", inner, config_.mlp_bias);
+    layer.up_bias = load_bias(tensors, mlp + "up_proj", inner, config_.mlp_bias);
+    layer.down_bias = load_bias(tensors, mlp + "down_proj", hidden, config_.mlp_bias);
+  }
+}
+
+std::vector<WeightSlot> Model::weight_slots() {
+  std::vector<WeightSlot> slots;
+  std::vector<std::string> embed_aliases;
+  if (config_.tie_word_embeddings) embed_aliases.push_back("lm_head");
+  slots.push_back({"model.embed_tokens", embed_tokens_, embed_aliases});
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    DecoderLayer& layer = layers_[i];
+    slots.push_back({prefix + "self_attn.q_proj", layer.q_proj, {}});
+    slots.push_back({prefix + "self_attn.k_proj", layer.k_proj, {}});
+    slots.push_back({prefix + "self_attn.v_proj", layer.v_proj, {}});
+    slots.push_back({prefix + "self_attn.o_proj", layer.o_proj, {}});
+    slots.push_back({prefix + "mlp.gate_proj", layer.gate_proj, {}});
+    slots.push_back({prefix + "mlp.up_proj", layer.up_proj, {}});
+    slots.push_back({prefix + "mlp.down_proj", layer.down_proj, {}});
+  }
+  if (!config_.tie_word_embeddings) slots.push_back({"lm_head", lm_head_, {}});
+  return slots;
+}
+
+KVCache Model::make_cache() const {
+  return KVCache(config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim);
+}
+
+std::vector<float> Model::forward(std::span<const std::int32_t> ids, LogitsMode mode) const {
+  KVCache cache = make_cache();
+  return forward(ids, cache, mode);
+}
+
+std::vector<float> Model::forward(std::span<const std::int32_t> ids, KVCache& cache,
+                                  LogitsMode mode) const {
+  const auto count = static_cast<std::int64_t>(ids.size());
+  if (count == 0) fail("forward: no token ids");
+  if (cache.length() + count > config_.max_position_embeddings) {
+    fail("forward: ", cache.length() + count, " positions exceed max_position_embeddings (",
+         config_.max_position_embeddings, ")");
+  }
+  const std::int64_t hidden = config_.hidden_size;
+  std::vector<float> x(static_cast<std::size_t>(count * hidden));
+  for (std::int64_t t = 0; t < count; ++t) {
+    const std::int32_t id = ids[t];
+    if (id < 0 || id >= config_.vocab_size) {
+      fail("token id ", id, " outside the vocabulary [0, ", config_.vocab_size, ")");
+    }
+    embed_tokens_->dequantize_rows(id, 1, x.data() + t * hidden);
+  }
+
+  cache.reserve_more(count);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    attention_block(layers_[i], static_cast<std::int64_t>(i), x.data(), count, cache);
+    mlp_block(layers_[i], x.data(), count);
+  }
+  cache.advance(count);
+
+  const std::int64_t first_row = mode == LogitsMode::Last ? count - 1 : 0;
+  const std::int64_t rows = count - first_row;
+  float* kept = x.data() + first_row * hidden;
+  rms_norm(kept, rows, hidden, final_norm_.data(), static_cast<float>(config_.rms_norm_eps), kept);
+  std::vector<float> logits(static_cast<std::size_t>(rows * config_.vocab_size));
+  lm_head().matmul(kept, rows, logits.data());
+  return logits;
+}
+
+void Model::attention_block(const DecoderLayer& layer, std::int64_t index, float* x,
+                            std::int64_t count, KVCache& cache) const {
+  const std::int64_t hidden = config_.hidden_size;
+  const std::int64_t q_width = config_.num_attention_heads * config_.head_dim;
+  const std::int64_t kv_width = config_.num_key_value_heads * config_.head_dim;
+  const auto eps = static_cast<float>(config_.rms_norm_eps);
+
+  std::vector<float> normed(static_cast<std::size_t>(count * hidden));
+  rms_norm(x, count, hidden, layer.input_norm.data(), eps, normed.data());
+  std::vector<float> q(static_cast<std::size_t>(count * q_width));
+  std::vector<float> k(static_cast<std::size_t>(count * kv_width));
+  std::vector<float> v(static_cast<std::size_t>(count * kv_width));
+  linear(*layer.q_proj, layer.q_bias, normed.data(), count, q.data());
+  linear(*layer.k_proj, layer.k_bias, normed.data(), count, k.data());
+  linear(*layer.v_proj, layer.v_bias, normed.data(), count, v.data());
+  const std::int64_t first_position = cache.length();
+  rope_.apply(q.data(), count, config_.num_attention_heads, first_position);
+  rope_.apply(k.data(), count, config_.num_key_value_heads, first_position);
+  cache.store(index, k.data(), v.data(), count);
+
+  AttentionShape shape;
+  shape.heads = config_.num_attention_heads;
+  shape.kv_heads = config_.num_key_value_heads;
+  shape.head_dim = config_.head_dim;
+  if (config_.layer_uses_sliding_window[index]) shape.sliding_window = config_.sliding_window;
+  std::vector<float> attended(static_cast<std::size_t>(count * q_width));
+  causal_attention(q.data(), count, first_position, cache, index, shape, attended.data());
+
+  std::vector<float> projected(static_cast<std::size_t>(count * hidden));
+  linear(*layer.o_proj, layer.o_bias, attended.data(), count, projected.data());
+  for (std::size_t i = 0; i < projected.size(); ++i) x[i] += projected[i];
+}
+
+void Model::mlp_block(const DecoderLayer& layer, float* x, std::int64_t count) const {
+  const std::int64_t hidden = config_.hidden_size;
+  const std::int64_t inner = config_.intermediate_size;
+  std::vector<float> normed(static_cast<std::size_t>(count * hidden));
+  rms_norm(x, count, hidden, layer.post_attention_norm.data(),
+           static_cast<float>(config_.rms_norm_eps), normed.data());
+  std::vector<float> gate(static_cast<std::size_t>(count * inner));
+  std::vector<float> up(static_cast<std::size_t>(count * inner));
+  linear(*layer.gate_proj, layer.gate_bias, normed.data(), count, gate.data());
+  linear(*layer.up_proj, layer.up_bias, normed.data(), count, up.data());
+  for (std::size_t i = 0; i < gate.size(); ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];  // silu(gate) * up
+  }
+  std::vector<float> down(static_cast<std::size_t>(count * hidden));
+  linear(*layer.down_proj, layer.down_bias, gate.data(), count, down.data());
+  for (std::size_t i = 0; i < down.size(); ++i) x[i] += down[i];
+}
+
+std::shared_ptr<Model> load_model(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir)) fail(dir.string(), ": model directory not found");
+  const auto config_path = dir / "config.json";
+  if (!std::filesystem::exists(config_path)) fail(config_path.string(), ": file not found");
+  const auto tokenizer_path = dir / "tokenizer.json";
+  if (!std::filesystem::exists(tokenizer_path)) fail(tokenizer_path.string(), ": file not found");
+  ModelConfig config = load_model_config(config_path);
+  const Checkpoint checkpoint = Checkpoint::open(dir);
+  const TensorSource tensors = checkpoint_tensors(checkpoint);
+  auto model = std::make_shared<Model>(std::move(config), tensors, float_weights(tensors));
+  model->set_tokenizer(std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path)));
+  return model;
+}
+
+}  // namespace uq

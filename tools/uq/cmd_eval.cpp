@@ -12,6 +12,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/tokenizer/tokenizer.hpp"
+#include "io/tokenizer/utf8.hpp"
 #include "model/decoder.hpp"
 #include "model/perplexity.hpp"
 #include "run_options.hpp"
@@ -95,6 +96,9 @@ void register_eval(CLI::App& app) {
     apply_run_options(options.run);
     const std::string text = read_text(options.data);
     if (text.empty()) fail("option --data: '", options.data, "' is empty");
+    if (const auto bad = utf8::find_invalid(text)) {
+      fail("option --data: '", options.data, "' is not valid UTF-8 (byte ", *bad, ")");
+    }
     const auto model = load_model(options.model);
     check_perplexity_ctx(model->config(), options.ctx);
     const auto ids = model->tokenizer()->encode(text);
@@ -111,6 +115,9 @@ void register_eval(CLI::App& app) {
       };
     }
     const PerplexityResult result = perplexity(*model, ids, options.ctx, observe);
+    if (!std::isfinite(result.perplexity)) {
+      fail(options.model, ": the model's logits are not finite (NaN or infinite weights?)");
+    }
     if (options.json) {
       nlohmann::json report = {
           {"ppl", result.perplexity},  {"tokens", result.tokens},

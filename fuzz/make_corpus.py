@@ -1,6 +1,7 @@
 """Regenerates the seed corpora in fuzz/corpus/ (committed; run only to refresh).
 
 Usage: make_corpus.py TOKENIZER_ORACLE_DIR
+(config/tiny_llama is a copy of models/tiny-llama/config.json.)
 TOKENIZER_ORACLE_DIR holds the output of tests/oracle/tokenizer_oracle.py; its
 tokenizers are cut down to their first vocabulary entries and the merges among
 them so that each seed stays a few KB. Plain Python, deterministic.
@@ -60,6 +61,29 @@ def index_seeds():
         {"weight_map": {"a": shard, "z": "model-00002-of-00002.safetensors"}}))
 
 
+def config_seeds():
+    base = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 100,
+            "rms_norm_eps": 1e-5, "max_position_embeddings": 256, "torch_dtype": "bfloat16"}
+    seeds = {
+        "llama3_rope": {"model_type": "llama", "bos_token_id": 1, "eos_token_id": [2, 3],
+                        "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 8192},
+                        "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True},
+        "linear_rope_head_dim": {"model_type": "llama", "head_dim": 32,
+                                 "rope_scaling": {"type": "linear", "factor": 2.0}},
+        "mistral_window": {"model_type": "mistral", "sliding_window": 128},
+        "mistral_no_window": {"model_type": "mistral", "sliding_window": None},
+        "qwen2_layer_types": {"model_type": "qwen2", "use_sliding_window": True,
+                              "sliding_window": 64, "max_window_layers": 1,
+                              "layer_types": ["full_attention", "sliding_attention",
+                                              "sliding_attention"]},
+    }
+    for name, fields in seeds.items():
+        write("config", name, json.dumps({**base, **fields}))
+
+
 def shrink_tokenizer(spec, keep):
     model = spec["model"]
     vocab = {token: i for token, i in model["vocab"].items() if i < keep}
@@ -87,6 +111,7 @@ def tokenizer_seeds(oracle_dir):
 def main():
     safetensors_seeds()
     index_seeds()
+    config_seeds()
     tokenizer_seeds(sys.argv[1])
 
 

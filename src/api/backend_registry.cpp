@@ -1,27 +1,34 @@
-#include "api/backend_registry.hpp"
+#include "api/backend.hpp"
+
+#include "api/backends/mlx_backend.hpp"
 
 namespace uq {
 
-const std::vector<BackendSpec>& backend_specs() {
-  static const std::vector<BackendSpec> specs{
-      {"mlx", "affine per group: w = scale*q + bias (scale, bias in the model dtype)",
-       {1, 2, 3, 4, 5, 6, 7, 8}, {32, 64, 128}, "mlx-lm", true},
-      {"quanto", "int8/fp8 symmetric per channel; int2/int4 affine per group",
-       {2, 4, 8}, {128}, "optimum-quanto", false},
-      {"bnb", "NF4/FP4 blockwise absmax; LLM.int8 row-wise", {4, 8}, {64}, "bitsandbytes", false},
-      {"custom", "symmetric int4/int8 per output channel", {4, 8}, {}, "native", false},
-  };
-  return specs;
+const std::vector<std::unique_ptr<Backend>>& backends() {
+  static const std::vector<std::unique_ptr<Backend>> all = [] {
+    std::vector<std::unique_ptr<Backend>> list;
+    list.push_back(std::make_unique<MlxBackend>());
+    return list;
+  }();
+  return all;
 }
 
-const BackendSpec* find_backend(std::string_view name) {
+const Backend* find_backend(std::string_view name) {
   if (name == "mps") name = "custom";
-  for (const auto& spec : backend_specs()) {
-    if (spec.name == name) return &spec;
+  for (const auto& backend : backends()) {
+    if (backend->spec().name == name) return backend.get();
   }
   return nullptr;
 }
 
-std::string known_backend_names() { return "mlx, quanto, bnb, custom (alias mps), auto"; }
+std::string known_backend_names() {
+  std::string names;
+  for (const auto& backend : backends()) {
+    names += backend->spec().name;
+    if (backend->spec().name == "custom") names += " (alias mps)";
+    names += ", ";
+  }
+  return names + "auto";
+}
 
 }  // namespace uq

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "api/backend_registry.hpp"
+#include "api/backend.hpp"
 #include "core/error.hpp"
 #include "quant/layer_pattern.hpp"
 
@@ -24,12 +24,8 @@ bool contains(const std::vector<int>& values, int value) {
 void validate(UnifiedQuantizationConfig& config) {
   if (config.backend == "mps") config.backend = "custom";
   if (config.backend != "auto") {
-    const BackendSpec* spec = find_backend(config.backend);
-    if (spec == nullptr) {
+    if (find_backend(config.backend) == nullptr) {
       fail("unknown backend '", config.backend, "' (known: ", known_backend_names(), ")");
-    }
-    if (!spec->available) {
-      fail("backend '", config.backend, "' is not implemented in this build yet (available: mlx)");
     }
   }
   const int bits = config.effective_bits();
@@ -42,11 +38,12 @@ void validate(UnifiedQuantizationConfig& config) {
     pattern_matches(pattern, "");  // rejects an invalid re: expression early
   }
   for (const auto& pattern : config.skip) pattern_matches(pattern, "");
-  const BackendSpec* spec = find_backend(config.backend == "auto" ? "mlx" : config.backend);
+  const BackendSpec* spec =
+      &find_backend(config.backend == "auto" ? "mlx" : config.backend)->spec();
   const auto check_bits = [&](int value, const std::string& what) {
     if (!contains(spec->bits, value)) {
-      fail(what, " ", value, " is not supported by backend '", spec->name, "' (supported: ",
-           join(spec->bits), ")");
+      fail(what, " ", value, " is not supported by backend '", spec->name,
+           "' (supported: ", join(spec->bits), ")");
     }
   };
   check_bits(bits, "bits");
@@ -69,7 +66,8 @@ void validate(UnifiedQuantizationConfig& config) {
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
-  if (config.enable_lora) fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
+  if (config.enable_lora)
+    fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
   if (config.memory_efficient) {
     fail("memory_efficient: streaming quantization is not implemented in this build yet");
   }

@@ -9,20 +9,20 @@
 namespace uq {
 
 struct UnifiedQuantizationConfig {
-  int bits = 4;                    // the guide's `bits`; default_bits overrides it when set
-  std::string backend = "auto";    // mlx | quanto | bnb | custom (alias mps) | auto
-  int default_bits = 0;            // 0: use `bits`
-  int group_size = 64;             // elements sharing one scale/bias
-  std::map<std::string, int> layer_bits;  // pattern -> bits (0 or 16: keep float)
-  std::vector<std::string> skip;   // patterns kept in float
-  std::string method = "rtn";      // rtn | gptq | awq | hqq
-  std::string calibration_data;    // text file for calibrated methods
+  int bits = 4;                  // the guide's `bits`; default_bits overrides it when set
+  std::string backend = "auto";  // mlx | quanto | bnb | custom (alias mps) | auto
+  int default_bits = 0;          // 0: use `bits`
+  int group_size = 64;           // elements sharing one scale/bias
+  std::map<std::string, int> layer_bits = {};  // pattern -> bits (0 or 16: keep float)
+  std::vector<std::string> skip = {};          // patterns kept in float
+  std::string method = "rtn";                  // rtn | gptq | awq | hqq
+  std::string calibration_data = {};           // text file for calibrated methods
   int calibration_samples = 128;
-  bool memory_efficient = false;   // stream tensors from disk
-  std::int64_t chunk_size = 256;   // rows per streamed chunk
+  bool memory_efficient = false;  // stream tensors from disk
+  std::int64_t chunk_size = 256;  // rows per streamed chunk
   bool enable_lora = false;
   int lora_rank = 16;
-  std::string device = "auto";     // cpu | cuda | auto
+  std::string device = "auto";  // cpu | cuda | auto
 
   int effective_bits() const { return default_bits != 0 ? default_bits : bits; }
 };

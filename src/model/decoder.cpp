@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "io/formats/layout_detection.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/attention.hpp"
@@ -116,6 +117,37 @@ std::vector<WeightSlot> Model::weight_slots() {
   return slots;
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<const Weight>>> Model::named_weights() const {
+  std::vector<std::pair<std::string, std::shared_ptr<const Weight>>> named;
+  // weight_slots() hands out assignable references; reading through them is safe.
+  for (const auto& slot : const_cast<Model*>(this)->weight_slots()) {
+    named.emplace_back(slot.path, slot.weight);
+  }
+  return named;
+}
+
+std::vector<std::pair<std::string, const std::vector<float>*>> Model::named_vectors() const {
+  std::vector<std::pair<std::string, const std::vector<float>*>> named;
+  const auto add = [&named](std::string name, const std::vector<float>& values) {
+    if (!values.empty()) named.emplace_back(std::move(name), &values);
+  };
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    const DecoderLayer& layer = layers_[i];
+    add(prefix + "input_layernorm.weight", layer.input_norm);
+    add(prefix + "post_attention_layernorm.weight", layer.post_attention_norm);
+    add(prefix + "self_attn.q_proj.bias", layer.q_bias);
+    add(prefix + "self_attn.k_proj.bias", layer.k_bias);
+    add(prefix + "self_attn.v_proj.bias", layer.v_bias);
+    add(prefix + "self_attn.o_proj.bias", layer.o_bias);
+    add(prefix + "mlp.gate_proj.bias", layer.gate_bias);
+    add(prefix + "mlp.up_proj.bias", layer.up_bias);
+    add(prefix + "mlp.down_proj.bias", layer.down_bias);
+  }
+  add("model.norm.weight", final_norm_);
+  return named;
+}
+
 KVCache Model::make_cache() const {
   return KVCache(config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim);
 }
@@ -220,8 +252,10 @@ std::shared_ptr<Model> load_model(const std::filesystem::path& dir) {
   ModelConfig config = load_model_config(config_path);
   const Checkpoint checkpoint = Checkpoint::open(dir);
   const TensorSource tensors = checkpoint_tensors(checkpoint);
-  auto model = std::make_shared<Model>(std::move(config), tensors, float_weights(tensors));
+  const WeightFactory weights = weight_factory_for(config, tensors, config_path.string());
+  auto model = std::make_shared<Model>(std::move(config), tensors, weights);
   model->set_tokenizer(std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path)));
+  model->set_source_directory(dir);
   return model;
 }
 

@@ -59,6 +59,15 @@ class Model {
   // Embedding, every linear layer of every block, and lm_head (unless tied),
   // in model order.
   std::vector<WeightSlot> weight_slots();
+  // The same matrices, read-only: (module path, weight) in model order.
+  std::vector<std::pair<std::string, std::shared_ptr<const Weight>>> named_weights() const;
+  // Every float vector parameter under its HF tensor name: norm weights and
+  // the biases the architecture has ("model.layers.0.self_attn.q_proj.bias").
+  std::vector<std::pair<std::string, const std::vector<float>*>> named_vectors() const;
+  // The directory the model was loaded from (tokenizer files live there);
+  // empty for a model built in memory.
+  const std::filesystem::path& source_directory() const { return source_directory_; }
+  void set_source_directory(std::filesystem::path dir) { source_directory_ = std::move(dir); }
   const Weight& embed_tokens() const { return *embed_tokens_; }
   const Weight& lm_head() const { return config_.tie_word_embeddings ? *embed_tokens_ : *lm_head_; }
   const std::vector<DecoderLayer>& layers() const { return layers_; }
@@ -90,6 +99,7 @@ class Model {
   std::shared_ptr<Weight> lm_head_;  // null when tied to embed_tokens_
   std::vector<DecoderLayer> layers_;
   std::vector<float> final_norm_;
+  std::filesystem::path source_directory_;
 };
 
 // Loads a Hugging Face model directory: config.json, the safetensors

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/dtype.hpp"
@@ -31,6 +32,8 @@ class FloatWeight final : public Weight {
   std::string describe() const override;
 
   DType dtype() const { return dtype_; }
+  // The stored elements, row-major [out, in] in dtype().
+  std::span<const std::byte> bytes() const { return data_; }
   // Plain scalar loops, the reference the fast paths are tested against.
   void matmul_reference(const float* x, std::int64_t rows, float* y) const;
 

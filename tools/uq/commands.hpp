@@ -10,5 +10,6 @@ void register_info(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace uq::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   uq::cli::register_logits(app);
   uq::cli::register_eval(app);
   uq::cli::register_generate(app);
+  uq::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& parse_error) {

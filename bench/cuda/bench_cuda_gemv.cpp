@@ -1,0 +1,216 @@
+// GPU benchmark of the affine GEMV against cuBLAS bf16 and the device copy bandwidth.
+// Usage: bench_cuda_gemv [--json FILE] [--quick]
+// Timing: CUDA graphs of `kBatch` launches, each on the next of several weight copies (so the
+// 50 MB L2 cannot hold them), replayed `kReps` times between events; median per launch.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device.hpp"
+#include "kernels/cuda/stream.hpp"
+
+namespace {
+
+using namespace uq::cuda;
+
+constexpr int kBatch = 20;
+constexpr int kReps = 30;
+constexpr int kGroupSize = 64;
+
+// Median microseconds of one launch(i) call, i = 0.. cycling over the weight copies.
+double time_us(cudaStream_t stream, const std::function<void(int)>& launch) {
+  cudaGraph_t graph;
+  UQ_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < kBatch; ++i) launch(i);
+  UQ_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  UQ_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int w = 0; w < 3; ++w) UQ_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  Event start, stop;
+  std::vector<double> samples;
+  for (int r = 0; r < kReps; ++r) {
+    start.record(stream);
+    UQ_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    stop.record(stream);
+    samples.push_back(1000.0 * stop.elapsed_ms_since(start) / kBatch);
+  }
+  UQ_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  UQ_CUDA_CHECK(cudaGraphDestroy(graph));
+  std::nth_element(samples.begin(), samples.begin() + kReps / 2, samples.end());
+  return samples[kReps / 2];
+}
+
+// Enough copies that one pass over them is several times the L2.
+int copies_for(std::size_t bytes, std::size_t l2_bytes) {
+  return static_cast<int>(std::clamp<std::size_t>(4 * l2_bytes / bytes + 1, 2, 64));
+}
+
+double copy_bandwidth_gbs(cudaStream_t stream) {
+  const std::size_t bytes = std::size_t(1) << 30;
+  DeviceBuffer<unsigned char> a(bytes), b(bytes);
+  a.fill_bytes(1);
+  b.fill_bytes(2);
+  Event start, stop;
+  std::vector<double> ms;
+  for (int r = 0; r < 12; ++r) {
+    start.record(stream);
+    UQ_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, stream));
+    stop.record(stream);
+    ms.push_back(stop.elapsed_ms_since(start));
+  }
+  std::sort(ms.begin(), ms.end());
+  return 2.0 * double(bytes) / (ms[ms.size() / 2] * 1e-3) / 1e9;  // read + write
+}
+
+struct Shape {
+  int out, in;
+};
+
+struct Row {
+  Shape shape;
+  int bits, rows;
+  double auto_us, gbs, tensor_us, simt_us, cublas_us;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::string json_path;
+  bool quick = false;
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    if (arg == "--json" && a + 1 < argc)
+      json_path = argv[++a];
+    else if (arg == "--quick")
+      quick = true;
+    else
+      uq::fail("bench_cuda_gemv: unknown option '", arg, "'");
+  }
+  if (cuda_device_count() == 0) uq::fail("bench_cuda_gemv: no CUDA GPU");
+  const DeviceProperties props = device_properties(0);
+  std::printf("device: %s, %d SMs, L2 %zu MB, %zu GiB\n", props.name.c_str(), props.multiprocessors,
+              props.l2_cache_bytes >> 20, props.global_memory_bytes >> 30);
+
+  Stream stream;
+  CublasHandle cublas;
+  DeviceBuffer<unsigned char> cublas_workspace(32u << 20);
+  UQ_CUDA_CHECK(cublasSetStream(cublas.get(), stream.get()));
+  UQ_CUDA_CHECK(
+      cublasSetWorkspace(cublas.get(), cublas_workspace.data(), cublas_workspace.bytes()));
+
+  const double copy_gbs = copy_bandwidth_gbs(stream.get());
+  std::printf("device copy (D2D 1 GiB, read+write): %.0f GB/s\n", copy_gbs);
+
+  std::mt19937_64 rng(2026);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::vector<Shape> shapes =
+      quick ? std::vector<Shape>{{14336, 4096}}
+            : std::vector<Shape>{{4096, 4096}, {14336, 4096}, {4096, 14336}};
+  const std::vector<int> bit_list = quick ? std::vector<int>{4} : std::vector<int>{2, 3, 4, 8};
+  const std::vector<int> row_list = {1, 2, 4, 8, 16};
+  constexpr int kMaxRows = 16;
+  std::vector<Row> results;
+
+  for (const Shape shape : shapes) {
+    const std::size_t elements = std::size_t(shape.out) * shape.in;
+    std::vector<float> x_host(std::size_t(kMaxRows) * shape.in);
+    for (auto& v : x_host) v = normal(rng);
+    std::vector<std::uint16_t> x_bf16_host(x_host.size());
+    for (std::size_t k = 0; k < x_host.size(); ++k) x_bf16_host[k] = uq::f32_to_bf16(x_host[k]);
+    DeviceBuffer<float> x(x_host.size());
+    x.upload(x_host);
+    DeviceBuffer<std::uint16_t> x_bf16(x_host.size());
+    x_bf16.upload(x_bf16_host);
+    DeviceBuffer<float> y(std::size_t(kMaxRows) * shape.out);
+    DeviceBuffer<std::uint16_t> y_bf16(std::size_t(kMaxRows) * shape.out);
+
+    // cuBLAS bf16 baseline: y[rows, out] = x[rows, in] . W^T with W [out, in] row-major.
+    std::vector<double> cublas_us(kMaxRows + 1);
+    {
+      std::vector<std::uint16_t> w_host(elements);
+      for (auto& v : w_host) v = uq::f32_to_bf16(0.02f * normal(rng));
+      std::vector<DeviceBuffer<std::uint16_t>> copies;
+      const int n = copies_for(elements * 2, props.l2_cache_bytes);
+      for (int c = 0; c < n; ++c) {
+        copies.emplace_back(elements);
+        copies.back().upload(w_host);
+      }
+      for (int rows : row_list) {
+        const float alpha = 1.0f, beta = 0.0f;
+        cublas_us[rows] = time_us(stream.get(), [&](int i) {
+          UQ_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, shape.out, rows,
+                                     shape.in, &alpha, copies[i % n].data(), CUDA_R_16BF, shape.in,
+                                     x_bf16.data(), CUDA_R_16BF, shape.in, &beta, y_bf16.data(),
+                                     CUDA_R_16BF, shape.out, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+        });
+      }
+    }
+
+    for (int bits : bit_list) {
+      std::vector<std::uint32_t> codes(elements * bits / 32);
+      for (auto& word : codes) word = static_cast<std::uint32_t>(rng());
+      std::vector<std::uint16_t> scales(elements / kGroupSize), biases(elements / kGroupSize);
+      for (std::size_t g = 0; g < scales.size(); ++g) {
+        scales[g] = uq::f32_to_bf16(0.01f + 0.001f * std::abs(normal(rng)));
+        biases[g] = uq::f32_to_bf16(-0.01f * float(1 << (bits - 1)));
+      }
+      const AffineHostWeight host{"bench",    shape.out, shape.in, bits,
+                                  kGroupSize, codes,     scales,   biases};
+      std::vector<AffineDeviceWeight> copies;
+      const AffineDeviceWeight first(host);
+      const int n = copies_for(first.bytes(), props.l2_cache_bytes);
+      for (int c = 0; c < n; ++c) copies.emplace_back(host);
+      for (int rows : row_list) {
+        auto time_kernel = [&](GemvKernel kernel) {
+          return time_us(stream.get(), [&](int i) {
+            affine_gemv_cuda(copies[i % n], x.data(), rows, y.data(), stream.get(), kernel);
+          });
+        };
+        const double auto_us = time_kernel(GemvKernel::automatic);
+        const double tensor_us = time_kernel(GemvKernel::tensor_cores);
+        const double simt_us = time_kernel(GemvKernel::simt);
+        results.push_back({shape, bits, rows, auto_us, double(first.bytes()) / (auto_us * 1e3),
+                           tensor_us, simt_us, cublas_us[rows]});
+      }
+    }
+  }
+
+  std::printf(
+      "\nx f32, group %d. us: the default (automatic) kernel; GB/s: its weight bytes "
+      "(codes + scales + biases) / time; tensor_us, simt_us: each kernel forced\n",
+      kGroupSize);
+  std::printf("%-12s %4s %4s %9s %9s %7s %9s %9s %11s %8s\n", "out x in", "bits", "rows", "us",
+              "GB/s", "%copy", "tensor_us", "simt_us", "cublas_us", "speedup");
+  for (const Row& r : results)
+    std::printf("%5dx%-6d %4d %4d %9.2f %9.0f %6.0f%% %9.2f %9.2f %11.2f %7.2fx\n", r.shape.out,
+                r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs, r.tensor_us,
+                r.simt_us, r.cublas_us, r.cublas_us / r.auto_us);
+
+  if (!json_path.empty()) {
+    std::ofstream json(json_path);
+    json << "{\"device\": \"" << props.name << "\", \"copy_gbs\": " << copy_gbs
+         << ", \"group_size\": " << kGroupSize << ", \"results\": [";
+    for (std::size_t k = 0; k < results.size(); ++k) {
+      const Row& r = results[k];
+      json << (k ? ", " : "") << "{\"out\": " << r.shape.out << ", \"in\": " << r.shape.in
+           << ", \"bits\": " << r.bits << ", \"rows\": " << r.rows << ", \"us\": " << r.auto_us
+           << ", \"tensor_us\": " << r.tensor_us << ", \"weight_gbs\": " << r.gbs
+           << ", \"simt_us\": " << r.simt_us << ", \"cublas_bf16_us\": " << r.cublas_us << "}";
+    }
+    json << "]}\n";
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "error: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,50 @@
+#pragma once
+// A backend: one quantization family (number format + file layout). Each
+// lives in src/api/backends/<name>_backend.cpp and is listed once in
+// backend_registry.cpp; validation, quantize_model, Quantizer::save_model and
+// `uq info` all go through this interface.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/config.hpp"
+
+namespace uq {
+
+class Model;
+class Weight;
+
+struct BackendSpec {
+  std::string name;
+  std::string format;            // e.g. "affine per group (scale, bias)"
+  std::vector<int> bits;         // bits the backend writes
+  std::vector<int> group_sizes;  // accepted group sizes; empty: not configurable
+  std::string layout;            // file layout it writes and reads
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const BackendSpec& spec() const = 0;
+
+  // The quantized form of one module's float weight, or nullptr with `note`
+  // saying why it stays float (e.g. a dimension the format cannot hold).
+  // Throws uq::Error naming the tensor for bad values (NaN/Inf).
+  virtual std::shared_ptr<Weight> quantize(const std::string& module_path, const Weight& weight,
+                                           int bits, const UnifiedQuantizationConfig& config,
+                                           std::string& note) const = 0;
+
+  // Writes `model` in the backend's native layout at `dir`, atomically.
+  virtual void save(const Model& model, const std::filesystem::path& dir,
+                    const UnifiedQuantizationConfig& config) const = 0;
+};
+
+// Every backend built in, in the order `uq info` lists them.
+const std::vector<std::unique_ptr<Backend>>& backends();
+// nullptr when unknown; "mps" is an alias of "custom".
+const Backend* find_backend(std::string_view name);
+std::string known_backend_names();  // "mlx, ..., auto"
+
+}  // namespace uq

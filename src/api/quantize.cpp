@@ -1,0 +1,135 @@
+#include "api/quantize.hpp"
+
+#include <chrono>
+
+#include "api/backend.hpp"
+#include "core/error.hpp"
+#include "model/decoder.hpp"
+#include "quant/layer_pattern.hpp"
+
+namespace uq {
+namespace {
+
+// `auto`: with the affine family the only one built, it serves every bit width.
+std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config) {
+  if (config.backend != "auto") return {config.backend, "requested"};
+  return {"mlx",
+          "auto: mlx (affine, group-wise) is the backend built here; it serves every bit width "
+          "1-8 on the CPU and writes the mlx-lm layout"};
+}
+
+std::vector<std::string> all_module_paths(const Model& model) {
+  std::vector<std::string> paths;
+  for (const auto& [path, weight] : model.named_weights()) paths.push_back(path);
+  return paths;
+}
+
+void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
+                             const std::vector<std::string>& paths,
+                             std::vector<std::string>& warnings) {
+  const auto matches_any = [&paths](const std::string& pattern) {
+    for (const auto& path : paths) {
+      if (pattern_matches(pattern, path)) return true;
+    }
+    return false;
+  };
+  for (const auto& [pattern, bits] : config.layer_bits) {
+    if (!matches_any(pattern))
+      warnings.push_back("layer pattern '" + pattern + "' matched no module");
+  }
+  for (const auto& pattern : config.skip) {
+    if (!matches_any(pattern))
+      warnings.push_back("skip pattern '" + pattern + "' matched no module");
+  }
+}
+
+// Bits for a weight slot. A tied embedding also serves lm_head: the most
+// specific pattern over both names decides, and a skip of either keeps it float.
+int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& config) {
+  std::vector<std::string> names{slot.path};
+  names.insert(names.end(), slot.tied_paths.begin(), slot.tied_paths.end());
+  std::vector<std::string> keys;
+  for (const auto& [key, bits] : config.layer_bits) keys.push_back(key);
+  std::optional<std::string> best;
+  for (const auto& name : names) {
+    if (bits_for_module(name, 1, {}, config.skip) == 0) return 0;
+    const auto match = best_matching_pattern(keys, name);
+    if (match && (!best || match->size() > best->size())) best = match;
+  }
+  const int bits = best ? config.layer_bits.at(*best) : config.effective_bits();
+  return bits == 16 ? 0 : bits;
+}
+
+}  // namespace
+
+std::int64_t QuantizationReport::quantized_parameters() const {
+  std::int64_t total = 0;
+  for (const auto& layer : layers) {
+    if (layer.bits != 0) total += layer.parameters;
+  }
+  return total;
+}
+
+double QuantizationReport::bits_per_quantized_weight() const {
+  std::size_t bytes = 0;
+  for (const auto& layer : layers) {
+    if (layer.bits != 0) bytes += layer.bytes;
+  }
+  const auto parameters = quantized_parameters();
+  return parameters == 0 ? 0.0 : 8.0 * static_cast<double>(bytes) / static_cast<double>(parameters);
+}
+
+Quantizer::Quantizer(UnifiedQuantizationConfig config, QuantizationReport report)
+    : config_(std::move(config)), report_(std::move(report)) {}
+
+void Quantizer::save_model(const Model& model, const std::filesystem::path& dir) const {
+  find_backend(report_.backend)->save(model, dir, config_);
+}
+
+std::shared_ptr<Model> Quantizer::load_model(const std::filesystem::path& dir) const {
+  return uq::load_model(dir);
+}
+
+std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
+    const std::shared_ptr<const Model>& model, UnifiedQuantizationConfig config) {
+  if (!model) fail("quantize_model: no model given");
+  validate(config);
+  const auto start = std::chrono::steady_clock::now();
+  QuantizationReport report;
+  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  config.backend = report.backend;
+  const Backend& backend = *find_backend(report.backend);
+  auto quantized = std::make_shared<Model>(*model);
+  warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
+  for (auto& slot : quantized->weight_slots()) {
+    const int bits = bits_for_slot(slot, config);
+    LayerQuantization layer{slot.path,
+                            slot.weight->describe(),
+                            0,
+                            slot.weight->out_features() * slot.weight->in_features(),
+                            slot.weight->storage_bytes(),
+                            ""};
+    if (bits == 0) {
+      layer.note = "kept in float (layer_bits/skip)";
+    } else if (auto quantized_weight =
+                   backend.quantize(slot.path, *slot.weight, bits, config, layer.note)) {
+      slot.weight = std::move(quantized_weight);
+      layer.bits = bits;
+      layer.scheme = slot.weight->describe();
+      layer.bytes = slot.weight->storage_bytes();
+    } else {
+      report.warnings.push_back("'" + slot.path + "' kept in float: " + layer.note);
+    }
+    report.layers.push_back(std::move(layer));
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {std::move(quantized), Quantizer(std::move(config), std::move(report))};
+}
+
+std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(const std::filesystem::path& path,
+                                                            UnifiedQuantizationConfig config) {
+  validate(config);  // fail on bad options before reading a large model
+  return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
+}
+
+}  // namespace uq

@@ -1,0 +1,116 @@
+#include "kernels/cpu/affine_kernels.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/thread_pool.hpp"
+#include "quant/affine.hpp"
+
+namespace uq::cpu {
+namespace {
+
+// Output rows per parallel chunk: enough work to amortise the dispatch.
+constexpr std::int64_t kMinRowsPerTask = 16;
+// Output rows of W dequantized per sgemm call (256 x 4096 floats = 4 MiB).
+constexpr std::int64_t kGemmTileRows = 256;
+
+std::vector<float> group_sums(const AffineMatrix& w, const float* x, std::int64_t rows) {
+  const auto groups = w.groups_per_row();
+  std::vector<float> sums(static_cast<std::size_t>(rows * groups));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const float* begin = x + r * w.in + g * w.group_size;
+      float sum = 0.0f;
+      for (int i = 0; i < w.group_size; ++i) sum += begin[i];
+      sums[r * groups + g] = sum;
+    }
+  }
+  return sums;
+}
+
+}  // namespace
+
+namespace detail {
+
+void gemv_rows_scalar(const AffineMatrix& w, const float* x, const float* xsum, std::int64_t rows,
+                      std::int64_t out_first, std::int64_t out_last, float* y) {
+  const auto groups = w.groups_per_row();
+  for (std::int64_t o = out_first; o < out_last; ++o) {
+    const std::uint32_t* codes = w.codes + o * w.words_per_row();
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * w.in;
+      float total = 0.0f;
+      for (std::int64_t g = 0; g < groups; ++g) {
+        float dot = 0.0f;
+        for (std::int64_t i = g * w.group_size; i < (g + 1) * w.group_size; ++i) {
+          dot += static_cast<float>(unpack_code(codes, i, w.bits)) * xr[i];
+        }
+        total += load_param(w.scales, w.param_dtype, o * groups + g) * dot +
+                 load_param(w.biases, w.param_dtype, o * groups + g) * xsum[r * groups + g];
+      }
+      y[r * w.out + o] = total;
+    }
+  }
+}
+
+void dequantize_rows_scalar(const AffineMatrix& w, std::int64_t first, std::int64_t count,
+                            float* out) {
+  const auto groups = w.groups_per_row();
+  for (std::int64_t o = first; o < first + count; ++o) {
+    const std::uint32_t* codes = w.codes + o * w.words_per_row();
+    float* row = out + (o - first) * w.in;
+    for (std::int64_t i = 0; i < w.in; ++i) {
+      const auto g = o * groups + i / w.group_size;
+      row[i] = load_param(w.scales, w.param_dtype, g) *
+                   static_cast<float>(unpack_code(codes, i, w.bits)) +
+               load_param(w.biases, w.param_dtype, g);
+    }
+  }
+}
+
+}  // namespace detail
+
+void affine_gemv(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
+                 KernelIsa isa) {
+  const auto xsum = group_sums(w, x, rows);
+  auto* kernel = isa == KernelIsa::Avx2 ? &detail::gemv_rows_avx2 : &detail::gemv_rows_scalar;
+  parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t first, std::int64_t last) {
+    kernel(w, x, xsum.data(), rows, first, last, y);
+  });
+}
+
+void affine_dequantize_rows(const AffineMatrix& w, std::int64_t first, std::int64_t count,
+                            float* out, KernelIsa isa) {
+  auto* kernel =
+      isa == KernelIsa::Avx2 ? &detail::dequantize_rows_avx2 : &detail::dequantize_rows_scalar;
+  parallel_for(0, count, kMinRowsPerTask, [&](std::int64_t lo, std::int64_t hi) {
+    kernel(w, first + lo, hi - lo, out + lo * w.in);
+  });
+}
+
+void affine_gemm(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
+                 KernelIsa isa) {
+  const auto tile_rows = std::min(kGemmTileRows, w.out);
+  std::vector<float> tile(static_cast<std::size_t>(tile_rows * w.in));
+  for (std::int64_t first = 0; first < w.out; first += tile_rows) {
+    const auto count = std::min(tile_rows, w.out - first);
+    affine_dequantize_rows(w, first, count, tile.data(), isa);
+    // y[:, first:first+count] = x · tileᵀ; OpenBLAS threads internally.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+                static_cast<blasint>(count), static_cast<blasint>(w.in), 1.0f, x,
+                static_cast<blasint>(w.in), tile.data(), static_cast<blasint>(w.in), 0.0f,
+                y + first, static_cast<blasint>(w.out));
+  }
+}
+
+void affine_matmul(const AffineMatrix& w, const float* x, std::int64_t rows, float* y) {
+  if (rows >= kAffineGemmMinRows) {
+    affine_gemm(w, x, rows, y, best_kernel_isa());
+  } else {
+    affine_gemv(w, x, rows, y, best_kernel_isa());
+  }
+}
+
+}  // namespace uq::cpu

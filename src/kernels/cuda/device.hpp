@@ -1,0 +1,24 @@
+#pragma once
+// Which NVIDIA GPUs exist and what they are: read off the device, never hard-coded.
+#include <cstddef>
+#include <string>
+
+namespace uq::cuda {
+
+// Number of usable CUDA devices; 0 (never an error) when there is no driver or no GPU.
+int cuda_device_count();
+
+struct DeviceProperties {
+  std::string name;
+  int compute_major = 0;
+  int compute_minor = 0;
+  int multiprocessors = 0;
+  std::size_t global_memory_bytes = 0;
+  std::size_t l2_cache_bytes = 0;
+  std::size_t shared_memory_per_block_optin = 0;
+  int memory_bus_bits = 0;
+};
+
+DeviceProperties device_properties(int device);
+
+}  // namespace uq::cuda

@@ -1,0 +1,279 @@
+// Both CUDA affine GEMV kernels (tensor cores, simt) against a float64 CPU reference built
+// from the dequantized weights.
+// Fresh random codes, scales, biases and activations every run; outputs poisoned (NaN) before
+// each launch. Bounds (fp32 dequantization and accumulation; the reference uses the very x
+// values the kernel sees, bf16-rounded for bf16 x; the tensor-core kernel splits f32 x into two
+// bf16 parts, 16 significant bits, ~2e-6 relative):
+// - relative L2 error ||y - ref|| / ||ref|| <= 1e-5 where a shape has >= 32 outputs per row;
+// - for every shape, ||y - ref|| / ||ref_abs|| <= 1e-6, ref_abs = sum_i |x_i w_i|: the scale
+//   fp32 rounding works at, robust where few outputs make ||ref|| small by cancellation. One
+//   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device.hpp"
+
+namespace {
+
+using uq::cuda::AffineDeviceWeight;
+using uq::cuda::AffineHostWeight;
+using uq::cuda::DeviceBuffer;
+using uq::cuda::GemvKernel;
+
+constexpr double kRelativeL2Bound = 1e-5;
+constexpr double kConditionedBound = 1e-6;
+
+struct HostAffine {
+  int out, in, bits, group_size;
+  std::vector<std::uint32_t> codes;
+  std::vector<std::uint16_t> scales, biases;
+
+  AffineHostWeight view() const {
+    return {"test.weight", out, in, bits, group_size, codes, scales, biases};
+  }
+  // Element (o, i) of the stream, read bit by bit: independent of the kernel's word logic.
+  std::uint32_t code(int o, int i) const {
+    std::uint32_t q = 0;
+    const std::size_t row_bits = static_cast<std::size_t>(in) * bits;
+    for (int b = 0; b < bits; ++b) {
+      const std::size_t bit = o * row_bits + static_cast<std::size_t>(i) * bits + b;
+      q |= ((codes[bit / 32] >> (bit % 32)) & 1u) << b;
+    }
+    return q;
+  }
+  std::vector<double> dequantized() const {
+    std::vector<double> w(static_cast<std::size_t>(out) * in);
+    for (int o = 0; o < out; ++o)
+      for (int i = 0; i < in; ++i) {
+        const std::size_t g = static_cast<std::size_t>(o) * (in / group_size) + i / group_size;
+        w[static_cast<std::size_t>(o) * in + i] =
+            double(uq::bf16_to_f32(scales[g])) * code(o, i) + double(uq::bf16_to_f32(biases[g]));
+      }
+    return w;
+  }
+};
+
+HostAffine random_affine(std::mt19937_64& rng, int out, int in, int bits, int group_size) {
+  HostAffine w{out, in, bits, group_size, {}, {}, {}};
+  w.codes.resize(static_cast<std::size_t>(out) * in * bits / 32);
+  for (auto& word : w.codes) word = static_cast<std::uint32_t>(rng());  // every stream is valid
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f), jitter(-0.01f, 0.01f);
+  const std::size_t groups = static_cast<std::size_t>(out) * in / group_size;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const float s = scale(rng);
+    w.scales.push_back(uq::f32_to_bf16(s));
+    w.biases.push_back(uq::f32_to_bf16(-s * float(1 << (bits - 1)) + jitter(rng)));
+  }
+  return w;
+}
+
+bool have_gpu() {
+  return uq::cuda::cuda_device_count() > 0;
+}
+
+// ||got - want|| / ||scale|| over the first got.size() elements; infinite if any output is
+// not finite (unwritten: still poisoned).
+double relative_l2(const std::vector<float>& got, const std::vector<double>& want,
+                   const std::vector<double>& scale) {
+  double err = 0, ref = 0;
+  for (std::size_t k = 0; k < got.size(); ++k) {
+    if (!std::isfinite(got[k])) return INFINITY;
+    err += (got[k] - want[k]) * (got[k] - want[k]);
+    ref += scale[k] * scale[k];
+  }
+  return std::sqrt(err / ref);
+}
+
+struct Reference {
+  std::vector<double> y, y_abs;  // sum_i x_i w_i and sum_i |x_i w_i|, [rows, out]
+};
+
+// Runs every rows count 1..max_rows (and x as f32 and bf16) on one uploaded weight.
+void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_size, int max_rows) {
+  SCOPED_TRACE("out " + std::to_string(out) + " in " + std::to_string(in) + " bits " +
+               std::to_string(bits) + " group " + std::to_string(group_size));
+  const HostAffine host = random_affine(rng, out, in, bits, group_size);
+  const AffineDeviceWeight weight(host.view());
+  const std::vector<double> w = host.dequantized();
+
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x_f32(static_cast<std::size_t>(max_rows) * in);
+  std::vector<std::uint16_t> x_bf16(x_f32.size());
+  for (std::size_t k = 0; k < x_f32.size(); ++k) {
+    x_f32[k] = normal(rng);
+    x_bf16[k] = uq::f32_to_bf16(x_f32[k]);
+  }
+  auto reference = [&](auto x_value) {
+    const std::size_t n = static_cast<std::size_t>(max_rows) * out;
+    Reference ref{std::vector<double>(n), std::vector<double>(n)};
+    for (int r = 0; r < max_rows; ++r)
+      for (int o = 0; o < out; ++o) {
+        double sum = 0, sum_abs = 0;
+        for (int i = 0; i < in; ++i) {
+          const double term = x_value(static_cast<std::size_t>(r) * in + i) *
+                              w[static_cast<std::size_t>(o) * in + i];
+          sum += term;
+          sum_abs += std::abs(term);
+        }
+        ref.y[static_cast<std::size_t>(r) * out + o] = sum;
+        ref.y_abs[static_cast<std::size_t>(r) * out + o] = sum_abs;
+      }
+    return ref;
+  };
+  const auto ref_f32 = reference([&](std::size_t k) { return double(x_f32[k]); });
+  const auto ref_bf16 =
+      reference([&](std::size_t k) { return double(uq::bf16_to_f32(x_bf16[k])); });
+
+  DeviceBuffer<float> x_dev_f32(x_f32.size());
+  DeviceBuffer<__nv_bfloat16> x_dev_bf16(x_bf16.size());
+  x_dev_f32.upload(x_f32);
+  UQ_CUDA_CHECK(
+      cudaMemcpy(x_dev_bf16.data(), x_bf16.data(), x_dev_bf16.bytes(), cudaMemcpyHostToDevice));
+  DeviceBuffer<float> y_dev(static_cast<std::size_t>(max_rows) * out);
+
+  for (int rows = 1; rows <= max_rows; ++rows) {
+    SCOPED_TRACE("rows " + std::to_string(rows));
+    const std::size_t n = static_cast<std::size_t>(rows) * out;
+    for (int variant = 0; variant < 6; ++variant) {
+      const bool use_bf16 = variant % 2 == 1;
+      constexpr GemvKernel kKernels[] = {GemvKernel::tensor_cores, GemvKernel::simt,
+                                         GemvKernel::automatic};
+      constexpr const char* kNames[] = {", tensor cores", ", simt", ", automatic"};
+      const GemvKernel kernel = kKernels[variant / 2];
+      const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
+      y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
+      if (use_bf16)
+        uq::cuda::affine_gemv_cuda(weight, x_dev_bf16.data(), rows, y_dev.data(), nullptr, kernel);
+      else
+        uq::cuda::affine_gemv_cuda(weight, x_dev_f32.data(), rows, y_dev.data(), nullptr, kernel);
+      UQ_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<float> y(y_dev.size());
+      y_dev.download(y);
+      y.resize(n);
+      const Reference& ref = use_bf16 ? ref_bf16 : ref_f32;
+      EXPECT_LE(relative_l2(y, ref.y, ref.y_abs), kConditionedBound) << what;
+      if (out >= 32) {
+        EXPECT_LE(relative_l2(y, ref.y, ref.y), kRelativeL2Bound) << what;
+      }
+      // Outputs beyond `rows` must stay untouched (still the NaN poison).
+      std::vector<float> full(y_dev.size());
+      y_dev.download(full);
+      for (std::size_t k = n; k < full.size(); ++k) ASSERT_TRUE(std::isnan(full[k])) << what << k;
+    }
+  }
+}
+
+class AffineGemvCuda : public testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  }
+};
+
+TEST_P(AffineGemvCuda, MatchesFloat64ReferenceForEveryGroupSizeAndRowCount) {
+  const int bits = GetParam();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int group : {32, 64, 128}) {
+    // in = 5 and 11 groups: for g32/g64 a partial last atom (and unaligned rows for odd bits).
+    check_weight(rng, 37, 5 * group, bits, group, 16);
+    check_weight(rng, 203, 11 * group, bits, group, 16);
+    // More than 32 atoms: lanes loop; out = 1 leaves most warps of the block idle.
+    check_weight(rng, 1, 4224 + group, bits, group, 3);
+    check_weight(rng, 9, 4224 + group, bits, group, 5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Bits, AffineGemvCuda, testing::Values(2, 3, 4, 5, 6, 8));
+
+TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::mt19937_64 rng(std::random_device{}());
+  check_weight(rng, 45, 256, 4, 64, 37);
+}
+
+TEST(AffineGemvCudaErrors, RejectsBadShapesNamingTheTensor) {
+  std::mt19937_64 rng(1);
+  HostAffine w = random_affine(rng, 4, 128, 4, 64);
+  auto expect_error = [](AffineHostWeight view, const std::string& fragment) {
+    try {
+      uq::cuda::validate_affine_weight(view);
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const uq::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("test.weight"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  AffineHostWeight v = w.view();
+  v.bits = 7;
+  expect_error(v, "bits 7");
+  v = w.view();
+  v.group_size = 48;
+  expect_error(v, "group size 48");
+  v = w.view();
+  v.in = 96;
+  expect_error(v, "not a multiple");
+  v = w.view();
+  v.codes = v.codes.subspan(1);
+  expect_error(v, "code words");
+  v = w.view();
+  v.scales = v.scales.subspan(1);
+  expect_error(v, "scales");
+  v = w.view();
+  v.biases = {};
+  expect_error(v, "biases");
+  v = w.view();
+  v.out = 0;
+  expect_error(v, "empty");
+  EXPECT_NO_THROW(uq::cuda::validate_affine_weight(w.view()));
+}
+
+TEST(CudaCheck, TurnsErrorsIntoUqErrorNamingCallAndPlace) {
+  try {
+    UQ_CUDA_CHECK(cudaErrorInvalidValue);
+    FAIL() << "no error";
+  } catch (const uq::Error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.rfind("cuda: cudaErrorInvalidValue failed: ", 0), 0u) << message;
+    EXPECT_NE(message.find("invalid argument"), std::string::npos) << message;
+    EXPECT_NE(message.find("test_affine_gemv.cpp:"), std::string::npos) << message;
+  }
+  EXPECT_THROW(UQ_CUDA_CHECK(CUBLAS_STATUS_INVALID_VALUE), uq::Error);
+}
+
+TEST(CudaDevice, CountNeverThrowsAndPropertiesAreReadOffTheDevice) {
+  const int count = uq::cuda::cuda_device_count();
+  EXPECT_GE(count, 0);
+  EXPECT_THROW(uq::cuda::device_properties(count), uq::Error);
+  if (count == 0) GTEST_SKIP() << "no CUDA GPU";
+  const auto props = uq::cuda::device_properties(0);
+  EXPECT_FALSE(props.name.empty());
+  EXPECT_GT(props.multiprocessors, 0);
+  EXPECT_GT(props.l2_cache_bytes, 0u);
+  EXPECT_GT(props.global_memory_bytes, 0u);
+}
+
+TEST(DeviceBufferCuda, RoundTripsAndRejectsSizeMismatch) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::vector<int> data(1000);
+  for (int k = 0; k < 1000; ++k) data[k] = k * 7 - 3;
+  DeviceBuffer<int> buffer(data.size());
+  buffer.upload(data);
+  DeviceBuffer<int> moved = std::move(buffer);
+  EXPECT_EQ(buffer.data(), nullptr);
+  std::vector<int> back(data.size());
+  moved.download(back);
+  EXPECT_EQ(back, data);
+  std::vector<int> wrong(3);
+  EXPECT_THROW(moved.download(wrong), uq::Error);
+}
+
+}  // namespace

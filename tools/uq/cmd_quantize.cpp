@@ -1,0 +1,139 @@
+// `uq quantize MODEL -o OUT [--bits N] [--backend B] ...`: quantize a Hugging
+// Face model and save it in the backend's layout, with a per-layer summary.
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "api/quantize.hpp"
+#include "commands.hpp"
+#include "core/error.hpp"
+#include "model/decoder.hpp"
+#include "run_options.hpp"
+
+namespace uq::cli {
+namespace {
+
+// "PATTERN=BITS" → (PATTERN, BITS); the pattern may itself hold '=' (regexes).
+std::pair<std::string, int> parse_layer_bits(const std::string& text) {
+  const auto equals = text.rfind('=');
+  if (equals == std::string::npos || equals == 0 || equals + 1 == text.size()) {
+    fail("option --layer-bits '", text, "': expected PATTERN=BITS");
+  }
+  const std::string bits_text = text.substr(equals + 1);
+  std::size_t used = 0;
+  int bits = 0;
+  try {
+    bits = std::stoi(bits_text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != bits_text.size())
+    fail("option --layer-bits '", text, "': '", bits_text, "' is not a number");
+  return {text.substr(0, equals), bits};
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int unit = 0;
+  while (bytes >= 1024.0 && unit < 4) {
+    bytes /= 1024.0;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f %s", bytes, units[unit]);
+  return text;
+}
+
+void print_summary(const QuantizationReport& report, const std::string& out) {
+  std::printf("backend: %s (%s)\n", report.backend.c_str(), report.backend_reason.c_str());
+  std::printf("%-44s %-16s %12s %12s\n", "module", "scheme", "params", "bytes");
+  std::size_t total_bytes = 0;
+  for (const auto& layer : report.layers) {
+    std::printf("%-44s %-16s %12lld %12s\n", layer.path.c_str(), layer.scheme.c_str(),
+                static_cast<long long>(layer.parameters),
+                human_bytes(static_cast<double>(layer.bytes)).c_str());
+    total_bytes += layer.bytes;
+  }
+  std::printf("quantized %lld weights at %.3f bits each; matrices take %s; %.2f s\n",
+              static_cast<long long>(report.quantized_parameters()),
+              report.bits_per_quantized_weight(),
+              human_bytes(static_cast<double>(total_bytes)).c_str(), report.seconds);
+  std::printf("saved to %s\n", out.c_str());
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+  struct Options {
+    std::string model, out;
+    UnifiedQuantizationConfig config;
+    std::vector<std::string> layer_bits;
+    bool json = false;
+    RunOptions run;
+  };
+  static Options options;
+  auto& config = options.config;
+  auto* command = app.add_subcommand("quantize", "Quantize a Hugging Face model and save it");
+  command->add_option("MODEL", options.model, "Hugging Face model directory")->required();
+  command->add_option("-o,--output", options.out, "Output directory")->required();
+  command->add_option("--bits", config.bits, "Default bits per weight (1-8)")
+      ->capture_default_str();
+  command->add_option("--backend", config.backend, "mlx, quanto, bnb, custom (mps) or auto")
+      ->capture_default_str();
+  command->add_option("--group-size", config.group_size, "Weights per scale/bias group")
+      ->capture_default_str();
+  command->add_option("--method", config.method, "rtn, gptq, awq or hqq")->capture_default_str();
+  command->add_option("--layer-bits", options.layer_bits,
+                      "PATTERN=BITS for matching modules (repeatable; 0 or 16 keeps float)");
+  command->add_option("--skip", config.skip, "Keep modules matching PATTERN in float (repeatable)");
+  command->add_option("--calibration-data", config.calibration_data, "Text file for calibration");
+  command->add_option("--calibration-samples", config.calibration_samples, "Calibration windows")
+      ->capture_default_str();
+  command->add_flag("--memory-efficient", config.memory_efficient, "Stream tensors from disk");
+  command->add_option("--chunk-size", config.chunk_size, "Rows per streamed chunk")
+      ->capture_default_str();
+  command->add_flag("--json", options.json, "Print one JSON object on stdout");
+  add_run_options(*command, options.run);
+  command->callback([] {
+    apply_run_options(options.run);
+    auto& cfg = options.config;
+    cfg.device = options.run.device;
+    for (const auto& entry : options.layer_bits) {
+      const auto [pattern, bits] = parse_layer_bits(entry);
+      cfg.layer_bits[pattern] = bits;
+    }
+    auto [model, quantizer] = quantize_model(std::filesystem::path(options.model), cfg);
+    quantizer.save_model(*model, options.out);
+    const auto& report = quantizer.report();
+    for (const auto& warning : report.warnings)
+      std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    if (!options.json) {
+      print_summary(report, options.out);
+      return;
+    }
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& layer : report.layers) {
+      layers.push_back({{"path", layer.path},
+                        {"scheme", layer.scheme},
+                        {"bits", layer.bits},
+                        {"parameters", layer.parameters},
+                        {"bytes", layer.bytes},
+                        {"note", layer.note}});
+    }
+    const nlohmann::json summary = {{"output", options.out},
+                                    {"backend", report.backend},
+                                    {"backend_reason", report.backend_reason},
+                                    {"bits", quantizer.config().effective_bits()},
+                                    {"group_size", quantizer.config().group_size},
+                                    {"quantized_parameters", report.quantized_parameters()},
+                                    {"bits_per_weight", report.bits_per_quantized_weight()},
+                                    {"seconds", report.seconds},
+                                    {"warnings", report.warnings},
+                                    {"layers", layers}};
+    std::printf("%s\n", summary.dump().c_str());
+  });
+}
+
+}  // namespace uq::cli

@@ -8,6 +8,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libpcre2-dev libcli11-dev libopenblas-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-venv python3-dev
+  clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
 )
 
 missing=()

@@ -135,7 +135,8 @@ void convert_to_f32(DType source, const void* data, std::size_t count, float* ou
   const auto* bytes = static_cast<const unsigned char*>(data);
   switch (source) {
     case DType::F32:
-      std::memcpy(out, data, count * sizeof(float));
+      // memcpy with a null pointer is undefined even for 0 bytes (empty vectors).
+      if (count > 0) std::memcpy(out, data, count * sizeof(float));
       return;
     case DType::F64:
       for (std::size_t i = 0; i < count; ++i) {
@@ -169,7 +170,7 @@ void convert_from_f32(const float* data, std::size_t count, DType target, void* 
   auto* bytes = static_cast<unsigned char*>(out);
   switch (target) {
     case DType::F32:
-      std::memcpy(out, data, count * sizeof(float));
+      if (count > 0) std::memcpy(out, data, count * sizeof(float));
       return;
     case DType::F64:
       for (std::size_t i = 0; i < count; ++i) {

@@ -11,6 +11,8 @@ namespace {
 
 using nlohmann::json;
 
+// Far above any real model (Llama 3.1 405B has 126 layers).
+constexpr std::int64_t kMaxLayers = 65536;
 constexpr std::array<std::string_view, 3> kSupportedTypes{"llama", "mistral", "qwen2"};
 
 // Reads fields of one JSON object, naming the file and the field in errors.
@@ -139,6 +141,11 @@ ModelConfig parse_model_config(const json& raw, const std::string& origin) {
 
   config.hidden_size = fields.positive("hidden_size");
   config.num_hidden_layers = fields.positive("num_hidden_layers");
+  // Per-layer tables are sized from it before any weight is seen.
+  if (config.num_hidden_layers > kMaxLayers) {
+    fail(origin, ": field 'num_hidden_layers' is ", config.num_hidden_layers,
+         ", more than the limit of ", kMaxLayers);
+  }
   config.num_attention_heads = fields.positive("num_attention_heads");
   config.num_key_value_heads = fields.integer("num_key_value_heads", config.num_attention_heads);
   config.head_dim = fields.integer("head_dim", config.hidden_size / config.num_attention_heads);
@@ -147,6 +154,9 @@ ModelConfig parse_model_config(const json& raw, const std::string& origin) {
   const std::int64_t default_max_positions = is_qwen2 ? 32768 : is_mistral ? 131072 : 2048;
   config.max_position_embeddings = fields.integer("max_position_embeddings", default_max_positions);
   config.rms_norm_eps = fields.number("rms_norm_eps", 1e-6);
+  if (!(config.rms_norm_eps > 0.0)) {
+    fail(origin, ": field 'rms_norm_eps' must be positive, got ", config.rms_norm_eps);
+  }
   if (config.num_key_value_heads <= 0 ||
       config.num_attention_heads % config.num_key_value_heads != 0) {
     fail(origin, ": field 'num_key_value_heads' (", config.num_key_value_heads,

@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "io/tokenizer/tokenizer.hpp"
+#include "io/tokenizer/utf8.hpp"
 #include "model/decoder.hpp"
 #include "model/perplexity.hpp"
 #include "run_options.hpp"
@@ -96,6 +97,9 @@ void register_eval(CLI::App& app) {
     apply_run_options(options.run);
     const std::string text = read_text(options.data);
     if (text.empty()) fail("option --data: '", options.data, "' is empty");
+    if (const auto bad = utf8::find_invalid(text)) {
+      fail("option --data: '", options.data, "' is not valid UTF-8 (byte ", *bad, ")");
+    }
     const auto model = load_model(options.model);
     check_perplexity_ctx(model->config(), options.ctx);
     const auto ids = model->tokenizer()->encode(text);
@@ -115,6 +119,9 @@ void register_eval(CLI::App& app) {
     };
     const PerplexityResult result = perplexity(*model, ids, options.ctx, observe);
     progress.finish();
+    if (!std::isfinite(result.perplexity)) {
+      fail(options.model, ": the model's logits are not finite (NaN or infinite weights?)");
+    }
     if (options.json) {
       nlohmann::json report = {
           {"ppl", result.perplexity},  {"tokens", result.tokens},

@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/tokenizer/tokenizer.hpp"
+#include "io/tokenizer/utf8.hpp"
 #include "model/decoder.hpp"
 #include "run_options.hpp"
 
@@ -39,6 +40,9 @@ void register_generate(CLI::App& app) {
   command->callback([] {
     apply_run_options(options.run);
     if (options.max_new_tokens < 0) fail("option -n must be >= 0");
+    if (const auto bad = utf8::find_invalid(options.prompt)) {
+      fail("option -p: the prompt is not valid UTF-8 (byte ", *bad, ")");
+    }
     const auto model = load_model(options.model);
     const Tokenizer& tokenizer = *model->tokenizer();
     const auto prompt_ids = tokenizer.encode(options.prompt);

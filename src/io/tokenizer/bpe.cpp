@@ -78,12 +78,17 @@ Bpe Bpe::from_json(const nlohmann::json& spec) {
   if (!vocab.is_object()) fail("model.vocab must be an object of token -> id");
   std::int64_t max_id = -1;
   for (const auto& [token, id_json] : vocab.items()) {
-    const auto id = id_json.get<std::int64_t>();
+    const auto id = json_as<std::int64_t>(id_json, "model.vocab id");
     if (id < 0 || id > std::numeric_limits<std::int32_t>::max()) {
       fail("model.vocab: token '", token, "' has invalid id ", id);
     }
     bpe.vocab_.emplace(token, static_cast<std::int32_t>(id));
     max_id = std::max(max_id, id);
+  }
+  const auto token_count = static_cast<std::int64_t>(bpe.vocab_.size());
+  if (max_id + 1 - token_count > kMaxUnusedTokenIds) {
+    fail("model.vocab: largest id ", max_id, " leaves more than ", kMaxUnusedTokenIds, " of the ",
+         max_id + 1, " ids unused (", token_count, " tokens)");
   }
   bpe.tokens_.resize(static_cast<std::size_t>(max_id + 1));
   bpe.has_id_.resize(bpe.tokens_.size());

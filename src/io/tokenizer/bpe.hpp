@@ -14,6 +14,10 @@
 
 namespace uq {
 
+// Token ids index dense tables (id -> token), so a file may leave at most this
+// many ids unused: a tiny file claiming id 2^31-1 must not cost 64 GB.
+constexpr std::int64_t kMaxUnusedTokenIds = 65536;
+
 class Bpe {
  public:
   // `spec` is the "model" object of tokenizer.json; fails on inconsistent data.

@@ -91,6 +91,16 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
         make_pre_tokenizer(field_or(spec, "pre_tokenizer", nlohmann::json()));
     tokenizer.decoder_ = make_decoder(field_or(spec, "decoder", nlohmann::json()));
     tokenizer.added_tokens_ = parse_added_tokens(field_or(spec, "added_tokens", nlohmann::json()));
+    const std::int64_t id_limit = tokenizer.model_->vocab_size() +
+                                  static_cast<std::int64_t>(tokenizer.added_tokens_.size()) +
+                                  kMaxUnusedTokenIds;
+    for (const AddedToken& token : tokenizer.added_tokens_) {
+      if (token.id >= id_limit) {
+        fail("added_tokens: id ", token.id, " of '", token.content, "' leaves more than ",
+             kMaxUnusedTokenIds, " ids unused after the ", tokenizer.model_->vocab_size(),
+             "-id vocabulary");
+      }
+    }
 
     std::vector<AddedToken> raw;
     std::vector<std::string> raw_patterns;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The test suite under sanitizers: scripts/sanitize.sh [address|thread ...]
+# (default: both).
+#  address: ASan + UBSan on everything (library, `uq`, tests) in build-asan/,
+#           then ctest; any report fails its test. UQ_ASAN_EXCLUDE (a ctest -E
+#           regex) skips tests, by default the Python-oracle ones (they exercise
+#           the same C++ paths as the reference tests and spend their time in Python).
+#  thread:  TSan in build-tsan/ for the tests that run threads (TSAN_TESTS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+modes=("$@")
+[ ${#modes[@]} -eq 0 ] && modes=(address thread)
+
+# Tests that start threads, and the executables that hold them.
+TSAN_TARGETS=(test_thread_pool test_tokenizer)
+TSAN_TESTS='^ThreadPool\.|Concurrent'
+
+export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+
+configure() {  # build dir, sanitizers
+  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUQ_SANITIZE="$2" \
+    -DUQ_BUILD_BENCH=OFF >/dev/null
+}
+
+for mode in "${modes[@]}"; do
+  case "$mode" in
+    address)
+      configure build-asan address,undefined
+      cmake --build build-asan -j"$(nproc)"
+      (cd build-asan && ctest --output-on-failure -j"$(nproc)" --timeout 1800 \
+        -E "${UQ_ASAN_EXCLUDE:-Oracle}")
+      ;;
+    thread)
+      configure build-tsan thread
+      cmake --build build-tsan -j"$(nproc)" --target "${TSAN_TARGETS[@]}"
+      (cd build-tsan && ctest --output-on-failure -j"$(nproc)" --timeout 1800 -R "$TSAN_TESTS")
+      ;;
+    *)
+      echo "sanitize.sh: unknown mode '$mode' (address or thread)" >&2
+      exit 2
+      ;;
+  esac
+done

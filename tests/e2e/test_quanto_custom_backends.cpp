@@ -20,6 +20,12 @@ namespace {
 
 using test::TempDir;
 
+// prefix + n (appending avoids GCC 12's false -Wrestrict on "literal" + std::string).
+std::string numbered(std::string prefix, int n) {
+  prefix += std::to_string(n);
+  return prefix;
+}
+
 nlohmann::json read_json(const std::filesystem::path& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
@@ -81,7 +87,7 @@ class CustomPerplexity : public ::testing::TestWithParam<PplCase> {};
 TEST_P(CustomPerplexity, MatchesSymmetricPerRowSimulation) {
   const auto [bits, all_layers] = GetParam();
   const double expected =
-      simulated_ppl("symmetric int" + std::to_string(bits) + " per-row", all_layers);
+      simulated_ppl(numbered("symmetric int", bits).append(" per-row"), all_layers);
   auto [model, quantizer] =
       quantized("custom", bits, all_layers ? std::vector<std::string>{} : kBlocksOnly);
   const double measured = perplexity(*model, shared().val_ids, 256).perplexity;
@@ -94,8 +100,8 @@ INSTANTIATE_TEST_SUITE_P(Rows, CustomPerplexity,
                          ::testing::Values(PplCase{8, true}, PplCase{8, false}, PplCase{4, true},
                                            PplCase{4, false}),
                          [](const auto& test_info) {
-                           return "int" + std::to_string(test_info.param.bits) +
-                                  (test_info.param.all_layers ? "_all" : "_blocks");
+                           return numbered("int", test_info.param.bits)
+                               .append(test_info.param.all_layers ? "_all" : "_blocks");
                          });
 
 // quanto's qint8 is the same symmetric per-row scheme (scales in bf16); it
@@ -151,7 +157,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, SaveLoad,
                                            RoundTripCase{"quanto", 2}, RoundTripCase{"custom", 8},
                                            RoundTripCase{"custom", 4}),
                          [](const auto& test_info) {
-                           return std::string(test_info.param.backend) + std::to_string(test_info.param.bits);
+                           return numbered(test_info.param.backend, test_info.param.bits);
                          });
 
 // ---- raw layouts ------------------------------------------------------------
@@ -167,32 +173,32 @@ void expect_tensor(const Checkpoint& checkpoint, const std::string& name, DType 
 TEST(QuantoLayout, KeysDtypesAndShapes) {
   TempDir dir;
   for (int bits : {8, 4, 2}) {
-    const auto out = dir / ("q" + std::to_string(bits));
+    const auto out = dir / (numbered("q", bits));
     const auto result =
         test::run_uq({"quantize", test::bundled_model().string(), "-o", out.string(), "--backend",
                       "quanto", "--bits", std::to_string(bits)});
     ASSERT_EQ(result.exit_code, 0) << result.err;
     const auto checkpoint = Checkpoint::open(out);
     const std::string q = "model.layers.2.self_attn.q_proj";  // [256, 256]
-    const std::string down = "model.layers.2.mlp.down_proj";  // [256, 512]
+    const std::string down = "model.layers.2.mlp.down_proj";  // [256, 768]
     if (bits == 8) {
       expect_tensor(checkpoint, q + ".weight._data", DType::I8, {256, 256});
       expect_tensor(checkpoint, q + ".weight._scale", DType::BF16, {256, 1});
       expect_tensor(checkpoint, "lm_head.weight._data", DType::I8, {4096, 256});
     } else {
-      // groups of 128: R = 256*256/128 = 512 rows; down_proj R = 256*512/128 = 1024.
+      // groups of 128: R = 256*256/128 = 512 rows; down_proj R = 256*768/128 = 1536.
       const std::int64_t per_byte = 8 / bits;
       expect_tensor(checkpoint, q + ".weight._data._data", DType::U8, {512 / per_byte, 128});
       expect_tensor(checkpoint, q + ".weight._scale", DType::BF16, {512, 1});
       expect_tensor(checkpoint, q + ".weight._shift", DType::BF16, {512, 1});
-      expect_tensor(checkpoint, down + ".weight._data._data", DType::U8, {1024 / per_byte, 128});
+      expect_tensor(checkpoint, down + ".weight._data._data", DType::U8, {1536 / per_byte, 128});
     }
     expect_tensor(checkpoint, q + ".input_scale", DType::BF16, {});
     expect_tensor(checkpoint, q + ".output_scale", DType::BF16, {});
     expect_tensor(checkpoint, "model.embed_tokens.weight", DType::BF16, {4096, 256});
     EXPECT_FALSE(checkpoint.contains(q + ".weight"));
     const auto map = read_json(out / "quantization_map.json");
-    const std::string qtype = "qint" + std::to_string(bits);
+    const std::string qtype = numbered("qint", bits);
     EXPECT_EQ(map[q], (nlohmann::json{{"weights", qtype}, {"activations", "none"}}));
     EXPECT_EQ(map["lm_head"]["weights"], qtype);
     EXPECT_FALSE(map.contains("model.embed_tokens"));
@@ -204,7 +210,7 @@ TEST(QuantoLayout, KeysDtypesAndShapes) {
 TEST(CustomLayout, KeysDtypesAndShapes) {
   TempDir dir;
   for (int bits : {8, 4}) {
-    const auto out = dir / ("c" + std::to_string(bits));
+    const auto out = dir / (numbered("c", bits));
     const auto result =
         test::run_uq({"quantize", test::bundled_model().string(), "-o", out.string(), "--backend",
                       "mps", "--bits", std::to_string(bits)});
@@ -212,7 +218,7 @@ TEST(CustomLayout, KeysDtypesAndShapes) {
     const auto checkpoint = Checkpoint::open(out);
     const DType codes = bits == 8 ? DType::I8 : DType::U8;
     const std::int64_t per_byte = bits == 8 ? 1 : 2;
-    expect_tensor(checkpoint, "model.layers.0.mlp.down_proj.weight", codes, {256, 512 / per_byte});
+    expect_tensor(checkpoint, "model.layers.0.mlp.down_proj.weight", codes, {256, 768 / per_byte});
     expect_tensor(checkpoint, "model.layers.0.mlp.down_proj.weight_scale", DType::F32, {256});
     expect_tensor(checkpoint, "model.embed_tokens.weight", codes, {4096, 256 / per_byte});
     expect_tensor(checkpoint, "model.embed_tokens.weight_scale", DType::F32, {4096});
@@ -259,7 +265,7 @@ TEST_P(QuantoOracle, QuantoDirectoryLoadsHereAndMatchesOurs) {
   TempDir dir;
   const auto made = test::run_oracle(
       "quanto_oracle.py", {"quantize", test::bundled_model().string(), (dir / "quanto").string(),
-                           "--weights", "qint" + std::to_string(bits)});
+                           "--weights", numbered("qint", bits)});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   auto [ours, quantizer] = quantized("quanto", bits);
   quantizer.save_model(*ours, dir / "ours");
@@ -303,7 +309,7 @@ TEST_P(QuantoOracle, OurDirectoryLoadsWithRequantize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, QuantoOracle, ::testing::Values(8, 4, 2),
-                         [](const auto& test_info) { return "qint" + std::to_string(test_info.param); });
+                         [](const auto& test_info) { return numbered("qint", test_info.param); });
 
 }  // namespace
 }  // namespace uq

@@ -6,10 +6,11 @@
       as OUT/model.safetensors plus OUT/quantization_map.json (config and
       tokenizer files copied).
   logits DIR OUT.safetensors --ids 1,2,3
-      rebuild the model from DIR/config.json on the meta device, load DIR with
-      quanto's requantize, check that every saved key was consumed, and write
-      "logits": float32 forward over quanto's dequantized weights, and
-      "logits_quanto": quanto's own forward in the model dtype.
+      rebuild the model from DIR/config.json, load DIR with quanto's
+      requantize, check that every saved key was consumed, and write
+      "logits": float32 forward over the saved codes dequantized in float32
+      (quanto's unpacking), and "logits_quanto": quanto's own forward in the
+      model dtype.
 """
 import argparse
 import json
@@ -41,35 +42,54 @@ def quantize(args):
             shutil.copy(os.path.join(args.model, name), args.out)
 
 
+def dequantized_float32(state, qmap, name):
+    """The float32 weight of quantized module `name`, from the saved tensors
+    with quanto's own unpacking and ungrouping, computed in float32 (quanto's
+    dequantize() rounds to the model dtype)."""
+    from optimum.quanto.tensor import ungroup
+    from optimum.quanto.tensor.packed import PackedTensor
+
+    prefix = name + ".weight."
+    scale = state[prefix + "_scale"].float()
+    if qmap[name]["weights"] == "qint8":
+        return state[prefix + "_data"].float() * scale
+    bits = 4 if qmap[name]["weights"] == "qint4" else 2
+    packed = state[prefix + "_data._data"]
+    rows = scale.shape[0]
+    group = packed.shape[1]
+    codes = PackedTensor(packed, bits, torch.Size([rows, group]), (group, 1)).unpack()
+    return codes.float() * scale - state[prefix + "_shift"].float()
+
+
 def logits(args):
-    from optimum.quanto import QModuleMixin, requantize
+    from optimum.quanto import requantize
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(args.dir)
-    state = load_file(os.path.join(args.dir, "model.safetensors"))
+    path = os.path.join(args.dir, "model.safetensors")
     with open(os.path.join(args.dir, "quantization_map.json")) as f:
         qmap = json.load(f)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=config.torch_dtype)
-    requantize(model, state, qmap, device=torch.device("cpu"))
+    # Built on the CPU, not on meta: requantize would leave the rotary
+    # embedding's non-persistent buffers uninitialised.
+    model = AutoModelForCausalLM.from_config(config, dtype=config.torch_dtype)
+    requantize(model, load_file(path), qmap, device=torch.device("cpu"))
     model.eval()
+    state = load_file(path)
     loaded = set(model.state_dict().keys())
-    saved = set(load_file(os.path.join(args.dir, "model.safetensors")).keys())
-    if loaded != saved:
-        raise SystemExit(f"keys differ: missing {sorted(loaded - saved)[:5]}, "
-                         f"unexpected {sorted(saved - loaded)[:5]}")
+    if loaded != set(state.keys()):
+        raise SystemExit(f"keys differ: missing {sorted(loaded - set(state))[:5]}, "
+                         f"unexpected {sorted(set(state) - loaded)[:5]}")
     ids = torch.tensor([[int(x) for x in args.ids.split(",")]])
     with torch.no_grad():
         theirs = model(ids).logits[0].float()
-        dense = {}
-        for name, module in model.named_modules():
-            if isinstance(module, QModuleMixin):
-                dense[name + ".weight"] = module.weight.dequantize().float()
-        reference = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        float_state = {k: v.float() for k, v in model.state_dict().items()
+        float_state = {k: v.float() for k, v in state.items()
                        if not k.endswith(("._data", "._scale", "._shift", "input_scale",
                                           "output_scale"))}
-        float_state.update(dense)
+        for name in qmap:
+            out_features, in_features = model.get_submodule(name).weight.shape
+            w = dequantized_float32(state, qmap, name)
+            float_state[name + ".weight"] = w.reshape(out_features, in_features)
+        reference = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         reference.load_state_dict(float_state, strict=True)
         reference.eval()
         ours = reference(ids).logits[0].float()

@@ -61,8 +61,19 @@ def dequantized_float32(state, qmap, name):
     return codes.float() * scale - state[prefix + "_shift"].float()
 
 
+def avoid_int8pack_crash():
+    """torch's _weight_int8pack_mm (quanto's CPU path for bf16 x qint8)
+    segfaults with this torch build on some shapes; route it to quanto's
+    generic qbytes_mm, the same product through a plain matmul."""
+    import optimum.quanto.library.qbytes_mm as qbytes
+
+    qbytes.qbytes_int8pack_mm = qbytes.qbytes_mm
+
+
 def logits(args):
     from optimum.quanto import requantize
+
+    avoid_int8pack_crash()
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(args.dir)

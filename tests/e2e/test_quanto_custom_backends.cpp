@@ -230,6 +230,53 @@ TEST(CustomLayout, KeysDtypesAndShapes) {
   }
 }
 
+// A checkpoint missing one tensor, or with codes of the wrong dtype, is
+// refused with one error line naming the tensor.
+void rewrite_without(const std::filesystem::path& dir, const std::string& dropped,
+                     const std::string& retyped) {
+  const auto source = dir / "model.safetensors";
+  const auto copy = dir / "copy.safetensors";
+  {
+    const auto checkpoint = SafetensorsFile::open(source);
+    SafetensorsWriter writer(copy);
+    for (const auto& name : checkpoint->names()) {
+      if (name == dropped) continue;
+      const auto tensor = checkpoint->tensor(name);
+      const DType dtype = name == retyped ? DType::U8 : tensor.dtype;
+      writer.add(name, dtype, tensor.shape, {tensor.data, tensor.nbytes});
+    }
+    writer.commit();
+  }
+  std::filesystem::rename(copy, source);
+}
+
+TEST(QuantoAndCustomLayouts, DamagedCheckpointsGiveOneErrorLine) {
+  TempDir dir;
+  const std::string q = "model.layers.1.mlp.up_proj";
+  struct Case {
+    const char* backend;
+    const char* bits;
+    std::string dropped, retyped, culprit;
+  };
+  for (const auto& [backend, bits, dropped, retyped, culprit] :
+       {Case{"quanto", "4", q + ".weight._shift", "", q + ".weight._shift"},
+        Case{"quanto", "8", "", q + ".weight._data", q + ".weight._data"},
+        Case{"custom", "8", q + ".weight_scale", "", q + ".weight"}}) {
+    const auto out = dir / (std::string(backend) + bits);
+    ASSERT_EQ(test::run_uq({"quantize", test::bundled_model().string(), "-o", out.string(),
+                            "--backend", backend, "--bits", bits})
+                  .exit_code,
+              0);
+    rewrite_without(out, dropped, retyped);
+    const auto result = test::run_uq(
+        {"logits", out.string(), "--ids", "1,2", "-o", (dir / "l.safetensors").string()});
+    EXPECT_NE(result.exit_code, 0) << backend;
+    EXPECT_LT(result.exit_code, 128) << "crashed";
+    EXPECT_EQ(result.err.rfind("error: ", 0), 0u) << result.err;
+    EXPECT_NE(result.err.find(culprit), std::string::npos) << result.err;
+  }
+}
+
 // ---- real optimum-quanto, both ways ---------------------------------------
 
 std::vector<float> read_tensor(const std::filesystem::path& file, const std::string& name) {

@@ -1,7 +1,9 @@
 #include "api/backend.hpp"
 
 #include "api/backends/bnb_backend.hpp"
+#include "api/backends/custom_backend.hpp"
 #include "api/backends/mlx_backend.hpp"
+#include "api/backends/quanto_backend.hpp"
 
 namespace uq {
 
@@ -9,7 +11,9 @@ const std::vector<std::unique_ptr<Backend>>& backends() {
   static const std::vector<std::unique_ptr<Backend>> all = [] {
     std::vector<std::unique_ptr<Backend>> list;
     list.push_back(std::make_unique<MlxBackend>());
+    list.push_back(std::make_unique<QuantoBackend>());
     list.push_back(std::make_unique<BnbBackend>());
+    list.push_back(std::make_unique<CustomBackend>());
     return list;
   }();
   return all;

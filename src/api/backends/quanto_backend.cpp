@@ -1,0 +1,49 @@
+#include "api/backends/quanto_backend.hpp"
+
+#include "io/formats/quanto_layout.hpp"
+#include "model/float_weight.hpp"
+#include "quant/affine_weight.hpp"
+#include "quant/quanto_affine.hpp"
+#include "quant/symmetric_weight.hpp"
+
+namespace uq {
+
+const BackendSpec& QuantoBackend::spec() const {
+  static const BackendSpec spec{"quanto",
+                                "qint8 symmetric per channel; qint4/qint2 affine per group of "
+                                "128/96/64/32 (scale, shift in the model dtype)",
+                                {2, 4, 8},
+                                {},
+                                "optimum-quanto state dict + quantization_map.json"};
+  return spec;
+}
+
+std::shared_ptr<Weight> QuantoBackend::quantize(const std::string& module_path,
+                                                const Weight& weight, int bits,
+                                                const UnifiedQuantizationConfig& /*config*/,
+                                                std::string& note) const {
+  const auto* dense = dynamic_cast<const FloatWeight*>(&weight);
+  if (dense == nullptr) {
+    note = "already " + weight.describe();
+    return nullptr;
+  }
+  if (module_path == "model.embed_tokens") {
+    note = "optimum-quanto quantizes Linear layers only, not embeddings";
+    return nullptr;
+  }
+  const std::string tensor = module_path + ".weight";
+  if (bits == 8) {
+    // quanto keeps scales in the weight dtype and computes in it.
+    return SymmetricWeight::quantize(dense->bytes().data(), dense->dtype(), dense->out_features(),
+                                     dense->in_features(), 8, dense->dtype(), tensor);
+  }
+  return quanto_affine_quantize(dense->bytes().data(), dense->dtype(), dense->out_features(),
+                                dense->in_features(), bits, tensor, note);
+}
+
+void QuantoBackend::save(const Model& model, const std::filesystem::path& dir,
+                         const UnifiedQuantizationConfig& /*config*/) const {
+  save_quanto_model(model, dir);
+}
+
+}  // namespace uq

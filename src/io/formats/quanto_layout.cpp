@@ -1,0 +1,143 @@
+#include "io/formats/quanto_layout.hpp"
+
+#include "core/error.hpp"
+#include "io/formats/layout_writer.hpp"
+#include "model/decoder.hpp"
+#include "model/float_weight.hpp"
+#include "quant/affine_weight.hpp"
+#include "quant/quanto_affine.hpp"
+#include "quant/symmetric_weight.hpp"
+
+namespace uq {
+namespace {
+
+std::span<const std::uint8_t> as_u8(const TensorView& view) {
+  return {reinterpret_cast<const std::uint8_t*>(view.data), view.nbytes};
+}
+
+std::shared_ptr<Weight> read_qint8(const TensorSource& tensors, const std::string& path) {
+  const TensorView data = tensors.tensor(path + ".weight._data");
+  const TensorView scale = tensors.tensor(path + ".weight._scale");
+  if (data.dtype != DType::I8) {
+    fail("tensor '", data.name, "': quanto weights of dtype ", dtype_name(data.dtype),
+         " (qfloat8) are not supported; qint8 codes are I8");
+  }
+  if (data.shape.size() != 2 || scale.numel() != data.shape[0]) {
+    fail("tensor '", scale.name, "': expected one scale per output row of '", data.name, "'");
+  }
+  return SymmetricWeight::from_codes(data.shape[0], data.shape[1], 8, {data.data, data.nbytes},
+                                     scale.dtype, {scale.data, scale.nbytes}, path + ".weight");
+}
+
+std::shared_ptr<Weight> read_qbits(const TensorSource& tensors, const ModelConfig& config,
+                                   const std::string& path) {
+  const TensorView data = tensors.tensor(path + ".weight._data._data");
+  const TensorView scale = tensors.tensor(path + ".weight._scale");
+  const TensorView shift = tensors.tensor(path + ".weight._shift");
+  if (data.dtype != DType::U8 || data.shape.size() != 2) {
+    fail("tensor '", data.name, "': packed quanto codes must be a 2-D U8 tensor");
+  }
+  if (scale.dtype != shift.dtype || scale.numel() != shift.numel() || shift.dtype == DType::U8) {
+    fail("tensor '", shift.name, "': float shifts with the dtype and size of '", scale.name,
+         "' expected (integer zero-points are not supported)");
+  }
+  const std::int64_t groups = scale.numel();
+  const std::int64_t group = data.shape[1];
+  const std::int64_t in = llama_in_features(config, path);
+  int bits = 0;
+  if (groups > 2 && data.shape[0] == (groups + 1) / 2) bits = 4;
+  if (groups > 2 && data.shape[0] == (groups + 3) / 4) bits = 2;
+  if (bits == 0 || in % group != 0 || group != quanto_group_size(in)) {
+    fail("tensor '", data.name, "': shape [", data.shape[0], ", ", data.shape[1], "] with ", groups,
+         " scales does not fit qint4 or qint2 with quanto's group size for in_features ", in);
+  }
+  const std::int64_t out = groups * group / in;
+  const auto codes = quanto_unpack(as_u8(data), groups, group, bits);
+  return affine_from_quanto(out, in, bits, group, codes, scale.dtype, {scale.data, scale.nbytes},
+                            {shift.data, shift.nbytes}, path + ".weight");
+}
+
+LayoutTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shape,
+                   std::vector<std::byte> bytes) {
+  return {std::move(name), dtype, std::move(shape), {}, std::move(bytes)};
+}
+
+// The tensors of module `path` and its quantization map entry (null: float).
+nlohmann::json collect_module(const std::string& path, const Weight& weight, DType model_dtype,
+                              std::vector<LayoutTensor>& tensors) {
+  std::string qtype;
+  if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
+    if (symmetric->bits() != 8) {
+      fail(path, ": symmetric int", symmetric->bits(),
+           " has no quanto form (quanto's int4 is affine per group)");
+    }
+    const auto codes = std::as_bytes(symmetric->codes());
+    tensors.push_back({path + ".weight._data",
+                       DType::I8,
+                       {symmetric->out_features(), symmetric->in_features()},
+                       codes,
+                       {}});
+    tensors.push_back(owned(path + ".weight._scale", symmetric->scale_dtype(),
+                            {symmetric->out_features(), 1}, symmetric->scale_bytes()));
+    qtype = "qint8";
+  } else if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
+    const int bits = affine->bits();
+    const auto in = affine->in_features();
+    if ((bits != 2 && bits != 4) || affine->group_size() != quanto_group_size(in)) {
+      fail(path, ": ", affine->describe(), " has no quanto form (qint2/qint4 with group size ",
+           quanto_group_size(in), " for in_features ", in, ")");
+    }
+    const std::int64_t groups = affine->out_features() * in / affine->group_size();
+    auto packed = quanto_pack(affine_codes(*affine), groups, affine->group_size(), bits);
+    const auto packed_rows = static_cast<std::int64_t>(packed.size()) / affine->group_size();
+    const auto* first = reinterpret_cast<const std::byte*>(packed.data());
+    tensors.push_back(owned(path + ".weight._data._data", DType::U8,
+                            {packed_rows, affine->group_size()},
+                            std::vector<std::byte>(first, first + packed.size())));
+    tensors.push_back(
+        {path + ".weight._scale", affine->param_dtype(), {groups, 1}, affine->scales(), {}});
+    tensors.push_back(owned(path + ".weight._shift", affine->param_dtype(), {groups, 1},
+                            quanto_shift_bytes(*affine)));
+    qtype = bits == 4 ? "qint4" : "qint2";
+  } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
+    tensors.push_back({path + ".weight",
+                       dense->dtype(),
+                       {dense->out_features(), dense->in_features()},
+                       dense->bytes(),
+                       {}});
+    return nullptr;
+  } else {
+    fail(path, ": a ", weight.describe(), " weight cannot be saved in quanto's layout");
+  }
+  const float one = 1.0f;
+  for (const char* name : {".input_scale", ".output_scale"}) {
+    std::vector<std::byte> bytes(dtype_size(model_dtype));
+    convert_from_f32(&one, 1, model_dtype, bytes.data());
+    tensors.push_back(owned(path + name, model_dtype, {}, std::move(bytes)));
+  }
+  return {{"weights", qtype}, {"activations", "none"}};
+}
+
+}  // namespace
+
+WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config) {
+  return [tensors, config](const std::string& path) -> std::shared_ptr<Weight> {
+    if (tensors.contains(path + ".weight._data._data")) return read_qbits(tensors, config, path);
+    if (tensors.contains(path + ".weight._data")) return read_qint8(tensors, path);
+    return FloatWeight::from_tensor(tensors.tensor(path + ".weight"));
+  };
+}
+
+void save_quanto_model(const Model& model, const std::filesystem::path& dir) {
+  std::vector<LayoutTensor> tensors;
+  nlohmann::json map = nlohmann::json::object();
+  for (const auto& [path, weight] : model.named_weights()) {
+    auto entry = collect_module(path, *weight, model.config().dtype, tensors);
+    if (!entry.is_null()) map[path] = std::move(entry);
+  }
+  append_model_vectors(model, tensors);
+  write_layout_directory(model, dir, tensors, {{"format", "pt"}}, model.config().raw,
+                         {{"quantization_map.json", map}});
+}
+
+}  // namespace uq

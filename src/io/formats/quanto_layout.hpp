@@ -1,0 +1,36 @@
+#pragma once
+// optimum-quanto's serialization, both ways: the model's state dict in
+// model.safetensors plus quantization_map.json ({module: {"weights": "qint4",
+// "activations": "none"}}), the way quanto documents saving (then
+// `requantize(model, state_dict, quantization_map)` loads it).
+//
+// Keys of a quantized Linear P (dtypes: T is the model dtype):
+//   qint8:        P.weight._data  I8 [out, in],  P.weight._scale T [out, 1]
+//   qint4/qint2:  P.weight._data._data U8 [ceil(R/k), g] (k = 8/bits, R = out*in/g,
+//                 see quant/quanto_affine.hpp), P.weight._scale T [R, 1],
+//                 P.weight._shift T [R, 1]
+//   always:       P.input_scale T [], P.output_scale T [] (1 without calibration),
+//                 P.bias when the layer has one.
+// Float modules keep P.weight. config.json is the source config unchanged.
+#include <filesystem>
+
+#include "io/hf_config.hpp"
+#include "model/tensor_source.hpp"
+
+namespace uq {
+
+class Model;
+
+// Each module from its keys: quanto's when P.weight._data (qint8) or
+// P.weight._data._data (qint4/qint2) exists, else the float P.weight, so a
+// plain checkpoint reads as float. in_features comes from `config`. Throws
+// uq::Error naming the tensor for shapes or dtypes that do not fit (qfloat8
+// weights are not supported yet).
+WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config);
+
+// Writes `model` in quanto's layout at `dir`, atomically. Throws uq::Error
+// naming the module for a weight quanto cannot hold (symmetric int4, affine
+// bits other than 2/4, or a group size other than quanto's).
+void save_quanto_model(const Model& model, const std::filesystem::path& dir);
+
+}  // namespace uq

@@ -56,21 +56,19 @@ inline float horizontal_sum(__m256 v) {
   return _mm_cvtss_f32(sum);
 }
 
-// O output rows from o0 times R activation rows from r0. Per block of 32, each
-// (o, r) pair gets 8 int32 partial dots, scaled by d in float; per group the
-// sum is scaled by s. Dot::offset<B> is subtracted from the codes by the dot
-// product and added back here as offset·Σ d·Σq.
-template <class Dot, int B, int R, int O>
-inline void gemv_int8_tile(const AffineMatrix& w, const Int8Activations& a, const float* xsum,
-                           std::int64_t r0, std::int64_t o0, float* y) {
+// Output row o times R activation rows from r0. Per block of 32, each row
+// pair gets 8 int32 partial dots, scaled by d in float; per group the sum is
+// scaled by s. Dot::offset<B> is subtracted from the codes by the dot product
+// and added back here as offset·Σ d·Σq. One weight row at a time: streaming
+// several rows at once measured slower (the prefetchers follow one stream).
+template <class Dot, int B, int R>
+inline void gemv_int8_row(const AffineMatrix& w, const Int8Activations& a, const float* xsum,
+                          std::int64_t r0, std::int64_t o, float* y) {
   constexpr float offset = static_cast<float>(Dot::template offset<B>);
   const auto groups = w.groups_per_row();
   const std::int64_t blocks = w.in / kActivationBlock;
   const std::int64_t blocks_per_group = w.group_size / kActivationBlock;
-  const std::uint8_t* rows[O];
-  for (int o = 0; o < O; ++o) {
-    rows[o] = reinterpret_cast<const std::uint8_t*>(w.codes + (o0 + o) * w.words_per_row());
-  }
+  const auto* row = reinterpret_cast<const std::uint8_t*>(w.codes + o * w.words_per_row());
   const std::int8_t* xq[R];
   const float* d[R];
   const float* dq_sum[R];
@@ -79,69 +77,49 @@ inline void gemv_int8_tile(const AffineMatrix& w, const Int8Activations& a, cons
     d[r] = a.d.data() + (r0 + r) * blocks;
     dq_sum[r] = a.dq_sum.data() + (r0 + r) * blocks;
   }
-  __m256 acc[O][R];
-  float scalar_acc[O][R];
-  for (int o = 0; o < O; ++o) {
-    for (int r = 0; r < R; ++r) {
-      acc[o][r] = _mm256_setzero_ps();
-      scalar_acc[o][r] = 0.0f;
-    }
+  __m256 acc[R];
+  float scalar_acc[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    scalar_acc[r] = 0.0f;
   }
   for (std::int64_t g = 0; g < groups; ++g) {
-    __m256 group_acc[O][R];
-    for (int o = 0; o < O; ++o) {
-      for (int r = 0; r < R; ++r) group_acc[o][r] = _mm256_setzero_ps();
-    }
+    __m256 group_acc[R];
+    for (int r = 0; r < R; ++r) group_acc[r] = _mm256_setzero_ps();
     const std::int64_t first_block = g * blocks_per_group;
     for (std::int64_t b = first_block; b < first_block + blocks_per_group; ++b) {
-      __m256i xv[R];
-      __m256 dv[R];
+      const __m256i codes = unpack_block<B>(row, b);
       for (int r = 0; r < R; ++r) {
-        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kActivationBlock));
-        dv[r] = _mm256_broadcast_ss(d[r] + b);
-      }
-      for (int o = 0; o < O; ++o) {
-        const __m256i codes = unpack_block<B>(rows[o], b);
-        for (int r = 0; r < R; ++r) {
-          const __m256 dot = _mm256_cvtepi32_ps(Dot::template dot<B>(codes, xv[r]));
-          group_acc[o][r] = _mm256_fmadd_ps(dot, dv[r], group_acc[o][r]);
-        }
+        const __m256i xv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kActivationBlock));
+        const __m256 dot = _mm256_cvtepi32_ps(Dot::template dot<B>(codes, xv));
+        group_acc[r] = _mm256_fmadd_ps(dot, _mm256_broadcast_ss(d[r] + b), group_acc[r]);
       }
     }
-    float offset_sum[R];
+    const auto index = o * groups + g;
+    const float scale = param(w.scales, w.param_dtype, index);
+    const float bias = param(w.biases, w.param_dtype, index);
     for (int r = 0; r < R; ++r) {
-      offset_sum[r] = 0.0f;
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), group_acc[r], acc[r]);
+      float offset_sum = 0.0f;
       if constexpr (offset != 0.0f) {
         for (std::int64_t b = first_block; b < first_block + blocks_per_group; ++b) {
-          offset_sum[r] += dq_sum[r][b];
+          offset_sum += dq_sum[r][b];
         }
-        offset_sum[r] *= offset;
       }
-    }
-    for (int o = 0; o < O; ++o) {
-      const auto index = (o0 + o) * groups + g;
-      const float scale = param(w.scales, w.param_dtype, index);
-      const float bias = param(w.biases, w.param_dtype, index);
-      for (int r = 0; r < R; ++r) {
-        acc[o][r] = _mm256_fmadd_ps(_mm256_set1_ps(scale), group_acc[o][r], acc[o][r]);
-        scalar_acc[o][r] += bias * xsum[(r0 + r) * groups + g] + scale * offset_sum[r];
-      }
+      scalar_acc[r] += bias * xsum[(r0 + r) * groups + g] + scale * offset * offset_sum;
     }
   }
-  for (int o = 0; o < O; ++o) {
-    for (int r = 0; r < R; ++r) {
-      y[(r0 + r) * w.out + o0 + o] = horizontal_sum(acc[o][r]) + scalar_acc[o][r];
-    }
+  for (int r = 0; r < R; ++r) {
+    y[(r0 + r) * w.out + o] = horizontal_sum(acc[r]) + scalar_acc[r];
   }
 }
 
 template <class Dot, int B, int R>
 void gemv_int8_fixed(const AffineMatrix& w, const Int8Activations& a, const float* xsum,
                      std::int64_t r0, std::int64_t out_first, std::int64_t out_last, float* y) {
-  constexpr int O = R == 1 ? 4 : (R == 2 ? 2 : 1);
-  std::int64_t o = out_first;
-  for (; o + O <= out_last; o += O) gemv_int8_tile<Dot, B, R, O>(w, a, xsum, r0, o, y);
-  for (; o < out_last; ++o) gemv_int8_tile<Dot, B, R, 1>(w, a, xsum, r0, o, y);
+  for (std::int64_t o = out_first; o < out_last; ++o)
+    gemv_int8_row<Dot, B, R>(w, a, xsum, r0, o, y);
 }
 
 template <class Dot, int B>

@@ -62,7 +62,7 @@ struct Reference {
 };
 
 Reference reference(const cpu::AffineMatrix& m, const std::vector<float>& x, std::int64_t rows) {
-  const auto a = cpu::quantize_activations(x.data(), rows, m.in, 8);  // natural order
+  const auto a = cpu::quantize_activations(x.data(), rows, m.in, 8, m.group_size);  // natural order
   const auto size = static_cast<std::size_t>(rows * m.out);
   Reference ref{std::vector<double>(size), std::vector<double>(size), std::vector<double>(size),
                 std::vector<double>(size)};
@@ -88,34 +88,47 @@ Reference reference(const cpu::AffineMatrix& m, const std::vector<float>& x, std
   return ref;
 }
 
-TEST(Int8Activations, BlocksRoundToTheirStepAndEveryLaneIsUsedOnce) {
+TEST(Int8Activations, BlocksRoundToTheirStepAndEveryPositionIsUsedOnce) {
   std::mt19937 rng(3);
   auto x = random_x(2, 128, rng);
   for (int i = 64; i < 96; ++i) x[static_cast<std::size_t>(i)] = 0.0f;  // an all-zero block
   for (int bits : {2, 4, 8}) {
-    std::vector<int> seen(cpu::kActivationBlock, 0);
-    for (int i = 0; i < cpu::kActivationBlock; ++i) ++seen[cpu::activation_lane(bits, i)];
-    for (int count : seen) ASSERT_EQ(count, 1) << "bits " << bits;
-    const auto a = cpu::quantize_activations(x.data(), 2, 128, bits);
-    for (std::int64_t block = 0; block < 8; ++block) {
-      const float d = a.d[static_cast<std::size_t>(block)];
-      float amax = 0.0f;
-      int max_q = 0;
-      int sum_q = 0;
-      for (int i = 0; i < cpu::kActivationBlock; ++i) {
-        const auto index = block * cpu::kActivationBlock + i;
-        amax = std::max(amax, std::abs(x[static_cast<std::size_t>(index)]));
-        const int q = a.q[static_cast<std::size_t>(block * cpu::kActivationBlock +
-                                                   cpu::activation_lane(bits, i))];
-        EXPECT_EQ(q, static_cast<int>(
-                         std::nearbyint(x[static_cast<std::size_t>(index)] / (d > 0 ? d : 1.0f))))
-            << "bits " << bits << " block " << block << " index " << i;
-        max_q = std::max(max_q, std::abs(q));
-        sum_q += q;
+    for (int group : {32, 64, 128}) {
+      const auto what = "bits " + std::to_string(bits) + " group " + std::to_string(group);
+      std::vector<int> seen(128, 0);
+      for (std::int64_t i = 0; i < 128; ++i) {
+        const auto position = cpu::activation_position(bits, group, i);
+        ASSERT_TRUE(position >= 0 && position < 128) << what;
+        // Positions stay inside the block's pair (4-bit, group 64k) or block.
+        const std::int64_t span = cpu::paired_activation_layout(bits, group) ? 64 : 32;
+        ASSERT_EQ(position / span, i / span) << what;
+        ++seen[static_cast<std::size_t>(position)];
       }
-      EXPECT_FLOAT_EQ(d, amax / 127.0f);
-      EXPECT_EQ(max_q, amax > 0 ? 127 : 0);
-      EXPECT_FLOAT_EQ(a.dq_sum[static_cast<std::size_t>(block)], d * static_cast<float>(sum_q));
+      for (int count : seen) ASSERT_EQ(count, 1) << what;
+      const auto a = cpu::quantize_activations(x.data(), 2, 128, bits, group);
+      EXPECT_EQ(a.paired, bits == 4 && group % 64 == 0) << what;
+      for (std::int64_t block = 0; block < 8; ++block) {
+        const float d = a.d[static_cast<std::size_t>(block)];
+        float amax = 0.0f;
+        int max_q = 0;
+        int sum_q = 0;
+        for (int k = 0; k < cpu::kActivationBlock; ++k) {
+          const auto index = block * cpu::kActivationBlock + k;
+          const auto row_index = index % 128;
+          const auto row_start = index - row_index;
+          const float xi = x[static_cast<std::size_t>(index)];
+          amax = std::max(amax, std::abs(xi));
+          const int q = a.q[static_cast<std::size_t>(
+              row_start + cpu::activation_position(bits, group, row_index))];
+          EXPECT_EQ(q, static_cast<int>(std::nearbyint(xi / (d > 0 ? d : 1.0f))))
+              << what << " block " << block << " index " << k;
+          max_q = std::max(max_q, std::abs(q));
+          sum_q += q;
+        }
+        EXPECT_FLOAT_EQ(d, amax / 127.0f);
+        EXPECT_EQ(max_q, amax > 0 ? 127 : 0);
+        EXPECT_FLOAT_EQ(a.dq_sum[static_cast<std::size_t>(block)], d * static_cast<float>(sum_q));
+      }
     }
   }
 }

@@ -39,7 +39,7 @@ bool int8_gemv_supports(const AffineMatrix& w) {
 
 void affine_gemv_int8(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
                       DotIsa isa) {
-  const auto activations = quantize_activations(x, rows, w.in, w.bits);
+  const auto activations = quantize_activations(x, rows, w.in, w.bits, w.group_size);
   const auto xsum = detail::group_sums(w, x, rows);
   auto* kernel =
       isa == DotIsa::Avx512Vnni ? &detail::gemv_int8_rows_vnni : &detail::gemv_int8_rows_avx2;

@@ -22,6 +22,13 @@ struct Avx2Dot {
       return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
     }
   }
+
+  // Two 4-bit dots: each int16 pair sum is at most 2·15·127, so two add safely.
+  static __m256i dot_pair(__m256i codes0, __m256i xq0, __m256i codes1, __m256i xq1) {
+    return _mm256_madd_epi16(
+        _mm256_add_epi16(_mm256_maddubs_epi16(codes0, xq0), _mm256_maddubs_epi16(codes1, xq1)),
+        _mm256_set1_epi16(1));
+  }
 };
 
 }  // namespace

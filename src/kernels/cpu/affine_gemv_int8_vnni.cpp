@@ -29,6 +29,11 @@ struct VnniDot {
   static __m256i dot(__m256i codes, __m256i xq) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, xq);
   }
+
+  static __m256i dot_pair(__m256i codes0, __m256i xq0, __m256i codes1, __m256i xq1) {
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), codes0, xq0), codes1,
+                               xq1);
+  }
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "core/dtype.hpp"
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
 #include "kernels/cpu/affine_kernels.hpp"
 #include "quant/affine.hpp"
 #include "quant/affine_weight.hpp"
@@ -53,7 +54,11 @@ std::vector<std::unique_ptr<uq::AffineWeight>> rotating_weights(std::int64_t out
   return copies;
 }
 
-// Args: out, in, bits, threads.
+// The decode GEMV paths: the exact float GEMV, the int8-activation GEMV with
+// AVX2 dot products, and with the best dot products (what affine_matmul runs).
+enum GemvPath { kFloat = 0, kInt8Avx2 = 1, kInt8Best = 2 };
+
+// Args: out, in, bits, threads, path.
 void BM_AffineGemv(benchmark::State& state) {
   const auto out = state.range(0);
   const auto in = state.range(1);
@@ -61,9 +66,17 @@ void BM_AffineGemv(benchmark::State& state) {
   const auto weights = rotating_weights(out, in, static_cast<int>(state.range(2)), 64);
   const auto x = random_floats(static_cast<std::size_t>(in), 2);
   std::vector<float> y(static_cast<std::size_t>(out));
+  const auto path = static_cast<GemvPath>(state.range(4));
   std::size_t next = 0;
   for (auto _ : state) {
-    weights[next]->matmul(x.data(), 1, y.data());
+    const auto& w = *weights[next];
+    if (path == kInt8Avx2) {
+      uq::cpu::affine_gemv_int8(w.matrix(), x.data(), 1, y.data(), uq::cpu::DotIsa::Avx2);
+    } else if (path == kInt8Best) {
+      uq::cpu::affine_gemv_int8(w.matrix(), x.data(), 1, y.data(), uq::cpu::best_dot_isa());
+    } else {
+      uq::cpu::affine_gemv(w.matrix(), x.data(), 1, y.data(), uq::cpu::best_kernel_isa());
+    }
     next = (next + 1) % weights.size();
     benchmark::DoNotOptimize(y.data());
   }
@@ -71,8 +84,8 @@ void BM_AffineGemv(benchmark::State& state) {
       static_cast<std::int64_t>(state.iterations() * weights[0]->storage_bytes()));
 }
 BENCHMARK(BM_AffineGemv)
-    ->ArgNames({"out", "in", "bits", "threads"})
-    ->ArgsProduct({{4096, 14336}, {4096}, {4, 8}, {1, 2}})
+    ->ArgNames({"out", "in", "bits", "threads", "path"})
+    ->ArgsProduct({{4096, 14336}, {4096}, {4, 8}, {1, 2}, {kFloat, kInt8Avx2, kInt8Best}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

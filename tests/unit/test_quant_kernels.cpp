@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
 #include "kernels/cpu/affine_kernels.hpp"
 #include "quant/affine.hpp"
 #include "quant/affine_weight.hpp"
@@ -148,6 +149,9 @@ TEST(AffineKernels, DequantizeAvx2EqualsScalarUpToFmaRounding) {
 }
 
 TEST(AffineKernels, LargerShapesThroughWeightMatmul) {
+  // The exact float GEMV; the int8-activation one is test_affine_gemv_int8.cpp's.
+  const bool was_exact = cpu::exact_gemv();
+  cpu::set_exact_gemv(true);
   std::mt19937 rng(9);
   for (int bits : {3, 4, 8}) {
     const std::int64_t out = 300;
@@ -161,6 +165,7 @@ TEST(AffineKernels, LargerShapesThroughWeightMatmul) {
                    describe(bits, 128, DType::BF16, out, in, rows));
     }
   }
+  cpu::set_exact_gemv(was_exact);
 }
 
 TEST(AffineKernels, ThreadCountDoesNotChangeTheResult) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
 #include "quant/affine.hpp"
 
 namespace uq::cpu {
@@ -15,6 +16,10 @@ namespace {
 constexpr std::int64_t kMinRowsPerTask = 16;
 // Output rows of W dequantized per sgemm call (256 x 4096 floats = 4 MiB).
 constexpr std::int64_t kGemmTileRows = 256;
+
+}  // namespace
+
+namespace detail {
 
 std::vector<float> group_sums(const AffineMatrix& w, const float* x, std::int64_t rows) {
   const auto groups = w.groups_per_row();
@@ -29,10 +34,6 @@ std::vector<float> group_sums(const AffineMatrix& w, const float* x, std::int64_
   }
   return sums;
 }
-
-}  // namespace
-
-namespace detail {
 
 void gemv_rows_scalar(const AffineMatrix& w, const float* x, const float* xsum, std::int64_t rows,
                       std::int64_t out_first, std::int64_t out_last, float* y) {
@@ -74,7 +75,7 @@ void dequantize_rows_scalar(const AffineMatrix& w, std::int64_t first, std::int6
 
 void affine_gemv(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
                  KernelIsa isa) {
-  const auto xsum = group_sums(w, x, rows);
+  const auto xsum = detail::group_sums(w, x, rows);
   auto* kernel = isa == KernelIsa::Avx2 ? &detail::gemv_rows_avx2 : &detail::gemv_rows_scalar;
   parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t first, std::int64_t last) {
     kernel(w, x, xsum.data(), rows, first, last, y);
@@ -108,6 +109,8 @@ void affine_gemm(const AffineMatrix& w, const float* x, std::int64_t rows, float
 void affine_matmul(const AffineMatrix& w, const float* x, std::int64_t rows, float* y) {
   if (rows >= kAffineGemmMinRows) {
     affine_gemm(w, x, rows, y, best_kernel_isa());
+  } else if (!exact_gemv() && int8_gemv_supports(w)) {
+    affine_gemv_int8(w, x, rows, y, best_dot_isa());
   } else {
     affine_gemv(w, x, rows, y, best_kernel_isa());
   }

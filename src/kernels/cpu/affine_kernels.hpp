@@ -4,6 +4,7 @@
 // Every kernel has a scalar reference and an AVX2+FMA implementation; all are
 // multi-threaded over output rows with parallel_for.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/affine_matrix.hpp"
 
@@ -21,7 +22,9 @@ void affine_gemv(const AffineMatrix& w, const float* x, std::int64_t rows, float
 // tiles are dequantized by the scalar reference.
 void affine_gemm(const AffineMatrix& w, const float* x, std::int64_t rows, float* y, KernelIsa isa);
 
-// Chooses GEMV or GEMM by `rows`, with the best ISA.
+// Chooses by `rows`: GEMM from kAffineGemmMinRows, else the int8-activation
+// GEMV (affine_gemv_int8.hpp) where it supports w and exact_gemv() is off,
+// else the float GEMV; always with the best ISA.
 void affine_matmul(const AffineMatrix& w, const float* x, std::int64_t rows, float* y);
 
 // Writes rows [first, first + count) of W as float32 into out ([count, in]).
@@ -31,6 +34,8 @@ void affine_dequantize_rows(const AffineMatrix& w, std::int64_t first, std::int6
 // The AVX2 and scalar implementations for one range of output rows
 // [out_first, out_last). xsum is [rows, groups_per_row]: Σx per group.
 namespace detail {
+// Σx per group of w for each row of x: [rows, groups_per_row].
+std::vector<float> group_sums(const AffineMatrix& w, const float* x, std::int64_t rows);
 void gemv_rows_scalar(const AffineMatrix& w, const float* x, const float* xsum, std::int64_t rows,
                       std::int64_t out_first, std::int64_t out_last, float* y);
 void gemv_rows_avx2(const AffineMatrix& w, const float* x, const float* xsum, std::int64_t rows,

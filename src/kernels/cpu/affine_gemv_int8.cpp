@@ -1,0 +1,59 @@
+#include "kernels/cpu/affine_gemv_int8.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_kernels.hpp"
+
+namespace uq::cpu {
+namespace {
+
+// Output rows per parallel chunk, as for the float GEMV.
+constexpr std::int64_t kMinRowsPerTask = 16;
+
+std::atomic<bool>& exact_gemv_flag() {
+  static std::atomic<bool> flag = [] {
+    const char* value = std::getenv("UQ_EXACT_GEMV");
+    return value != nullptr && std::strcmp(value, "1") == 0;
+  }();
+  return flag;
+}
+
+}  // namespace
+
+DotIsa best_dot_isa() {
+  static const DotIsa isa =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
+          ? DotIsa::Avx512Vnni
+          : DotIsa::Avx2;
+  return isa;
+}
+
+bool int8_gemv_supports(const AffineMatrix& w) {
+  return best_kernel_isa() == KernelIsa::Avx2 && (w.bits == 2 || w.bits == 4 || w.bits == 8) &&
+         w.group_size % kActivationBlock == 0;
+}
+
+void affine_gemv_int8(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
+                      DotIsa isa) {
+  const auto activations = quantize_activations(x, rows, w.in, w.bits, w.group_size);
+  const auto xsum = detail::group_sums(w, x, rows);
+  auto* kernel =
+      isa == DotIsa::Avx512Vnni ? &detail::gemv_int8_rows_vnni : &detail::gemv_int8_rows_avx2;
+  parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t first, std::int64_t last) {
+    kernel(w, activations, xsum.data(), first, last, y);
+  });
+}
+
+bool exact_gemv() {
+  return exact_gemv_flag().load(std::memory_order_relaxed);
+}
+
+void set_exact_gemv(bool exact) {
+  exact_gemv_flag().store(exact, std::memory_order_relaxed);
+}
+
+}  // namespace uq::cpu

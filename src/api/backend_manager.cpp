@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "api/backend.hpp"
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
 
 #ifdef UQ_HAVE_CUDA
@@ -69,10 +70,7 @@ CpuInfo detect_cpu() {
   cpu.avx2 = __builtin_cpu_supports("avx2");
   cpu.fma = __builtin_cpu_supports("fma");
   cpu.avx512f = __builtin_cpu_supports("avx512f");
-  // F16C has no __builtin_cpu_supports name: CPUID leaf 1, ECX bit 29.
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
-  cpu.f16c = ((ecx >> 29) & 1U) != 0;
+  cpu.f16c = cpu_has_f16c();
   if (cpu.avx512f) {
     cpu.simd = "AVX-512";
   } else if (cpu.avx2 && cpu.fma) {

@@ -85,15 +85,21 @@ void scatter_panel(Svg& svg, const BackendComparison& comparison) {
     min_y = std::min(min_y, row.perplexity);
     max_y = std::max(max_y, row.perplexity);
   }
-  const auto [x0, x1] = padded_range(min_x, max_x);
-  const auto [y0, y1] = padded_range(min_y, max_y);
-  const auto to_x = [&](double v) { return left + (v - x0) / (x1 - x0) * (right - left); };
-  const auto to_y = [&](double v) { return bottom - (v - y0) / (y1 - y0) * (bottom - top); };
+  // Plain pairs, not structured bindings: clang 14 cannot capture those in lambdas.
+  const std::pair<double, double> x_range = padded_range(min_x, max_x);
+  const std::pair<double, double> y_range = padded_range(min_y, max_y);
+  const auto to_x = [&](double v) {
+    return left + (v - x_range.first) / (x_range.second - x_range.first) * (right - left);
+  };
+  const auto to_y = [&](double v) {
+    return bottom - (v - y_range.first) / (y_range.second - y_range.first) * (bottom - top);
+  };
   svg.text((left + right) / 2, 40, "Speed vs accuracy", "text-anchor=\"middle\" font-size=\"15\"");
   svg.raw() << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << right - left
             << "\" height=\"" << bottom - top << "\" fill=\"none\" stroke=\"#888\"/>\n";
   for (int tick = 0; tick <= 4; ++tick) {
-    const double vx = x0 + (x1 - x0) * tick / 4.0, vy = y0 + (y1 - y0) * tick / 4.0;
+    const double vx = x_range.first + (x_range.second - x_range.first) * tick / 4.0;
+    const double vy = y_range.first + (y_range.second - y_range.first) * tick / 4.0;
     svg.line(to_x(vx), bottom, to_x(vx), bottom + 5, "#888");
     svg.text(to_x(vx), bottom + 18, number(vx, 3), "text-anchor=\"middle\"");
     svg.line(left - 5, to_y(vy), left, to_y(vy), "#888");

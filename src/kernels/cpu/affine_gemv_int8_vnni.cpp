@@ -11,8 +11,13 @@
 #include "core/dtype.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
 
 #include "kernels/cpu/affine_gemv_int8_impl.hpp"
 
@@ -45,4 +50,8 @@ void gemv_int8_rows_vnni(const AffineMatrix& w, const Int8Activations& a, const 
 
 }  // namespace uq::cpu::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif

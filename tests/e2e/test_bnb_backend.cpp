@@ -24,31 +24,8 @@ namespace {
 
 using test::TempDir;
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct Shared {
-  std::shared_ptr<const Model> model;
-  std::vector<std::int32_t> val_ids;
-};
-
-const Shared& shared() {
-  static const Shared value = [] {
-    Shared loaded;
-    loaded.model = load_model(test::bundled_model());
-    loaded.val_ids =
-        loaded.model->tokenizer()->encode(read_text(test::source_path("data/val.txt")));
-    return loaded;
-  }();
-  return value;
-}
+using test::read_json;
+using test::read_text;
 
 UnifiedQuantizationConfig bnb_config(int bits, const std::string& quant_type = "nf4") {
   UnifiedQuantizationConfig config;
@@ -99,8 +76,8 @@ TEST_P(BnbPerplexity, Nf4MatchesSimulatedQuantization) {
   ASSERT_GT(expected, 0.0);
   auto config = bnb_config(4);
   if (!all_layers) config.skip = {"model.embed_tokens", "lm_head"};
-  auto [model, quantizer] = quantize_model(shared().model, config);
-  const double measured = perplexity(*model, shared().val_ids, 256).perplexity;
+  auto [model, quantizer] = quantize_model(test::bundled().model, config);
+  const double measured = perplexity(*model, test::bundled().val_ids, 256).perplexity;
   EXPECT_NEAR(measured / expected, 1.0, 0.005)
       << "measured " << measured << " expected " << expected;
 }
@@ -113,13 +90,14 @@ class BnbRoundTrip : public ::testing::TestWithParam<std::pair<int, const char*>
 
 TEST_P(BnbRoundTrip, SaveLoadGivesBitwiseIdenticalLogits) {
   const auto [bits, quant_type] = GetParam();
-  auto [model, quantizer] = quantize_model(shared().model, bnb_config(bits, quant_type));
+  auto [model, quantizer] = quantize_model(test::bundled().model, bnb_config(bits, quant_type));
   TempDir dir;
   quantizer.save_model(*model, dir / "q");
   const auto again = load_model(dir / "q");
   EXPECT_EQ(again->named_weights().front().second->describe(),
             model->named_weights().front().second->describe());
-  const std::vector<std::int32_t> ids(shared().val_ids.begin(), shared().val_ids.begin() + 48);
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
+                                      test::bundled().val_ids.begin() + 48);
   const auto before = model->forward(ids);
   const auto after = again->forward(ids);
   ASSERT_EQ(before.size(), after.size());
@@ -137,7 +115,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, BnbRoundTrip,
 TEST(BnbLayout, KeysDtypesAndShapesAreThoseOfTransformersBitsandbytes) {
   auto config = bnb_config(4);
   config.skip = {"model.embed_tokens", "lm_head"};
-  auto [model, quantizer] = quantize_model(shared().model, config);
+  auto [model, quantizer] = quantize_model(test::bundled().model, config);
   TempDir dir;
   quantizer.save_model(*model, dir / "nf4");
   const auto file = SafetensorsFile::open(dir / "nf4" / "model.safetensors");
@@ -179,7 +157,7 @@ TEST(BnbLayout, KeysDtypesAndShapesAreThoseOfTransformersBitsandbytes) {
                       written["llm_int8_skip_modules"].end(), "lm_head"),
             written["llm_int8_skip_modules"].end());
 
-  auto [model8, quantizer8] = quantize_model(shared().model, bnb_config(8));
+  auto [model8, quantizer8] = quantize_model(test::bundled().model, bnb_config(8));
   quantizer8.save_model(*model8, dir / "int8");
   const auto file8 = SafetensorsFile::open(dir / "int8" / "model.safetensors");
   EXPECT_EQ(file8->tensor(p).dtype, DType::I8);
@@ -323,7 +301,7 @@ TEST(BnbCli, Fp4WithoutDoubleQuantAndBadOptions) {
 }
 
 TEST(BnbLayout, MissingQuantStatePieceIsNamed) {
-  auto [model, quantizer] = quantize_model(shared().model, bnb_config(4));
+  auto [model, quantizer] = quantize_model(test::bundled().model, bnb_config(4));
   TempDir dir;
   quantizer.save_model(*model, dir / "nf4");
   // Rewrite the checkpoint without one layer's quant_map.

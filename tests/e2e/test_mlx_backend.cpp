@@ -22,32 +22,8 @@ namespace {
 
 using test::TempDir;
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The float model and the tokenized validation text, loaded once.
-struct Shared {
-  std::shared_ptr<const Model> model;
-  std::vector<std::int32_t> val_ids;
-};
-
-const Shared& shared() {
-  static const Shared value = [] {
-    Shared loaded;
-    loaded.model = load_model(test::bundled_model());
-    loaded.val_ids =
-        loaded.model->tokenizer()->encode(read_text(test::source_path("data/val.txt")));
-    return loaded;
-  }();
-  return value;
-}
+using test::read_json;
+using test::read_text;
 
 // refs.json quant_sim row for "affine b{bits} g{group}" with all_layers.
 double simulated_ppl(int bits, int group_size) {
@@ -66,8 +42,8 @@ double quantized_ppl(int bits, int group_size, std::map<std::string, int> layer_
   config.bits = bits;
   config.group_size = group_size;
   config.layer_bits = std::move(layer_bits);
-  auto [model, quantizer] = quantize_model(shared().model, config);
-  return perplexity(*model, shared().val_ids, 256).perplexity;
+  auto [model, quantizer] = quantize_model(test::bundled().model, config);
+  return perplexity(*model, test::bundled().val_ids, 256).perplexity;
 }
 
 struct PplCase {
@@ -103,17 +79,18 @@ TEST(MlxBackend, SaveLoadGivesBitwiseIdenticalLogits) {
   UnifiedQuantizationConfig config;
   config.backend = "mlx";
   config.bits = 4;
-  auto [model, quantizer] = quantize_model(shared().model, config);
+  auto [model, quantizer] = quantize_model(test::bundled().model, config);
   TempDir dir;
   quantizer.save_model(*model, dir / "q4");
   const auto again = quantizer.load_model(dir / "q4");
-  const std::vector<std::int32_t> ids(shared().val_ids.begin(), shared().val_ids.begin() + 64);
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
+                                      test::bundled().val_ids.begin() + 64);
   const auto before = model->forward(ids);
   const auto after = again->forward(ids);
   ASSERT_EQ(before.size(), after.size());
   EXPECT_EQ(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)), 0);
   // The original float model is untouched by quantize_model.
-  EXPECT_EQ(shared().model->lm_head().describe().find("affine"), std::string::npos);
+  EXPECT_EQ(test::bundled().model->lm_head().describe().find("affine"), std::string::npos);
 }
 
 TEST(MlxBackend, FourBitGroup64IsAboutFourAndAHalfBitsOnDisk) {
@@ -163,7 +140,7 @@ TEST(MlxBackend, SeedMixedPrecisionExample) {
     EXPECT_FALSE(quantization.contains(std::string("model.layers.1.") + module)) << module;
   }
   const auto mixed = load_model(dir / "mixed");
-  const double mixed_ppl = perplexity(*mixed, shared().val_ids, 256).perplexity;
+  const double mixed_ppl = perplexity(*mixed, test::bundled().val_ids, 256).perplexity;
   const double ppl4 = quantized_ppl(4, 64);
   const double ppl8 = quantized_ppl(8, 64);
   EXPECT_LT(mixed_ppl, ppl4);
@@ -175,7 +152,7 @@ TEST(MlxBackend, KeptLayersAreMarkedFalse) {
   config.backend = "mlx";
   config.layer_bits = {{"lm_head", 16}};
   config.skip = {"model.layers.3.mlp"};
-  auto [model, quantizer] = quantize_model(shared().model, config);
+  auto [model, quantizer] = quantize_model(test::bundled().model, config);
   TempDir dir;
   quantizer.save_model(*model, dir / "kept");
   const auto quantization = read_json(dir / "kept" / "config.json")["quantization"];
@@ -235,7 +212,7 @@ TEST(MlxLmOracle, DirectoryWrittenByMlxLmLoadsAndMatchesOurs) {
   UnifiedQuantizationConfig config;
   config.backend = "mlx";
   config.bits = 4;
-  auto [ours, quantizer] = quantize_model(shared().model, config);
+  auto [ours, quantizer] = quantize_model(test::bundled().model, config);
   quantizer.save_model(*ours, dir / "ours");
   const auto theirs_checkpoint = Checkpoint::open(dir / "mlx");
   const auto ours_checkpoint = Checkpoint::open(dir / "ours");
@@ -248,8 +225,8 @@ TEST(MlxLmOracle, DirectoryWrittenByMlxLmLoadsAndMatchesOurs) {
     EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << name;
   }
   const auto theirs = load_model(dir / "mlx");
-  const double ppl_theirs = perplexity(*theirs, shared().val_ids, 256).perplexity;
-  const double ppl_ours = perplexity(*ours, shared().val_ids, 256).perplexity;
+  const double ppl_theirs = perplexity(*theirs, test::bundled().val_ids, 256).perplexity;
+  const double ppl_ours = perplexity(*ours, test::bundled().val_ids, 256).perplexity;
   EXPECT_DOUBLE_EQ(ppl_theirs, ppl_ours);
 }
 

@@ -26,31 +26,8 @@ std::string numbered(std::string prefix, int n) {
   return prefix;
 }
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct Shared {
-  std::shared_ptr<const Model> model;
-  std::vector<std::int32_t> val_ids;
-};
-
-const Shared& shared() {
-  static const Shared value = [] {
-    Shared loaded;
-    loaded.model = load_model(test::bundled_model());
-    loaded.val_ids =
-        loaded.model->tokenizer()->encode(read_text(test::source_path("data/val.txt")));
-    return loaded;
-  }();
-  return value;
-}
+using test::read_json;
+using test::read_text;
 
 double simulated_ppl(const std::string& scheme, bool all_layers) {
   const auto refs = read_json(test::source_path("tests/data/refs.json"));
@@ -69,7 +46,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantized(const std::string& backen
   config.backend = backend;
   config.bits = bits;
   config.skip = std::move(skip);
-  return quantize_model(shared().model, config);
+  return quantize_model(test::bundled().model, config);
 }
 
 // all_layers=false in refs.json: only the Linear layers of the decoder blocks.
@@ -90,7 +67,7 @@ TEST_P(CustomPerplexity, MatchesSymmetricPerRowSimulation) {
       simulated_ppl(numbered("symmetric int", bits).append(" per-row"), all_layers);
   auto [model, quantizer] =
       quantized("custom", bits, all_layers ? std::vector<std::string>{} : kBlocksOnly);
-  const double measured = perplexity(*model, shared().val_ids, 256).perplexity;
+  const double measured = perplexity(*model, test::bundled().val_ids, 256).perplexity;
   EXPECT_NEAR(measured, expected, 0.005 * expected);
   std::cout << "custom int" << bits << (all_layers ? " all layers" : " blocks only") << ": ppl "
             << measured << " (reference " << expected << ")\n";
@@ -109,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(Rows, CustomPerplexity,
 TEST(QuantoBackend, Qint8MatchesSymmetricInt8Simulation) {
   const double expected = simulated_ppl("symmetric int8 per-row", false);
   auto [model, quantizer] = quantized("quanto", 8, {"lm_head"});
-  const double measured = perplexity(*model, shared().val_ids, 256).perplexity;
+  const double measured = perplexity(*model, test::bundled().val_ids, 256).perplexity;
   EXPECT_NEAR(measured, expected, 0.005 * expected);
 }
 
@@ -118,7 +95,7 @@ TEST(QuantoBackend, Qint8MatchesSymmetricInt8Simulation) {
 TEST(QuantoBackend, Qint4IsCloseToAffineGroup128Simulation) {
   const double expected = simulated_ppl("affine b4 g128", false);
   auto [model, quantizer] = quantized("quanto", 4, {"lm_head"});
-  const double measured = perplexity(*model, shared().val_ids, 256).perplexity;
+  const double measured = perplexity(*model, test::bundled().val_ids, 256).perplexity;
   EXPECT_NEAR(measured, expected, 0.01 * expected);
   std::cout << "quanto qint4 blocks only: ppl " << measured << " (affine b4 g128 " << expected
             << ")\n";
@@ -145,7 +122,8 @@ TEST_P(SaveLoad, IdenticalLogits) {
     EXPECT_EQ(before_weights[i].second->describe(), after_weights[i].second->describe())
         << before_weights[i].first;
   }
-  const std::vector<std::int32_t> ids(shared().val_ids.begin(), shared().val_ids.begin() + 48);
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
+                                      test::bundled().val_ids.begin() + 48);
   const auto before = model->forward(ids);
   const auto after = again->forward(ids);
   ASSERT_EQ(before.size(), after.size());

@@ -12,6 +12,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/tokenizer/tokenizer.hpp"
+#include "model/decoder.hpp"
+
 namespace uq::test {
 namespace {
 
@@ -28,7 +31,28 @@ std::filesystem::path source_path(const std::string& relative) {
   return std::filesystem::path(UQ_SOURCE_DIR) / relative;
 }
 
-std::filesystem::path bundled_model() { return source_path("models/tiny-llama"); }
+std::filesystem::path bundled_model() {
+  return source_path("models/tiny-llama");
+}
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  return read_all(path);
+}
+
+const BundledModel& bundled() {
+  static const BundledModel value = [] {
+    BundledModel loaded;
+    loaded.model = load_model(bundled_model());
+    loaded.val_ids = loaded.model->tokenizer()->encode(read_text(source_path("data/val.txt")));
+    return loaded;
+  }();
+  return value;
+}
 
 CommandResult run_command(const std::vector<std::string>& argv) {
   TempDir capture;
@@ -64,7 +88,9 @@ CommandResult run_uq(const std::vector<std::string>& args) {
   return run_command(argv);
 }
 
-bool python_available() { return std::filesystem::exists(UQ_PYTHON); }
+bool python_available() {
+  return std::filesystem::exists(UQ_PYTHON);
+}
 
 CommandResult run_oracle(const std::string& script, const std::vector<std::string>& args) {
   std::vector<std::string> argv{UQ_PYTHON, source_path("tests/oracle/" + script).string()};

@@ -1,14 +1,32 @@
 #pragma once
 // Helpers shared by the tests: repository paths, running `uq` and the Python
 // oracles, temporary directories.
+#include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+namespace uq {
+class Model;
+}
 
 namespace uq::test {
 
 std::filesystem::path source_path(const std::string& relative);  // under the repo root
 std::filesystem::path bundled_model();                           // models/tiny-llama
+
+nlohmann::json read_json(const std::filesystem::path& path);
+std::string read_text(const std::filesystem::path& path);  // whole file, bytes as they are
+
+// The bundled float model and data/val.txt tokenized with its tokenizer,
+// loaded once per test process.
+struct BundledModel {
+  std::shared_ptr<const Model> model;
+  std::vector<std::int32_t> val_ids;
+};
+const BundledModel& bundled();
 
 struct CommandResult {
   int exit_code = -1;

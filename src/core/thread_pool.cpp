@@ -114,18 +114,26 @@ thread_local bool inside_parallel_region = false;
 
 }  // namespace
 
-int num_threads() { return pool().size(); }
+int num_threads() {
+  return pool().size();
+}
 
 void set_num_threads(int count) {
   std::lock_guard lock(pool_mutex());
   pool().resize(count);
 }
 
+std::int64_t items_per_task(std::int64_t multiply_adds_per_item) {
+  const std::int64_t per_item = std::max<std::int64_t>(1, multiply_adds_per_item);
+  return std::max<std::int64_t>(1, (kMinMultiplyAddsPerTask + per_item - 1) / per_item);
+}
+
 void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t min_chunk,
                   const std::function<void(std::int64_t, std::int64_t)>& body) {
   const std::int64_t total = end - begin;
   if (total <= 0) return;
-  const std::int64_t max_chunks = std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
+  const std::int64_t max_chunks =
+      std::max<std::int64_t>(1, total / std::max<std::int64_t>(1, min_chunk));
   // Nested calls, and callers racing for the pool, run inline.
   std::unique_lock lock(pool_mutex(), std::defer_lock);
   if (inside_parallel_region || max_chunks == 1 || !lock.try_lock()) {

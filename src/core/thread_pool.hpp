@@ -16,4 +16,12 @@ void set_num_threads(int count);
 void parallel_for(std::int64_t begin, std::int64_t end, std::int64_t min_chunk,
                   const std::function<void(std::int64_t, std::int64_t)>& body);
 
+// Handing a task to another thread costs tens of microseconds on a VM (a
+// wake-up, a cache miss on the task); a task should carry at least this many
+// multiply-adds (~25 µs of AVX2 work) or the split makes the loop slower.
+inline constexpr std::int64_t kMinMultiplyAddsPerTask = std::int64_t{1} << 18;
+
+// The min_chunk for a loop whose items each cost `multiply_adds_per_item`.
+std::int64_t items_per_task(std::int64_t multiply_adds_per_item);
+
 }  // namespace uq

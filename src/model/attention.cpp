@@ -63,30 +63,33 @@ void attention_per_token(const float* q, std::int64_t count, std::int64_t first_
   const std::int64_t group = shape.heads / shape.kv_heads;
   const std::int64_t row = shape.heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  parallel_for(0, shape.heads * count, 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<float> scores;
-    for (std::int64_t task = lo; task < hi; ++task) {
-      const std::int64_t head = task / count;
-      const std::int64_t token = task % count;
-      const std::int64_t position = first_position + token;
-      const std::int64_t first_key = first_visible_key(shape, position);
-      const std::int64_t keys_seen = position + 1 - first_key;
-      const float* query = q + token * row + head * head_dim;
-      const float* keys = cache.keys(layer, head / group) + first_key * head_dim;
-      const float* values = cache.values(layer, head / group) + first_key * head_dim;
+  // Each (head, token) task reads at most every cached key and value once.
+  const std::int64_t work_per_task = 2 * (first_position + count) * head_dim;
+  parallel_for(0, shape.heads * count, items_per_task(work_per_task),
+               [&](std::int64_t lo, std::int64_t hi) {
+                 std::vector<float> scores;
+                 for (std::int64_t task = lo; task < hi; ++task) {
+                   const std::int64_t head = task / count;
+                   const std::int64_t token = task % count;
+                   const std::int64_t position = first_position + token;
+                   const std::int64_t first_key = first_visible_key(shape, position);
+                   const std::int64_t keys_seen = position + 1 - first_key;
+                   const float* query = q + token * row + head * head_dim;
+                   const float* keys = cache.keys(layer, head / group) + first_key * head_dim;
+                   const float* values = cache.values(layer, head / group) + first_key * head_dim;
 
-      scores.resize(keys_seen);
-      for (std::int64_t k = 0; k < keys_seen; ++k) {
-        scores[k] = dot(query, keys + k * head_dim, head_dim) * scale;
-      }
-      softmax_in_place(scores.data(), keys_seen);
-      float* result = out + token * row + head * head_dim;
-      std::fill_n(result, head_dim, 0.0f);
-      for (std::int64_t k = 0; k < keys_seen; ++k) {
-        axpy(scores[k], values + k * head_dim, result, head_dim);
-      }
-    }
-  });
+                   scores.resize(keys_seen);
+                   for (std::int64_t k = 0; k < keys_seen; ++k) {
+                     scores[k] = dot(query, keys + k * head_dim, head_dim) * scale;
+                   }
+                   softmax_in_place(scores.data(), keys_seen);
+                   float* result = out + token * row + head * head_dim;
+                   std::fill_n(result, head_dim, 0.0f);
+                   for (std::int64_t k = 0; k < keys_seen; ++k) {
+                     axpy(scores[k], values + k * head_dim, result, head_dim);
+                   }
+                 }
+               });
 }
 
 // Blocks of queries per head: scores and the weighted sum of values are two
@@ -100,39 +103,42 @@ void attention_blocked(const float* q, std::int64_t count, std::int64_t first_po
   const std::int64_t row = shape.heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const std::int64_t blocks = (count + kQueryBlock - 1) / kQueryBlock;
-  parallel_for(0, shape.heads * blocks, 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<float> scores;
-    for (std::int64_t task = lo; task < hi; ++task) {
-      const std::int64_t head = task / blocks;
-      const std::int64_t first_token = (task % blocks) * kQueryBlock;
-      const std::int64_t queries = std::min(kQueryBlock, count - first_token);
-      const std::int64_t first_key = first_visible_key(shape, first_position + first_token);
-      const std::int64_t last_key = first_position + first_token + queries - 1;
-      const std::int64_t keys_seen = last_key + 1 - first_key;
-      const float* keys = cache.keys(layer, head / group) + first_key * head_dim;
-      const float* values = cache.values(layer, head / group) + first_key * head_dim;
-      const auto dim = static_cast<blasint>(head_dim);
-      const auto m = static_cast<blasint>(queries);
-      const auto n = static_cast<blasint>(keys_seen);
+  const std::int64_t work_per_task = 2 * kQueryBlock * (first_position + count) * head_dim;
+  parallel_for(
+      0, shape.heads * blocks, items_per_task(work_per_task),
+      [&](std::int64_t lo, std::int64_t hi) {
+        std::vector<float> scores;
+        for (std::int64_t task = lo; task < hi; ++task) {
+          const std::int64_t head = task / blocks;
+          const std::int64_t first_token = (task % blocks) * kQueryBlock;
+          const std::int64_t queries = std::min(kQueryBlock, count - first_token);
+          const std::int64_t first_key = first_visible_key(shape, first_position + first_token);
+          const std::int64_t last_key = first_position + first_token + queries - 1;
+          const std::int64_t keys_seen = last_key + 1 - first_key;
+          const float* keys = cache.keys(layer, head / group) + first_key * head_dim;
+          const float* values = cache.values(layer, head / group) + first_key * head_dim;
+          const auto dim = static_cast<blasint>(head_dim);
+          const auto m = static_cast<blasint>(queries);
+          const auto n = static_cast<blasint>(keys_seen);
 
-      scores.resize(static_cast<std::size_t>(queries * keys_seen));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, dim, scale,
-                  q + first_token * row + head * head_dim, static_cast<blasint>(row), keys, dim,
-                  0.0f, scores.data(), n);
-      for (std::int64_t i = 0; i < queries; ++i) {
-        const std::int64_t position = first_position + first_token + i;
-        const std::int64_t visible_from = first_visible_key(shape, position) - first_key;
-        const std::int64_t visible_to = position - first_key;  // inclusive
-        float* scores_row = scores.data() + i * keys_seen;
-        softmax_in_place(scores_row + visible_from, visible_to + 1 - visible_from);
-        std::fill(scores_row, scores_row + visible_from, 0.0f);
-        std::fill(scores_row + visible_to + 1, scores_row + keys_seen, 0.0f);
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dim, n, 1.0f, scores.data(), n,
-                  values, dim, 0.0f, out + first_token * row + head * head_dim,
-                  static_cast<blasint>(row));
-    }
-  });
+          scores.resize(static_cast<std::size_t>(queries * keys_seen));
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, dim, scale,
+                      q + first_token * row + head * head_dim, static_cast<blasint>(row), keys, dim,
+                      0.0f, scores.data(), n);
+          for (std::int64_t i = 0; i < queries; ++i) {
+            const std::int64_t position = first_position + first_token + i;
+            const std::int64_t visible_from = first_visible_key(shape, position) - first_key;
+            const std::int64_t visible_to = position - first_key;  // inclusive
+            float* scores_row = scores.data() + i * keys_seen;
+            softmax_in_place(scores_row + visible_from, visible_to + 1 - visible_from);
+            std::fill(scores_row, scores_row + visible_from, 0.0f);
+            std::fill(scores_row + visible_to + 1, scores_row + keys_seen, 0.0f);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dim, n, 1.0f, scores.data(), n,
+                      values, dim, 0.0f, out + first_token * row + head * head_dim,
+                      static_cast<blasint>(row));
+        }
+      });
 }
 
 }  // namespace

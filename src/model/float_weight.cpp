@@ -1,6 +1,5 @@
 #include "model/float_weight.hpp"
 
-#include <cblas.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,7 +9,7 @@
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "io/safetensors.hpp"
-#include "model/blas.hpp"
+#include "kernels/cpu/tiled_gemm.hpp"
 
 namespace uq {
 namespace {
@@ -18,9 +17,6 @@ namespace {
 // Below this many rows of x, reading W once per output row and converting it
 // in registers beats materialising float32 blocks for sgemm.
 constexpr std::int64_t kGemvMaxRows = 8;
-// Rows of W converted to float32 per sgemm call (a block fits in L2 for
-// typical widths and bounds the scratch memory).
-constexpr std::int64_t kGemmBlockBytes = 512 << 10;
 
 // Eight consecutive weights of a row stored as `kDtype`, as float32.
 template <DType kDtype>
@@ -176,8 +172,7 @@ void FloatWeight::matmul(const float* x, std::int64_t rows, float* y) const {
 void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const {
   const std::int64_t in = in_features_;
   const std::int64_t out = out_features_;
-  // Enough output rows per task that the thread hand-off is amortised.
-  const std::int64_t min_chunk = std::max<std::int64_t>(16, 32768 / std::max<std::int64_t>(in, 1));
+  const std::int64_t min_chunk = items_per_task(in * rows);
   const std::size_t row_size = static_cast<std::size_t>(in) * dtype_size(dtype_);
   parallel_for(0, out, min_chunk, [&](std::int64_t lo, std::int64_t hi) {
     switch (dtype_) {
@@ -195,29 +190,15 @@ void FloatWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const
 }
 
 void FloatWeight::matmul_gemm(const float* x, std::int64_t rows, float* y) const {
-  // Our pool owns the parallelism: each thread runs single-threaded sgemm on
-  // its own slice of output features.
-  use_single_threaded_blas();
-  const auto in = static_cast<blasint>(in_features_);
-  const auto out = static_cast<blasint>(out_features_);
-  const auto m = static_cast<blasint>(rows);
-  const std::int64_t block_rows = std::max<std::int64_t>(
-      16, kGemmBlockBytes / static_cast<std::int64_t>(in_features_ * sizeof(float)));
-  parallel_for(0, out_features_, 64, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<float> block;
-    for (std::int64_t first = lo; first < hi; first += block_rows) {
-      const std::int64_t count = std::min(block_rows, hi - first);
-      const float* w = reinterpret_cast<const float*>(row_bytes(first));
-      if (dtype_ != DType::F32) {
-        // Only a block of W exists in float32 at a time.
-        block.resize(static_cast<std::size_t>(count * in_features_));
-        convert_to_f32(dtype_, row_bytes(first), block.size(), block.data());
-        w = block.data();
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<blasint>(count), in, 1.0f,
-                  x, in, w, in, 0.0f, y + first, out);
-    }
-  });
+  cpu::tiled_gemm(out_features_, in_features_, x, rows, y,
+                  [&](std::int64_t first, std::int64_t count, float* scratch) {
+                    if (dtype_ == DType::F32) {
+                      return reinterpret_cast<const float*>(row_bytes(first));
+                    }
+                    convert_to_f32(dtype_, row_bytes(first),
+                                   static_cast<std::size_t>(count * in_features_), scratch);
+                    return static_cast<const float*>(scratch);
+                  });
 }
 
 void FloatWeight::matmul_reference(const float* x, std::int64_t rows, float* y) const {

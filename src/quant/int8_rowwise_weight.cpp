@@ -113,7 +113,7 @@ void Int8RowwiseWeight::matmul_impl(const float* x, std::int64_t rows, float* y,
     }
   }
   constexpr float kInverse127Squared = 1.0f / (127.0f * 127.0f);
-  parallel_for(0, out_, 16, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_for(0, out_, items_per_task(in_ * rows), [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t o = lo; o < hi; ++o) {
       const std::int8_t* wq = codes_.data() + o * in_;
       const float weight_scale = scb_[static_cast<std::size_t>(o)];

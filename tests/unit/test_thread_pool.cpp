@@ -101,5 +101,27 @@ TEST(ThreadPool, WorkJustAfterResizingCompletes) {
   }
 }
 
+// A decode step of a small model is dozens of microsecond-sized matmuls;
+// handing each to a second thread made decoding 5x slower at 2 threads.
+TEST(ThreadPool, SmallWorkStaysOnTheCallingThread) {
+  EXPECT_EQ(items_per_task(kMinMultiplyAddsPerTask), 1);
+  EXPECT_EQ(items_per_task(256), kMinMultiplyAddsPerTask / 256);
+  EXPECT_EQ(items_per_task(0), kMinMultiplyAddsPerTask);
+  set_num_threads(2);
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> chunks{0}, elsewhere{0};
+  // A 768x256 matrix-vector product: 196,608 multiply-adds in all.
+  parallel_for(0, 768, items_per_task(256), [&](std::int64_t, std::int64_t) {
+    ++chunks;
+    if (std::this_thread::get_id() != caller) ++elsewhere;
+  });
+  EXPECT_EQ(chunks.load(), 1);
+  EXPECT_EQ(elsewhere.load(), 0);
+  // A 4096x4096 one is split across both threads.
+  chunks = 0;
+  parallel_for(0, 4096, items_per_task(4096), [&](std::int64_t, std::int64_t) { ++chunks; });
+  EXPECT_EQ(chunks.load(), 2);
+}
+
 }  // namespace
 }  // namespace uq

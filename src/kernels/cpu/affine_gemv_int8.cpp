@@ -10,9 +10,6 @@
 namespace uq::cpu {
 namespace {
 
-// Output rows per parallel chunk, as for the float GEMV.
-constexpr std::int64_t kMinRowsPerTask = 16;
-
 std::atomic<bool>& exact_gemv_flag() {
   static std::atomic<bool> flag = [] {
     const char* value = std::getenv("UQ_EXACT_GEMV");
@@ -43,7 +40,7 @@ void affine_gemv_int8(const AffineMatrix& w, const float* x, std::int64_t rows, 
   const auto xsum = detail::group_sums(w, x, rows);
   auto* kernel =
       isa == DotIsa::Avx512Vnni ? &detail::gemv_int8_rows_vnni : &detail::gemv_int8_rows_avx2;
-  parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t first, std::int64_t last) {
+  parallel_for(0, w.out, items_per_task(w.in * rows), [&](std::int64_t first, std::int64_t last) {
     kernel(w, activations, xsum.data(), first, last, y);
   });
 }

@@ -1,23 +1,14 @@
 #include "kernels/cpu/affine_kernels.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "core/thread_pool.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
+#include "kernels/cpu/tiled_gemm.hpp"
 #include "quant/affine.hpp"
 
 namespace uq::cpu {
-namespace {
-
-// Output rows per parallel chunk: enough work to amortise the dispatch.
-constexpr std::int64_t kMinRowsPerTask = 16;
-// Output rows of W dequantized per sgemm call (256 x 4096 floats = 4 MiB).
-constexpr std::int64_t kGemmTileRows = 256;
-
-}  // namespace
 
 namespace detail {
 
@@ -77,7 +68,7 @@ void affine_gemv(const AffineMatrix& w, const float* x, std::int64_t rows, float
                  KernelIsa isa) {
   const auto xsum = detail::group_sums(w, x, rows);
   auto* kernel = isa == KernelIsa::Avx2 ? &detail::gemv_rows_avx2 : &detail::gemv_rows_scalar;
-  parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t first, std::int64_t last) {
+  parallel_for(0, w.out, items_per_task(w.in * rows), [&](std::int64_t first, std::int64_t last) {
     kernel(w, x, xsum.data(), rows, first, last, y);
   });
 }
@@ -86,24 +77,17 @@ void affine_dequantize_rows(const AffineMatrix& w, std::int64_t first, std::int6
                             float* out, KernelIsa isa) {
   auto* kernel =
       isa == KernelIsa::Avx2 ? &detail::dequantize_rows_avx2 : &detail::dequantize_rows_scalar;
-  parallel_for(0, count, kMinRowsPerTask, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_for(0, count, items_per_task(w.in), [&](std::int64_t lo, std::int64_t hi) {
     kernel(w, first + lo, hi - lo, out + lo * w.in);
   });
 }
 
 void affine_gemm(const AffineMatrix& w, const float* x, std::int64_t rows, float* y,
                  KernelIsa isa) {
-  const auto tile_rows = std::min(kGemmTileRows, w.out);
-  std::vector<float> tile(static_cast<std::size_t>(tile_rows * w.in));
-  for (std::int64_t first = 0; first < w.out; first += tile_rows) {
-    const auto count = std::min(tile_rows, w.out - first);
-    affine_dequantize_rows(w, first, count, tile.data(), isa);
-    // y[:, first:first+count] = x · tileᵀ; OpenBLAS threads internally.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                static_cast<blasint>(count), static_cast<blasint>(w.in), 1.0f, x,
-                static_cast<blasint>(w.in), tile.data(), static_cast<blasint>(w.in), 0.0f,
-                y + first, static_cast<blasint>(w.out));
-  }
+  tiled_gemm(w.out, w.in, x, rows, y, [&](std::int64_t first, std::int64_t count, float* tile) {
+    affine_dequantize_rows(w, first, count, tile, isa);
+    return static_cast<const float*>(tile);
+  });
 }
 
 void affine_matmul(const AffineMatrix& w, const float* x, std::int64_t rows, float* y) {

@@ -6,16 +6,13 @@
 #include <cstring>
 #include <vector>
 
-#include <cblas.h>
-
 #include "core/thread_pool.hpp"
-#include "model/blas.hpp"
+#include "kernels/cpu/tiled_gemm.hpp"
 
 namespace uq::cpu {
 namespace {
 
 constexpr std::int64_t kMaxGemvRows = kBnb4GemmMinRows;
-constexpr std::int64_t kGemmTileRows = 64;
 
 float element(const Bnb4Matrix& w, std::int64_t index) {
   const std::uint8_t byte = w.packed[index / 2];
@@ -117,7 +114,7 @@ void bnb4_gemv(const Bnb4Matrix& w, const float* x, std::int64_t rows, float* y,
     const std::int64_t batch = std::min(kMaxGemvRows, rows - r0);
     const float* xb = x + r0 * w.in;
     float* yb = y + r0 * w.out;
-    parallel_for(0, w.out, 16, [&](std::int64_t lo, std::int64_t hi) {
+    parallel_for(0, w.out, items_per_task(w.in * batch), [&](std::int64_t lo, std::int64_t hi) {
       if (avx2) {
         gemv_rows_avx2(w, xb, batch, lo, hi, yb);
       } else {
@@ -137,18 +134,9 @@ void bnb4_dequantize_rows(const Bnb4Matrix& w, std::int64_t first, std::int64_t 
 }
 
 void bnb4_gemm(const Bnb4Matrix& w, const float* x, std::int64_t rows, float* y, KernelIsa isa) {
-  use_single_threaded_blas();
-  const std::int64_t tiles = (w.out + kGemmTileRows - 1) / kGemmTileRows;
-  parallel_for(0, tiles, 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<float> tile(static_cast<std::size_t>(kGemmTileRows * w.in));
-    for (std::int64_t t = lo; t < hi; ++t) {
-      const std::int64_t o = t * kGemmTileRows;
-      const std::int64_t count = std::min(kGemmTileRows, w.out - o);
-      bnb4_dequantize_rows(w, o, count, tile.data(), isa);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                  static_cast<int>(count), static_cast<int>(w.in), 1.0f, x, static_cast<int>(w.in),
-                  tile.data(), static_cast<int>(w.in), 0.0f, y + o, static_cast<int>(w.out));
-    }
+  tiled_gemm(w.out, w.in, x, rows, y, [&](std::int64_t first, std::int64_t count, float* tile) {
+    bnb4_dequantize_rows(w, first, count, tile, isa);
+    return static_cast<const float*>(tile);
   });
 }
 

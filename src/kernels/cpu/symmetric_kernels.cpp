@@ -1,19 +1,11 @@
 #include "kernels/cpu/symmetric_kernels.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
-#include <vector>
 
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/tiled_gemm.hpp"
 
 namespace uq::cpu {
-namespace {
-
-constexpr std::int64_t kMinRowsPerTask = 16;
-constexpr std::int64_t kGemmTileRows = 256;
-
-}  // namespace
 
 namespace detail {
 
@@ -44,7 +36,7 @@ void symmetric_dequantize_rows_scalar(const SymmetricMatrix& w, std::int64_t fir
 
 void symmetric_gemv(const SymmetricMatrix& w, const float* x, std::int64_t rows, float* y,
                     KernelIsa isa) {
-  parallel_for(0, w.out, kMinRowsPerTask, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_for(0, w.out, items_per_task(w.in * rows), [&](std::int64_t lo, std::int64_t hi) {
     if (isa == KernelIsa::Avx2) {
       detail::symmetric_gemv_rows_avx2(w, x, rows, lo, hi, y);
     } else {
@@ -55,7 +47,7 @@ void symmetric_gemv(const SymmetricMatrix& w, const float* x, std::int64_t rows,
 
 void symmetric_dequantize_rows(const SymmetricMatrix& w, std::int64_t first, std::int64_t count,
                                float* out, KernelIsa isa) {
-  parallel_for(first, first + count, kMinRowsPerTask, [&](std::int64_t lo, std::int64_t hi) {
+  parallel_for(first, first + count, items_per_task(w.in), [&](std::int64_t lo, std::int64_t hi) {
     float* dst = out + (lo - first) * w.in;
     if (isa == KernelIsa::Avx2) {
       detail::symmetric_dequantize_rows_avx2(w, lo, hi - lo, dst);
@@ -67,16 +59,10 @@ void symmetric_dequantize_rows(const SymmetricMatrix& w, std::int64_t first, std
 
 void symmetric_gemm(const SymmetricMatrix& w, const float* x, std::int64_t rows, float* y,
                     KernelIsa isa) {
-  const auto tile_rows = std::min(kGemmTileRows, w.out);
-  std::vector<float> tile(static_cast<std::size_t>(tile_rows * w.in));
-  for (std::int64_t first = 0; first < w.out; first += tile_rows) {
-    const auto count = std::min(tile_rows, w.out - first);
-    symmetric_dequantize_rows(w, first, count, tile.data(), isa);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
-                static_cast<blasint>(count), static_cast<blasint>(w.in), 1.0f, x,
-                static_cast<blasint>(w.in), tile.data(), static_cast<blasint>(w.in), 0.0f,
-                y + first, static_cast<blasint>(w.out));
-  }
+  tiled_gemm(w.out, w.in, x, rows, y, [&](std::int64_t first, std::int64_t count, float* tile) {
+    symmetric_dequantize_rows(w, first, count, tile, isa);
+    return static_cast<const float*>(tile);
+  });
 }
 
 void symmetric_matmul(const SymmetricMatrix& w, const float* x, std::int64_t rows, float* y) {

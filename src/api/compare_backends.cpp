@@ -24,6 +24,7 @@ namespace {
 
 constexpr double kBytesPerMib = 1024.0 * 1024.0;
 constexpr std::int64_t kDecodePromptTokens = 16;
+constexpr const char* kSampledData = "sampled from the float model (temperature 1, seeds 0..)";
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -155,6 +156,27 @@ void record_reference_logits(const Model& model, Workload& work) {
              });
 }
 
+// Text for a comparison that was given none: windows of `ctx` tokens sampled
+// from the float model itself (temperature 1, seed = window index), each
+// starting from its first BOS id. Perplexity on it measures how well a
+// quantized model keeps the original's own distribution.
+std::vector<std::int32_t> sampled_ids(const Model& model, std::int64_t windows, std::int64_t ctx) {
+  const auto& bos = model.config().bos_token_ids;
+  const std::int32_t start = bos.empty() ? 0 : bos.front();
+  std::vector<std::int32_t> ids;
+  for (std::int64_t w = 0; w < windows; ++w) {
+    GenerationOptions options;
+    options.max_new_tokens = ctx - 1;
+    options.sampling.temperature = 1.0f;
+    options.sampling.seed = static_cast<std::uint64_t>(w);
+    options.stop_at_eos = false;
+    const std::vector<std::int32_t> prompt{start};
+    const auto window = generate(model, prompt, options).ids;
+    ids.insert(ids.end(), window.begin(), window.end());
+  }
+  return ids;
+}
+
 Workload prepare_workload(const Model& model, const std::vector<std::int64_t>& input_shape,
                           const CompareOptions& options) {
   const ModelConfig& config = model.config();
@@ -171,8 +193,13 @@ Workload prepare_workload(const Model& model, const std::vector<std::int64_t>& i
     fail("option decode_tokens: ", options.decode_tokens, " exceeds max_position_embeddings");
   }
   check_perplexity_ctx(config, options.ctx);
-  if (!model.tokenizer()) fail("compare_backends: the model was loaded without its tokenizer");
-  std::vector<std::int32_t> ids = model.tokenizer()->encode(read_text(options.data));
+  std::vector<std::int32_t> ids;
+  if (options.data.empty()) {
+    ids = sampled_ids(model, options.eval_windows > 0 ? options.eval_windows : 4, options.ctx);
+  } else {
+    if (!model.tokenizer()) fail("compare_backends: the model was loaded without its tokenizer");
+    ids = model.tokenizer()->encode(read_text(options.data));
+  }
   if (static_cast<std::int64_t>(ids.size()) < options.ctx) {
     fail("option data: '", options.data.string(), "' has ", ids.size(),
          " tokens, fewer than one window of ctx ", options.ctx);
@@ -251,7 +278,7 @@ BackendComparison compare_backends(const std::shared_ptr<const Model>& model,
   comparison.batch = input_shape[0];
   comparison.sequence = input_shape[1];
   comparison.bits = bits;
-  comparison.data = options.data.string();
+  comparison.data = options.data.empty() ? std::string(kSampledData) : options.data.string();
   comparison.ctx = work.ctx;
   comparison.eval_windows = windows;
   comparison.eval_tokens = windows * (work.ctx - 1);

@@ -16,6 +16,7 @@ struct CompareOptions {
   std::string device = "cpu";
   int group_size = 64;
   // Validation text for perplexity, cosine similarity and KL divergence.
+  // Empty: windows sampled from the float model itself (see BackendComparison::data).
   std::filesystem::path data;
   std::int64_t ctx = 256;           // perplexity window (DESIGN.md §4.2)
   std::int64_t eval_windows = 4;    // windows evaluated at most (0: the whole text)
@@ -50,7 +51,7 @@ struct SkippedBackend {
 struct BackendComparison {
   std::int64_t batch = 0, sequence = 0;  // input_shape
   int bits = 0;
-  std::string data;
+  std::string data;  // the validation text's path, or how it was sampled
   std::int64_t ctx = 0, eval_windows = 0, eval_tokens = 0;
   std::vector<ComparisonRow> rows;  // float first, then the backends in registry order
   std::vector<SkippedBackend> skipped;

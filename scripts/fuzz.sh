@@ -11,7 +11,8 @@ shift || true
 BUILD_DIR="${UQ_FUZZ_BUILD_DIR:-build-fuzz}"
 
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DUQ_FUZZ=ON -DUQ_BUILD_TESTS=OFF -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF >/dev/null
+  -DUQ_FUZZ=ON -DUQ_BUILD_TESTS=OFF -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF \
+  >/dev/null
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for source in fuzz/fuzz_*.cpp; do

@@ -23,7 +23,7 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 configure() {  # build dir, sanitizers
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUQ_SANITIZE="$2" \
-    -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF >/dev/null
+    -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF >/dev/null
 }
 
 for mode in "${modes[@]}"; do

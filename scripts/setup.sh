@@ -7,7 +7,8 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libpcre2-dev libcli11-dev libopenblas-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-venv python3-dev
+  python3-venv python3-dev pybind11-dev  # the Python module (python/)
+  ccache
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
 )
 
@@ -26,7 +27,7 @@ fi
 # runs reuse it. UQ_SKIP_VENV=1 skips it (tests needing it then skip).
 UQ_VENV="${UQ_VENV:-$HOME/.cache/unified_quantization/venv}"
 PY_PACKAGES=(numpy safetensors torch transformers tokenizers "mlx[cpu]" mlx-lm bitsandbytes
-             optimum-quanto)
+             optimum-quanto pytest)
 if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
   stamp="$UQ_VENV/.uq-packages"
   want="${PY_PACKAGES[*]}"

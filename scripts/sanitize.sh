@@ -14,7 +14,7 @@ modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(address thread)
 
 # Tests that start threads, and the executables that hold them.
-TSAN_TARGETS=(test_thread_pool test_tokenizer)
+TSAN_TARGETS=(test_thread_pool test_tokenizer test_concurrent_generation)
 TSAN_TESTS='^ThreadPool\.|Concurrent'
 
 export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"

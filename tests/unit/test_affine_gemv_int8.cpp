@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -130,6 +131,25 @@ TEST(Int8Activations, BlocksRoundToTheirStepAndEveryPositionIsUsedOnce) {
         EXPECT_FLOAT_EQ(a.dq_sum[static_cast<std::size_t>(block)], d * static_cast<float>(sum_q));
       }
     }
+  }
+}
+
+// Found by fuzz_quantized_layout: NaN weights make NaN activations, whose
+// conversion to int8 was undefined. Their block now has a NaN scale, so the
+// product is NaN exactly where the float product is.
+TEST(Int8Activations, NonFiniteBlocksGiveNaNScalesAndZeroCodes) {
+  std::mt19937 rng(5);
+  auto x = random_x(1, 128, rng);
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  x[70] = std::numeric_limits<float>::infinity();
+  const auto a = cpu::quantize_activations(x.data(), 1, 128, 4, 64);
+  for (std::int64_t block = 0; block < 4; ++block) {
+    const bool poisoned = block == 0 || block == 2;
+    EXPECT_EQ(std::isnan(a.d[static_cast<std::size_t>(block)]), poisoned) << block;
+    EXPECT_EQ(std::isnan(a.dq_sum[static_cast<std::size_t>(block)]), poisoned) << block;
+  }
+  for (std::int64_t i = 0; i < cpu::kActivationBlock; ++i) {
+    EXPECT_EQ(a.q[static_cast<std::size_t>(cpu::activation_position(4, 64, i))], 0) << i;
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace uq::cpu {
 
@@ -48,7 +49,20 @@ Int8Activations quantize_activations(const float* x, std::int64_t rows, std::int
       std::int8_t* dst = a.q.data() + r * in;
       const std::int64_t* lane = position.data() + b * kActivationBlock;
       float amax = 0.0f;
-      for (int i = 0; i < kActivationBlock; ++i) amax = std::max(amax, std::abs(src[i]));
+      bool finite = true;
+      for (int i = 0; i < kActivationBlock; ++i) {
+        finite = finite && std::isfinite(src[i]);
+        amax = std::max(amax, std::abs(src[i]));
+      }
+      if (!finite) {
+        // NaN/Inf inputs (from NaN weights upstream) have no int8 code: the
+        // block's scale becomes NaN so that its outputs are NaN, as in float.
+        for (int i = 0; i < kActivationBlock; ++i) dst[lane[i]] = 0;
+        a.d[static_cast<std::size_t>(r * blocks + b)] = std::numeric_limits<float>::quiet_NaN();
+        a.dq_sum[static_cast<std::size_t>(r * blocks + b)] =
+            std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
       const float d = amax / 127.0f;
       const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
       int sum = 0;

@@ -123,6 +123,23 @@ BackendManager::BackendManager()
 
 MemoryInfo BackendManager::get_memory_info() const {
   MemoryInfo info;
+#ifdef UQ_HAVE_CUDA
+  // The driver first: its first call creates a context (~100 MB of this
+  // process), which the /proc numbers read below must already include.
+  if (!gpus_.empty()) {
+    const std::lock_guard lock(driver_mutex_);
+    int previous = 0;
+    UQ_CUDA_CHECK(cudaGetDevice(&previous));
+    for (const GpuInfo& gpu : gpus_) {
+      UQ_CUDA_CHECK(cudaSetDevice(gpu.index));
+      std::size_t free_bytes = 0, total_bytes = 0;
+      UQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      info.gpus.push_back({gpu.index, static_cast<double>(total_bytes - free_bytes) / kBytesPerGb,
+                           static_cast<double>(total_bytes) / kBytesPerGb});
+    }
+    UQ_CUDA_CHECK(cudaSetDevice(previous));
+  }
+#endif
   const auto total = required_kib_field("/proc/meminfo", "MemTotal");
   const auto available = required_kib_field("/proc/meminfo", "MemAvailable");
   info.total_gb = static_cast<double>(total) / kBytesPerGb;
@@ -130,20 +147,6 @@ MemoryInfo BackendManager::get_memory_info() const {
   info.used_gb = static_cast<double>(total - available) / kBytesPerGb;
   info.process_rss_gb = static_cast<double>(process_rss_bytes()) / kBytesPerGb;
   info.process_peak_gb = static_cast<double>(process_peak_bytes()) / kBytesPerGb;
-#ifdef UQ_HAVE_CUDA
-  if (gpus_.empty()) return info;  // also: no driver to ask
-  const std::lock_guard lock(driver_mutex_);
-  int previous = 0;
-  UQ_CUDA_CHECK(cudaGetDevice(&previous));
-  for (const GpuInfo& gpu : gpus_) {
-    UQ_CUDA_CHECK(cudaSetDevice(gpu.index));
-    std::size_t free_bytes = 0, total_bytes = 0;
-    UQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    info.gpus.push_back({gpu.index, static_cast<double>(total_bytes - free_bytes) / kBytesPerGb,
-                         static_cast<double>(total_bytes) / kBytesPerGb});
-  }
-  UQ_CUDA_CHECK(cudaSetDevice(previous));
-#endif
   return info;
 }
 

@@ -13,7 +13,7 @@
 #include "core/error.hpp"
 #include "io/hf_config.hpp"
 #include "model/decoder.hpp"
-#include "test_support.hpp"
+#include "support/test_support.hpp"
 #include "train/adamw.hpp"
 #include "train/gradient_clipping.hpp"
 #include "train/lora_attach.hpp"

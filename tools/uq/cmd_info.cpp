@@ -76,8 +76,8 @@ void print_info(const BackendManager& manager, const MemoryInfo& memory) {
     std::printf("gpu %d   %s, compute %d.%d, %d SMs, %.1f GiB\n", gpu.index, gpu.name.c_str(),
                 gpu.compute_major, gpu.compute_minor, gpu.multiprocessors, gpu.memory_gb);
   }
-  std::printf("\n%-8s %-16s %-10s %-11s %-5s %-8s %s\n", "backend", "bits", "groups", "calibration",
-              "lora", "devices", "format / layout");
+  std::printf("\n%-8s %-16s %-10s %-11s %-5s %-8s %s\n", "backend", "bits", "groups",
+              "calibration", "lora", "devices", "format / layout");
   for (const auto& backend : manager.backends()) {
     std::string devices;
     for (const auto& device : backend.devices) devices += (devices.empty() ? "" : ",") + device;

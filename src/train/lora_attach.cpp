@@ -31,6 +31,7 @@ std::vector<NamedLoraAdapter> attach_lora(Model& model, const LoraConfig& config
   reject_existing_adapters(model);
   std::vector<bool> pattern_used(config.target_modules.size(), false);
   std::mt19937_64 rng(seed);
+  std::vector<std::shared_ptr<Weight>*> selected_slots;
   std::vector<NamedLoraAdapter> attached;
   for (auto& slot : model.weight_slots()) {
     if (!is_projection(slot.path)) continue;
@@ -45,13 +46,17 @@ std::vector<NamedLoraAdapter> attach_lora(Model& model, const LoraConfig& config
     std::shared_ptr<const Weight> base = slot.weight;
     auto adapter = std::make_shared<LoraAdapter>(
         make_lora_adapter(base->in_features(), base->out_features(), config, rng));
-    slot.weight = std::make_shared<LoraWeight>(base, adapter);
+    selected_slots.push_back(&slot.weight);
     attached.push_back({slot.path, adapter, base});
   }
   for (std::size_t i = 0; i < config.target_modules.size(); ++i) {
     if (!pattern_used[i]) {
       fail("LoRA target module '", config.target_modules[i], "' matches no decoder projection");
     }
+  }
+  // Only once every pattern matched: a failed attach leaves the model unchanged.
+  for (std::size_t i = 0; i < attached.size(); ++i) {
+    *selected_slots[i] = std::make_shared<LoraWeight>(attached[i].base, attached[i].adapter);
   }
   return attached;
 }

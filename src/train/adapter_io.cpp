@@ -134,8 +134,15 @@ AdapterSet load_peft(const std::filesystem::path& dir) {
       fail(config_path.string(), ": \"", unsupported, "\" (per-module ranks) is not supported");
     }
   }
-  if (config.value("fan_in_fan_out", false)) {
-    fail(config_path.string(), ": fan_in_fan_out is not supported");
+  for (const char* unsupported : {"fan_in_fan_out", "use_dora", "lora_bias"}) {
+    if (config.contains(unsupported) && config[unsupported].is_boolean() &&
+        config[unsupported].get<bool>()) {
+      fail(config_path.string(), ": \"", unsupported, "\" is not supported");
+    }
+  }
+  if (config.contains("modules_to_save") && config["modules_to_save"].is_array() &&
+      !config["modules_to_save"].empty()) {
+    fail(config_path.string(), ": \"modules_to_save\" (fully trained modules) is not supported");
   }
   const bool rslora = config.value("use_rslora", false);
   if (config.contains("target_modules") && config["target_modules"].is_array()) {

@@ -335,5 +335,50 @@ TEST(GradientClipping, ScalesToTheMaxNormOnlyWhenAbove) {
   EXPECT_NEAR(std::hypot(a[0], b[0]), 1.0, 1e-6);
 }
 
+// The C++ API of the issue: enable_lora attaches fresh adapters in
+// quantize_model, and a user loop over lora_parameters() with AdamW trains them.
+TEST(LoraApi, EnableLoraAttachesAdaptersAUserLoopCanTrain) {
+  UnifiedQuantizationConfig config;
+  config.backend = "mlx";
+  config.bits = 4;
+  config.enable_lora = true;
+  config.lora_rank = 4;
+  const auto [model, quantizer] = quantize_model(test::bundled().model, config);
+  const auto adapters = model->lora_parameters();
+  ASSERT_EQ(adapters.size(), 28u);
+  EXPECT_EQ(adapters[0].adapter->rank, 4);
+  EXPECT_FLOAT_EQ(adapters[0].adapter->scale, 2.0f);
+  config.enable_lora = false;
+  const auto plain = quantize_model(test::bundled().model, config).first;
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
+                                      test::bundled().val_ids.begin() + 64);
+  EXPECT_EQ(model->forward(ids), plain->forward(ids));  // B = 0: unchanged
+
+  std::map<std::string, std::shared_ptr<LoraAdapter>> trained;
+  for (const auto& named : adapters) trained[named.path] = named.adapter;
+  TrainableDecoder<float> decoder(*model, trained);
+  AdamW optimizer;
+  double first_loss = 0.0, last_loss = 0.0;
+  for (int step = 0; step < 4; ++step) {
+    decoder.zero_gradients();
+    const double loss = decoder.accumulate(ids, 1.0 / 63) / 63;
+    if (step == 0) first_loss = loss;
+    last_loss = loss;
+    std::vector<ParameterRef> parameters;
+    for (std::size_t i = 0; i < decoder.paths().size(); ++i) {
+      parameters.push_back({decoder.adapter(i).a, decoder.gradient(i).a});
+      parameters.push_back({decoder.adapter(i).b, decoder.gradient(i).b});
+    }
+    optimizer.step(parameters, 1e-2);
+  }
+  EXPECT_LT(last_loss, first_loss - 0.05);
+  // The inference model shares the adapters: its logits moved too.
+  EXPECT_NE(model->forward(ids), plain->forward(ids));
+  // save_model writes the frozen weights only; they load back as the plain model.
+  test::TempDir dir;
+  quantizer.save_model(*model, dir / "saved");
+  EXPECT_EQ(quantizer.load_model(dir / "saved")->forward(ids), plain->forward(ids));
+}
+
 }  // namespace
 }  // namespace uq

@@ -156,16 +156,14 @@ void Trainer::save_checkpoint(const std::filesystem::path& dir) const {
   StagedDirectory staged(dir);
   save_adapters(staged.path(), adapters(AdapterFormat::Peft), model_->config().num_hidden_layers);
   SafetensorsWriter writer(staged.path() / kOptimizerFile);
-  for (std::size_t i = 0; i < paths_.size(); ++i) {
-    const auto& m = optimizer_.first_moments();
-    const auto& v = optimizer_.second_moments();
-    if (m.empty()) break;  // no step taken yet
-    for (const auto& [suffix, index] :
-         {std::pair<const char*, std::size_t>{"lora_A", 2 * i}, {"lora_B", 2 * i + 1}}) {
-      const auto size = static_cast<std::int64_t>(m[index].size());
-      writer.add(paths_[i] + "." + suffix + ".exp_avg", DType::F32, {size}, bytes_of(m[index]));
-      writer.add(paths_[i] + "." + suffix + ".exp_avg_sq", DType::F32, {size}, bytes_of(v[index]));
-    }
+  // Moments exist once a step was taken; they pair with paths_ as (A, B).
+  const auto& m = optimizer_.first_moments();
+  const auto& v = optimizer_.second_moments();
+  for (std::size_t index = 0; index < m.size(); ++index) {
+    const std::string name = paths_[index / 2] + (index % 2 == 0 ? ".lora_A" : ".lora_B");
+    const auto size = static_cast<std::int64_t>(m[index].size());
+    writer.add(name + ".exp_avg", DType::F32, {size}, bytes_of(m[index]));
+    writer.add(name + ".exp_avg_sq", DType::F32, {size}, bytes_of(v[index]));
   }
   writer.commit();
   const json state = {{"step", steps_done()}, {"run", run_identity(options_, train_ids_.size())}};

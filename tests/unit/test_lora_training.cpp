@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "io/hf_config.hpp"
 #include "model/decoder.hpp"
+#include "model/perplexity.hpp"
 #include "support/test_support.hpp"
 #include "train/adamw.hpp"
 #include "train/gradient_clipping.hpp"
@@ -333,6 +334,34 @@ TEST(GradientClipping, ScalesToTheMaxNormOnlyWhenAbove) {
   EXPECT_FLOAT_EQ(a[0], 3.0f);
   EXPECT_DOUBLE_EQ(clip_gradient_norm(gradients, 1.0), 5.0);
   EXPECT_NEAR(std::hypot(a[0], b[0]), 1.0, 1e-6);
+}
+
+// The training forward computes what inference computes: on the 4-bit model
+// with adapters, its summed NLL equals the one from Model::forward's logits.
+TEST(LoraTraining, TrainingForwardMatchesInferenceOnAQuantizedModel) {
+  UnifiedQuantizationConfig config;
+  config.backend = "mlx";
+  config.bits = 4;
+  const auto model = quantize_model(test::bundled().model, config).first;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::map<std::string, std::shared_ptr<LoraAdapter>> trained;
+  for (const auto& named : attach_lora(*model, LoraConfig{.rank = 8, .alpha = 16.0}, 1)) {
+    for (auto& value : named.adapter->b) value = normal(rng);
+    trained[named.path] = named.adapter;
+  }
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin() + 100,
+                                      test::bundled().val_ids.begin() + 228);
+  const std::vector<float> logits = model->forward(ids);
+  const std::int64_t vocab = model->config().vocab_size;
+  double expected = 0.0;
+  for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
+    expected += negative_log_likelihood(
+        std::span<const float>(logits).subspan(t * vocab, static_cast<std::size_t>(vocab)),
+        ids[t + 1]);
+  }
+  TrainableDecoder<float> decoder(*model, trained);
+  EXPECT_NEAR(decoder.loss(ids), expected, 1e-5 * expected);
 }
 
 // The C++ API of the issue: enable_lora attaches fresh adapters in

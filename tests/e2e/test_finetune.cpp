@@ -115,6 +115,10 @@ TEST_F(Finetune, LowersValidationPerplexityAndWritesAPeftAdapter) {
       run_uq({"eval", q4(), "--data", val_, "--ctx", "64", "--adapter", path("full"), "--json"});
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   EXPECT_NEAR(nlohmann::json::parse(eval.out)["ppl"].get<double>(), after, 1e-9 * after);
+  const auto generated =
+      run_uq({"generate", q4(), "--adapter", path("full"), "-p", "And the LORD said", "-n", "8"});
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+  EXPECT_NE(generated.out.find("And the LORD said"), std::string::npos) << generated.out;
 }
 
 TEST_F(Finetune, ResumedRunEndsBitwiseWhereTheUninterruptedOneDoes) {

@@ -12,5 +12,10 @@
 #include "api/quantize.hpp"  // quantize_model, Quantizer
 #include "core/error.hpp"    // uq::Error
 #include "io/tokenizer/tokenizer.hpp"
-#include "model/decoder.hpp"     // Model, load_model
-#include "model/perplexity.hpp"  // perplexity
+#include "model/decoder.hpp"            // Model, load_model
+#include "model/perplexity.hpp"         // perplexity
+#include "train/adamw.hpp"              // AdamW
+#include "train/adapter_io.hpp"         // save_adapters, load_adapters (PEFT, mlx-lm)
+#include "train/lora_attach.hpp"        // attach_lora, Model::lora_parameters
+#include "train/trainable_decoder.hpp"  // forward + backward for a custom loop
+#include "train/trainer.hpp"            // Trainer: the `uq finetune` loop

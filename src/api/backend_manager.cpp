@@ -102,11 +102,11 @@ std::vector<BackendCapabilities> describe_backends() {
   std::vector<BackendCapabilities> list;
   for (const auto& backend : uq::backends()) {
     const BackendSpec& spec = backend->spec();
-    // Only round-to-nearest and no LoRA exist in this build (config validation
-    // refuses gptq/awq/hqq and enable_lora), and models run on the CPU only
-    // (`--device cuda` is refused), so every backend reports the same here.
+    // Only round-to-nearest exists in this build (config validation refuses
+    // gptq/awq/hqq), LoRA trains on any Weight type, and models run on the CPU
+    // only (`--device cuda` is refused), so every backend reports the same here.
     list.push_back(
-        {spec.name, spec.format, spec.layout, spec.bits, spec.group_sizes, false, false, {"cpu"}});
+        {spec.name, spec.format, spec.layout, spec.bits, spec.group_sizes, false, true, {"cpu"}});
   }
   return list;
 }

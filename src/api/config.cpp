@@ -69,8 +69,6 @@ void validate(UnifiedQuantizationConfig& config) {
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
-  if (config.enable_lora)
-    fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
   if (config.memory_efficient) {
     fail("memory_efficient: streaming quantization is not implemented in this build yet");
   }

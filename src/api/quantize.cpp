@@ -7,6 +7,8 @@
 #include "core/progress.hpp"
 #include "model/decoder.hpp"
 #include "quant/layer_pattern.hpp"
+#include "train/lora_attach.hpp"
+#include "train/lora_weight.hpp"
 
 namespace uq {
 namespace {
@@ -84,7 +86,19 @@ Quantizer::Quantizer(UnifiedQuantizationConfig config, QuantizationReport report
     : config_(std::move(config)), report_(std::move(report)) {}
 
 void Quantizer::save_model(const Model& model, const std::filesystem::path& dir) const {
-  find_backend(report_.backend)->save(model, dir, config_);
+  if (model.lora_parameters().empty()) {
+    find_backend(report_.backend)->save(model, dir, config_);
+    return;
+  }
+  // The backend's layout holds the frozen weights; adapters are saved on their
+  // own (save_adapters, `uq finetune`), so LoraWeights are unwrapped here.
+  Model frozen(model);
+  for (auto& slot : frozen.weight_slots()) {
+    if (const auto* lora = dynamic_cast<const LoraWeight*>(slot.weight.get())) {
+      slot.weight = std::const_pointer_cast<Weight>(lora->base());
+    }
+  }
+  find_backend(report_.backend)->save(frozen, dir, config_);
 }
 
 std::shared_ptr<Model> Quantizer::load_model(const std::filesystem::path& dir) const {
@@ -126,6 +140,14 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
     }
     report.layers.push_back(std::move(layer));
     progress.advance();
+  }
+  if (config.enable_lora) {
+    // Fresh PEFT-initialised adapters (B = 0: the model's outputs are unchanged)
+    // with alpha = 2·rank, ready for a training loop (model->lora_parameters()).
+    LoraConfig lora;
+    lora.rank = config.lora_rank;
+    lora.alpha = 2.0 * config.lora_rank;
+    attach_lora(*quantized, lora);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return {std::move(quantized), Quantizer(std::move(config), std::move(report))};

@@ -21,6 +21,7 @@
 namespace uq {
 
 class Tokenizer;
+struct NamedLoraAdapter;
 
 enum class LogitsMode { All, Last };
 
@@ -64,6 +65,9 @@ class Model {
   // Every float vector parameter under its HF tensor name: norm weights and
   // the biases the architecture has ("model.layers.0.self_attn.q_proj.bias").
   std::vector<std::pair<std::string, const std::vector<float>*>> named_vectors() const;
+  // The LoRA adapters attached to its linears (src/train/lora_attach.hpp),
+  // shared: a training loop updates them in place.
+  std::vector<NamedLoraAdapter> lora_parameters() const;
   // The directory the model was loaded from (tokenizer files live there);
   // empty for a model built in memory.
   const std::filesystem::path& source_directory() const { return source_directory_; }

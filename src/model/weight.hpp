@@ -19,6 +19,12 @@ class Weight {
   // [rows, out], both row-major float32. Multi-threaded inside.
   virtual void matmul(const float* x, std::int64_t rows, float* y) const = 0;
 
+  // x[r, i] = sum_o g[r, o] * W[o, i] for r < rows: the product backprop needs
+  // (grad_input = grad_output · W). g is [rows, out] and x is [rows, in]. The
+  // default dequantizes tiles of rows of W and multiplies them with sgemm, so
+  // W is never held whole in float; it is correct for every Weight type.
+  virtual void matmul_transposed(const float* g, std::int64_t rows, float* x) const;
+
   // Writes rows [first, first + count) of W as float32 into out ([count, in]).
   virtual void dequantize_rows(std::int64_t first, std::int64_t count, float* out) const = 0;
 

@@ -1,7 +1,9 @@
 """mlx-lm as a real client of our files and a producer of its own.
 
   convert MODEL OUT --bits B --group-size G    quantize an HF model with mlx_lm.convert
-  logits MODEL OUT.safetensors --ids 1,2,3     load with mlx_lm.load, logits in float32
+  logits MODEL OUT.safetensors --ids 1,2,3 [--adapter DIR]
+                                              load with mlx_lm.load (and the LoRA
+                                              adapter in mlx-lm's layout), logits in float32
 
 Logits are computed after casting the model's float parameters to float32:
 bf16 scales and biases convert exactly, so the dequantized weights are the
@@ -26,7 +28,7 @@ def logits(args):
     from mlx_lm import load
     from safetensors.numpy import save_file
 
-    model, _ = load(args.model)
+    model, _ = load(args.model, adapter_path=args.adapter)
     model.set_dtype(mx.float32)
     ids = mx.array([[int(x) for x in args.ids.split(",")]])
     out = model(ids)[0].astype(mx.float32)
@@ -46,6 +48,7 @@ def main():
     lg.add_argument("model")
     lg.add_argument("out")
     lg.add_argument("--ids", required=True)
+    lg.add_argument("--adapter", default=None)
     args = parser.parse_args()
     {"convert": convert, "logits": logits}[args.command](args)
 

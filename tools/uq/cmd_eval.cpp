@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "adapter_option.hpp"
 #include "api/metrics.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
@@ -78,6 +79,7 @@ class ReferenceComparison {
 void register_eval(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string data;
     std::string reference;
     std::int64_t ctx = 256;
@@ -87,6 +89,7 @@ void register_eval(CLI::App& app) {
   static Options options;
   auto* command = app.add_subcommand("eval", "Perplexity of a model on a text file");
   command->add_option("MODEL", options.model, "Model directory")->required();
+  add_adapter_option(*command, options.adapter);
   command->add_option("--data", options.data, "Text file to evaluate on")->required();
   command->add_option("--reference", options.reference,
                       "Also compare logits with this model (cosine similarity, KL divergence)");
@@ -100,7 +103,7 @@ void register_eval(CLI::App& app) {
     if (const auto bad = utf8::find_invalid(text)) {
       fail("option --data: '", options.data, "' is not valid UTF-8 (byte ", *bad, ")");
     }
-    const auto model = load_model(options.model);
+    const auto model = load_model_with_adapter(options.model, options.adapter);
     check_perplexity_ctx(model->config(), options.ctx);
     const auto ids = model->tokenizer()->encode(text);
     if (static_cast<std::int64_t>(ids.size()) < options.ctx) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "adapter_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/tokenizer/tokenizer.hpp"
@@ -16,6 +17,7 @@ namespace uq::cli {
 void register_generate(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string prompt;
     std::int64_t max_new_tokens = 32;
     SamplingOptions sampling;
@@ -25,6 +27,7 @@ void register_generate(CLI::App& app) {
   static Options options;
   auto* command = app.add_subcommand("generate", "Continue a text prompt");
   command->add_option("MODEL", options.model, "Model directory")->required();
+  add_adapter_option(*command, options.adapter);
   command->add_option("-p,--prompt", options.prompt, "Prompt text")->required();
   command->add_option("-n,--max-new-tokens", options.max_new_tokens, "Tokens to generate")
       ->capture_default_str();
@@ -43,7 +46,7 @@ void register_generate(CLI::App& app) {
     if (const auto bad = utf8::find_invalid(options.prompt)) {
       fail("option -p: the prompt is not valid UTF-8 (byte ", *bad, ")");
     }
-    const auto model = load_model(options.model);
+    const auto model = load_model_with_adapter(options.model, options.adapter);
     const Tokenizer& tokenizer = *model->tokenizer();
     const auto prompt_ids = tokenizer.encode(options.prompt);
     if (prompt_ids.empty()) fail("option -p: the prompt encodes to no tokens");

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "adapter_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
@@ -37,6 +38,7 @@ std::vector<std::int32_t> parse_ids(const std::string& text) {
 void register_logits(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string ids;
     std::string output;
     RunOptions run;
@@ -44,13 +46,14 @@ void register_logits(CLI::App& app) {
   static Options options;
   auto* command = app.add_subcommand("logits", "Write the logits of a list of token ids");
   command->add_option("MODEL", options.model, "Model directory")->required();
+  add_adapter_option(*command, options.adapter);
   command->add_option("--ids", options.ids, "Comma-separated token ids")->required();
   command->add_option("-o,--output", options.output, "Output .safetensors file")->required();
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
     const auto ids = parse_ids(options.ids);
-    const auto model = load_model(options.model);
+    const auto model = load_model_with_adapter(options.model, options.adapter);
     const auto logits = model->forward(ids, LogitsMode::All);
     SafetensorsWriter writer(options.output);
     writer.add("logits", DType::F32,

@@ -12,5 +12,7 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_finetune(CLI::App& app);
+void register_export(CLI::App& app);
 
 }  // namespace uq::cli

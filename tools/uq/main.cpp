@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   uq::cli::register_generate(app);
   uq::cli::register_quantize(app);
   uq::cli::register_bench(app);
+  uq::cli::register_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& parse_error) {

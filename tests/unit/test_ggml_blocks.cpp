@@ -137,11 +137,12 @@ TEST(GgmlBlocks, RoundTripErrorPerType) {
   const struct {
     GgmlType type;
     double max_relative_mse;
-  } cases[] = {{GgmlType::Q8_0, 1e-4}, {GgmlType::Q6_K, 3e-3}, {GgmlType::Q5_0, 1.5e-2},
+  } cases[] = {{GgmlType::Q8_0, 1e-4}, {GgmlType::Q6_K, 3e-3},   {GgmlType::Q5_0, 1.5e-2},
                {GgmlType::Q4_1, 3e-2}, {GgmlType::Q4_K, 1.5e-2}, {GgmlType::Q4_0, 4e-2},
                {GgmlType::F16, 1e-6},  {GgmlType::BF16, 2e-5}};
   for (const auto& c : cases) {
-    const auto values = dequantize(c.type, quantize(c.type, x), static_cast<std::int64_t>(x.size()));
+    const auto values =
+        dequantize(c.type, quantize(c.type, x), static_cast<std::int64_t>(x.size()));
     double error = 0, signal = 0;
     for (std::size_t i = 0; i < x.size(); ++i) {
       error += (values[i] - x[i]) * (values[i] - x[i]);

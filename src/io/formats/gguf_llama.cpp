@@ -154,7 +154,7 @@ std::optional<std::string> gguf_pre_tokenizer_name(const json& tokenizer_json) {
   if (!tokenizer_json.is_object() || !tokenizer_json.contains("pre_tokenizer")) return std::nullopt;
   const json& pre = tokenizer_json["pre_tokenizer"];
   if (!pre.is_object()) return std::nullopt;
-  if (pre.value("type", "") == "ByteLevel" && pre.value("use_regex", true)) return "gpt2";
+  if (pre.value("type", "") == "ByteLevel" && pre.value("use_regex", true)) return "gpt-2";
   if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
       pre["pretokenizers"].is_array() && pre["pretokenizers"].size() == 2) {
     const json& split = pre["pretokenizers"][0];
@@ -235,16 +235,17 @@ std::string tokenizer_json_from_gguf(const GgufFile& file) {
     fail(file.origin(), ": metadata 'tokenizer.ggml.model' '", model,
          "' is not supported (only byte-level BPE, \"gpt2\")");
   }
-  const std::string pre =
-      file.has("tokenizer.ggml.pre") ? file.string("tokenizer.ggml.pre") : std::string("gpt2");
+  // Without tokenizer.ggml.pre llama.cpp applies its own "default" split,
+  // which no tokenizer.json describes: refuse rather than tokenize differently.
+  const std::string& pre = file.string("tokenizer.ggml.pre");
   json pre_tokenizer;
   bool ignore_merges = false;
-  if (pre == "gpt2") {
+  if (pre == "gpt-2") {
     pre_tokenizer = {{"type", "ByteLevel"},
                      {"add_prefix_space", false},
                      {"trim_offsets", true},
                      {"use_regex", true}};
-  } else if (pre == "llama-bpe") {
+  } else if (pre == "llama-bpe" || pre == "llama3") {
     pre_tokenizer = {{"type", "Sequence"},
                      {"pretokenizers",
                       {{{"type", "Split"},
@@ -258,7 +259,7 @@ std::string tokenizer_json_from_gguf(const GgufFile& file) {
     ignore_merges = true;
   } else {
     fail(file.origin(), ": metadata 'tokenizer.ggml.pre' '", pre,
-         "' is not supported (gpt2 and llama-bpe are)");
+         "' is not supported (gpt-2 and llama-bpe are)");
   }
   const std::vector<std::string> tokens = file.string_array("tokenizer.ggml.tokens");
   std::vector<std::int64_t> types(tokens.size(), kTokenNormal);

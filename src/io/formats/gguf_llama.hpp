@@ -39,7 +39,7 @@ void add_llama_metadata(GgufWriter& writer, const ModelConfig& config);
 void add_tokenizer_metadata(GgufWriter& writer, const Tokenizer& tokenizer, const std::string& pre,
                             std::int64_t vocab_size, const ModelConfig& config);
 // The llama.cpp pre-tokenizer name of a tokenizer.json's pre_tokenizer:
-// "gpt2" for plain byte-level with the GPT-2 regex, "llama-bpe" for Llama 3's
+// "gpt-2" for plain byte-level with the GPT-2 regex, "llama-bpe" for Llama 3's
 // split; nullopt when it is neither.
 std::optional<std::string> gguf_pre_tokenizer_name(const nlohmann::json& tokenizer_json);
 

@@ -47,8 +47,8 @@ std::string pre_tokenizer_for(const Model& model,
          ": pre_tokenizer has no llama.cpp equivalent here (byte-level GPT-2 and Llama 3 "
          "splits are supported)");
   }
-  if (log) log("no tokenizer.json beside the model: writing tokenizer.ggml.pre = gpt2");
-  return "gpt2";
+  if (log) log("no tokenizer.json beside the model: writing tokenizer.ggml.pre = gpt-2");
+  return "gpt-2";
 }
 
 void export_matrix(GgufWriter& writer, const std::string& name, const Weight& weight, GgmlType type,

@@ -32,22 +32,34 @@ constexpr std::size_t kEvalTokens = 4 * kCtx;
 
 class Gguf : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    directory_ = new test::TempDir();
-    for (const std::string type : {"F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"}) {
-      const auto result =
-          test::run_uq({"export", test::bundled_model().string(), "--format", "gguf", "--type",
-                        type, "-o", file(type).string(), "--quiet"});
-      ASSERT_EQ(result.exit_code, 0) << result.err;
-      ASSERT_NE(result.out.find("as GGUF " + type), std::string::npos) << result.out;
-    }
-  }
+  // ctest runs each test in its own process: files are exported on first use.
+  static void SetUpTestSuite() { directory_ = new test::TempDir(); }
   static void TearDownTestSuite() {
     delete directory_;
     directory_ = nullptr;
   }
+  // The bundled model exported by `uq export` with recipe `type`.
   static std::filesystem::path file(const std::string& type) {
-    return *directory_ / ("tiny-" + type + ".gguf");
+    const auto path = *directory_ / ("tiny-" + type + ".gguf");
+    if (!std::filesystem::exists(path)) {
+      const auto result = test::run_uq({"export", test::bundled_model().string(), "--format",
+                                        "gguf", "--type", type, "-o", path.string(), "--quiet"});
+      EXPECT_EQ(result.exit_code, 0) << result.err;
+      EXPECT_NE(result.out.find("as GGUF " + type), std::string::npos) << result.out;
+    }
+    return path;
+  }
+  // The bundled model written by the converter oracle, once per process.
+  static std::filesystem::path converted_file() {
+    const auto path = *directory_ / "converted" / "model.gguf";
+    if (!std::filesystem::exists(path)) {
+      std::filesystem::create_directories(path.parent_path());
+      const auto result = test::run_oracle(
+          "gguf_oracle.py",
+          {"convert", test::bundled_model().string(), path.parent_path().string()});
+      EXPECT_EQ(result.exit_code, 0) << result.err;
+    }
+    return path;
   }
   static std::span<const std::int32_t> eval_ids() {
     return std::span<const std::int32_t>(test::bundled().val_ids).first(kEvalTokens);
@@ -253,11 +265,7 @@ TEST_F(Gguf, OurQuantizersMatchGgufPackageBytes) {
 // (gguf.GGUFWriter, F16 matrices, permuted q/k) loads here and equals our F16 export.
 TEST_F(Gguf, ConverterStyleFileLoads) {
   if (!test::python_available()) GTEST_SKIP() << "oracle venv missing";
-  test::TempDir out;
-  const auto result = test::run_oracle(
-      "gguf_oracle.py", {"convert", test::bundled_model().string(), out.path().string()});
-  ASSERT_EQ(result.exit_code, 0) << result.err;
-  const auto converted = GgufFile::open(out / "model.gguf");
+  const auto converted = GgufFile::open(converted_file());
   const auto ours = GgufFile::open(file("F16"));
   for (const auto& tensor : converted->tensors()) {
     const auto& mine = ours->tensor(tensor.name);
@@ -267,7 +275,7 @@ TEST_F(Gguf, ConverterStyleFileLoads) {
     ASSERT_EQ(a.size(), b.size());
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << tensor.name;
   }
-  const auto model = load_model(out / "model.gguf");
+  const auto model = load_model(converted_file());
   const auto ids = eval_ids().first(64);
   EXPECT_LT(max_abs_diff(model->forward(ids), test::bundled().model->forward(ids)), 1e-3);
 }
@@ -276,12 +284,15 @@ TEST_F(Gguf, ConverterStyleFileLoads) {
 TEST_F(Gguf, LlamaCppRunsOurFiles) {
   if (!llama_cpp_available()) GTEST_SKIP() << "llama-cpp-python missing from the oracle venv";
   const auto ids = eval_ids().first(kCtx);
-  for (const std::string type : {"F16", "Q8_0", "Q4_K_M", "Q4_0"}) {
-    test::TempDir out;
-    const auto result = test::run_oracle("gguf_oracle.py", {"llama_logits", file(type).string(),
-                                                            join_ids(ids), out.path().string()});
-    ASSERT_EQ(result.exit_code, 0) << result.err;
-    const auto theirs = read_logits(out / "logits.safetensors");
+  const std::vector<std::string> types{"F16", "Q8_0", "Q4_K_M", "Q4_0"};
+  std::vector<std::string> args{"llama_logits", join_ids(ids), directory_->path().string()};
+  for (const auto& type : types) args.push_back(file(type).string());
+  const auto result = test::run_oracle("gguf_oracle.py", args);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  for (std::size_t index = 0; index < types.size(); ++index) {
+    const std::string& type = types[index];
+    const auto theirs =
+        read_logits(*directory_ / ("logits_" + std::to_string(index) + ".safetensors"));
     const auto model = load_model(file(type));
     const auto mine = model->forward(ids);
     const std::int64_t vocab = model->config().vocab_size;
@@ -304,14 +315,10 @@ TEST_F(Gguf, LlamaCppRunsOurFiles) {
 // values (our F16 export, which equals the converter's file bit for bit).
 TEST_F(Gguf, LlamaCppQuantizedFileLoadsAndMatchesOurBytes) {
   if (!llama_cpp_available()) GTEST_SKIP() << "llama-cpp-python missing from the oracle venv";
-  test::TempDir converted, quantized;
-  ASSERT_EQ(test::run_oracle("gguf_oracle.py",
-                             {"convert", test::bundled_model().string(), converted.path().string()})
-                .exit_code,
-            0);
+  test::TempDir quantized;
   const auto result = test::run_oracle(
       "gguf_oracle.py",
-      {"llama_quantize", (converted / "model.gguf").string(), "Q4_K_M", quantized.path().string()});
+      {"llama_quantize", converted_file().string(), "Q4_K_M", quantized.path().string()});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto ours_path = quantized / "ours.gguf";
   const auto exported = test::run_uq({"export", file("F16").string(), "--format", "gguf", "--type",
@@ -329,12 +336,12 @@ TEST_F(Gguf, LlamaCppQuantizedFileLoadsAndMatchesOurBytes) {
   }
   const auto model = load_model(quantized / "model.gguf");
   const auto ids = eval_ids().first(kCtx);
-  test::TempDir out;
-  ASSERT_EQ(test::run_oracle("gguf_oracle.py", {"llama_logits", (quantized / "model.gguf").string(),
-                                                join_ids(ids), out.path().string()})
-                .exit_code,
-            0);
-  const auto theirs_logits = read_logits(out / "logits.safetensors");
+  ASSERT_EQ(
+      test::run_oracle("gguf_oracle.py", {"llama_logits", join_ids(ids), quantized.path().string(),
+                                          (quantized / "model.gguf").string()})
+          .exit_code,
+      0);
+  const auto theirs_logits = read_logits(quantized / "logits_0.safetensors");
   const auto mine_logits = model->forward(ids);
   EXPECT_LT(max_abs_diff(mine_logits, theirs_logits), 0.3);
   const std::int64_t vocab = model->config().vocab_size;

@@ -15,8 +15,9 @@ Subcommands (each writes only into OUT_DIR):
       norms, q/k rows permuted, gpt2 tokenizer). That script is not on PyPI.
   llama_quantize IN.gguf TYPE OUT_DIR
       model.gguf: IN quantized by llama.cpp's own llama_model_quantize.
-  llama_logits FILE IDS OUT_DIR
-      logits.safetensors: llama.cpp's logits [n, vocab] for comma-separated ids.
+  llama_logits IDS OUT_DIR FILE...
+      logits_<i>.safetensors: llama.cpp's logits [n, vocab] of the i-th FILE for
+      the comma-separated ids.
 """
 import json
 import os
@@ -71,11 +72,27 @@ def permute_qk(weights, heads):
             .swapaxes(1, 2).reshape(weights.shape))
 
 
+def read_safetensors_f32(path):
+    """(name, float32 array) of a .safetensors file in stored order; bf16 widened
+    exactly (numpy has no bfloat16, and importing torch costs seconds)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    header_length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + header_length])
+    header.pop("__metadata__", None)
+    data = raw[8 + header_length:]
+    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        begin, end = entry["data_offsets"]
+        chunk = data[begin:end]
+        if entry["dtype"] == "BF16":
+            values = (np.frombuffer(chunk, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            values = np.frombuffer(chunk, {"F32": np.float32, "F16": np.float16}[entry["dtype"]])
+        yield name, values.astype(np.float32).reshape(entry["shape"])
+
+
 def convert(model_dir, out_dir):
     import gguf
-    from safetensors.numpy import load_file
-    import torch
-    from safetensors.torch import load_file as load_torch
 
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
@@ -129,9 +146,7 @@ def convert(model_dir, out_dir):
                  "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                  "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
                  "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-    state = load_torch(os.path.join(model_dir, "model.safetensors"))
-    for name, tensor in state.items():
-        values = tensor.to(torch.float32).numpy()
+    for name, values in read_safetensors_f32(os.path.join(model_dir, "model.safetensors")):
         if name in names:
             gguf_name = names[name]
         else:
@@ -163,16 +178,17 @@ def llama_quantize(in_path, type_name, out_dir):
         sys.exit(f"llama_model_quantize failed with {status}")
 
 
-def llama_logits(path, ids_text, out_dir):
+def llama_logits(ids_text, out_dir, *paths):
     import llama_cpp
     from safetensors.numpy import save_file
 
     ids = [int(i) for i in ids_text.split(",")]
-    llm = llama_cpp.Llama(model_path=path, n_ctx=max(len(ids), 16), n_batch=len(ids),
-                          n_threads=1, logits_all=True, verbose=False, seed=0)
-    llm.eval(ids)
-    logits = np.array(llm.scores[: len(ids)], dtype=np.float32)
-    save_file({"logits": logits}, os.path.join(out_dir, "logits.safetensors"))
+    for index, path in enumerate(paths):
+        llm = llama_cpp.Llama(model_path=path, n_ctx=max(len(ids), 16), n_batch=len(ids),
+                              n_threads=1, logits_all=True, verbose=False, seed=0)
+        llm.eval(ids)
+        logits = np.array(llm.scores[: len(ids)], dtype=np.float32)
+        save_file({"logits": logits}, os.path.join(out_dir, f"logits_{index}.safetensors"))
 
 
 def main():

@@ -468,6 +468,21 @@ float dot_lanes(const float* a, const float* b, std::int64_t n) {
          ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
+// sum over blocks of dot(dequantized block, x): each block is unpacked into
+// registers/L1 by the inlined Dequantize, never the whole row.
+template <void (*Dequantize)(const std::byte*, float*), std::int64_t Block>
+float dot_blocks(GgmlType type, const std::byte* blocks, const float* x, std::int64_t count) {
+  const std::size_t block_bytes = ggml_type_size(type);
+  alignas(32) std::array<float, Block> values{};
+  float sum = 0.0f;
+  for (std::int64_t done = 0; done < count; done += Block) {
+    Dequantize(blocks, values.data());
+    blocks += block_bytes;
+    sum += dot_lanes(values.data(), x + done, Block);
+  }
+  return sum;
+}
+
 using BlockQuantizer = void (*)(const float*, std::byte*);
 using BlockDequantizer = void (*)(const std::byte*, float*);
 
@@ -587,24 +602,33 @@ void ggml_dequantize_row(GgmlType type, const std::byte* blocks, std::int64_t co
 }
 
 float ggml_dot_row(GgmlType type, const std::byte* blocks, const float* x, std::int64_t count) {
-  // One block (or, for element types, a chunk) at a time in float: it stays in
-  // L1 and the multiply-add loop vectorises.
-  constexpr std::int64_t kChunk = 256;
-  const std::int64_t block = ggml_block_size(type);
-  const std::int64_t chunk = block == 1 ? kChunk : block;
-  const std::size_t chunk_bytes = static_cast<std::size_t>(chunk / block) * ggml_type_size(type);
-  alignas(32) std::array<float, kChunk> values{};
-  float sum = 0.0f;
-  std::int64_t done = 0;
-  for (; done + chunk <= count; done += chunk) {
-    ggml_dequantize_row(type, blocks, chunk, values.data());
-    blocks += chunk_bytes;
-    sum += dot_lanes(values.data(), x + done, chunk);
+  check_whole_blocks(type, count);
+  switch (type) {
+    case GgmlType::Q4_0:
+      return dot_blocks<dequantize_q4_0, kQK>(type, blocks, x, count);
+    case GgmlType::Q4_1:
+      return dot_blocks<dequantize_q4_1, kQK>(type, blocks, x, count);
+    case GgmlType::Q5_0:
+      return dot_blocks<dequantize_q5_0, kQK>(type, blocks, x, count);
+    case GgmlType::Q8_0:
+      return dot_blocks<dequantize_q8_0, kQK>(type, blocks, x, count);
+    case GgmlType::Q4_K:
+      return dot_blocks<dequantize_q4_k, kQKK>(type, blocks, x, count);
+    case GgmlType::Q6_K:
+      return dot_blocks<dequantize_q6_k, kQKK>(type, blocks, x, count);
+    default:
+      break;
   }
-  if (done < count) {  // element types: a last partial chunk
-    ggml_dequantize_row(type, blocks, count - done, values.data());
-    for (std::int64_t i = 0; i < count - done; ++i)
-      sum += values[static_cast<std::size_t>(i)] * x[done + i];
+  // Element types: a chunk at a time in float.
+  constexpr std::int64_t kChunk = 256;
+  alignas(32) std::array<float, kChunk> values{};
+  const std::size_t element_bytes = ggml_type_size(type);
+  float sum = 0.0f;
+  for (std::int64_t done = 0; done < count; done += kChunk) {
+    const std::int64_t n = std::min(kChunk, count - done);
+    convert_to_f32(element_dtype(type), blocks + static_cast<std::size_t>(done) * element_bytes,
+                   static_cast<std::size_t>(n), values.data());
+    for (std::int64_t i = 0; i < n; ++i) sum += values[static_cast<std::size_t>(i)] * x[done + i];
   }
   return sum;
 }

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/ggml_kernels.hpp"
 #include "model/blas.hpp"
 
 namespace uq {
@@ -58,10 +59,18 @@ void GgmlWeight::matmul(const float* x, std::int64_t rows, float* y) const {
 void GgmlWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const {
   const std::int64_t min_chunk =
       std::max<std::int64_t>(16, 32768 / std::max<std::int64_t>(in_features_, 1));
+  // Q4_0 and Q8_0 have AVX2 kernels; the other formats unpack block by block.
+  using Dot = float (*)(const std::byte*, const float*, std::int64_t);
+  Dot dot = nullptr;
+  if (type_ == GgmlType::Q4_0) dot = ggml_dot_q4_0_avx2;
+  if (type_ == GgmlType::Q8_0) dot = ggml_dot_q8_0_avx2;
   parallel_for(0, out_features_, min_chunk, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t o = lo; o < hi; ++o) {
       for (std::int64_t r = 0; r < rows; ++r) {
-        y[r * out_features_ + o] = ggml_dot_row(type_, row(o), x + r * in_features_, in_features_);
+        const float* x_row = x + r * in_features_;
+        y[r * out_features_ + o] = dot != nullptr
+                                       ? dot(row(o), x_row, in_features_)
+                                       : ggml_dot_row(type_, row(o), x_row, in_features_);
       }
     }
   });

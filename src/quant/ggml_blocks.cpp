@@ -434,20 +434,23 @@ void dequantize_q6_k(const std::byte* block, float* y) {
   const std::byte* qh = block + 128;
   const std::byte* scales = block + 192;
   for (int n = 0; n < 256; n += 128) {
-    const auto scale = [&](std::size_t i) {
-      return d * static_cast<float>(static_cast<std::int8_t>(scales[i]));
-    };
-    for (std::size_t l = 0; l < 32; ++l) {
-      const std::size_t is = l / 16;
-      const int high = byte_at(qh, l);
-      const int q1 = ((byte_at(ql, l) & 0x0F) | (((high >> 0) & 3) << 4)) - 32;
-      const int q2 = ((byte_at(ql, l + 32) & 0x0F) | (((high >> 2) & 3) << 4)) - 32;
-      const int q3 = ((byte_at(ql, l) >> 4) | (((high >> 4) & 3) << 4)) - 32;
-      const int q4 = ((byte_at(ql, l + 32) >> 4) | (((high >> 6) & 3) << 4)) - 32;
-      y[l] = scale(is) * static_cast<float>(q1);
-      y[l + 32] = scale(is + 2) * static_cast<float>(q2);
-      y[l + 64] = scale(is + 4) * static_cast<float>(q3);
-      y[l + 96] = scale(is + 6) * static_cast<float>(q4);
+    std::array<float, 8> scale{};  // d * sub-block scale, as ggml multiplies
+    for (std::size_t i = 0; i < 8; ++i) {
+      scale[i] = d * static_cast<float>(static_cast<std::int8_t>(scales[i]));
+    }
+    // Elements l, l+32, l+64, l+96 share qh[l]; sub-block scales change every 16.
+    for (std::size_t half = 0; half < 2; ++half) {
+      for (std::size_t l = 16 * half; l < 16 * half + 16; ++l) {
+        const int high = byte_at(qh, l);
+        const int q1 = ((byte_at(ql, l) & 0x0F) | (((high >> 0) & 3) << 4)) - 32;
+        const int q2 = ((byte_at(ql, l + 32) & 0x0F) | (((high >> 2) & 3) << 4)) - 32;
+        const int q3 = ((byte_at(ql, l) >> 4) | (((high >> 4) & 3) << 4)) - 32;
+        const int q4 = ((byte_at(ql, l + 32) >> 4) | (((high >> 6) & 3) << 4)) - 32;
+        y[l] = scale[half] * static_cast<float>(q1);
+        y[l + 32] = scale[half + 2] * static_cast<float>(q2);
+        y[l + 64] = scale[half + 4] * static_cast<float>(q3);
+        y[l + 96] = scale[half + 6] * static_cast<float>(q4);
+      }
     }
     y += 128;
     ql += 64;

@@ -150,6 +150,16 @@ TEST(GgufReader, HostileFilesFailWithExactErrors) {
                             .data),
             "bad.gguf: metadata 'tokens': array of 1000000 string elements cannot fit in the 16 "
             "bytes left in the file");
+  // 17M one-byte elements fit in the file but exceed the element cap.
+  EXPECT_EQ(parse_error(Bytes{}
+                            .header(0, 1)
+                            .text("bytes")
+                            .put<std::uint32_t>(9)
+                            .put<std::uint32_t>(0)
+                            .put<std::uint64_t>(17000000)
+                            .zeros(17000000)
+                            .data),
+            "bad.gguf: metadata 'bytes': metadata arrays hold more than 16777216 elements in all");
   EXPECT_EQ(parse_error(Bytes{}.header(0, 1).text("k").put<std::uint32_t>(13).zeros(8).data),
             "bad.gguf: metadata 'k': unknown value type 13");
   EXPECT_EQ(

@@ -20,6 +20,10 @@ constexpr std::array<char, 4> kMagic{'G', 'G', 'U', 'F'};
 // Arrays nest (an array of arrays is legal GGUF); deeper than this is hostile.
 constexpr int kMaxArrayDepth = 3;
 constexpr std::uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+// Each parsed metadata value takes ~100 bytes of memory however small it is
+// in the file: the array elements of one file are capped (real tokenizers
+// need ~1M: tokens, token types, merges, scores) so that memory stays bounded.
+constexpr std::uint64_t kMaxArrayElements = std::uint64_t{1} << 24;
 
 // Reads little-endian fields from a byte range, failing (naming `what`) before
 // reading past its end.
@@ -29,6 +33,14 @@ class Cursor {
       : bytes_(bytes), origin_(origin) {}
 
   std::size_t position() const { return position_; }
+  // Counts array elements parsed so far against kMaxArrayElements.
+  void count_array_elements(std::uint64_t count, const std::string& what) {
+    array_elements_ += count;
+    if (array_elements_ > kMaxArrayElements) {
+      fail(origin_, ": ", what, ": metadata arrays hold more than ", kMaxArrayElements,
+           " elements in all");
+    }
+  }
   std::size_t remaining() const { return bytes_.size() - position_; }
 
   void need(std::size_t count, const std::string& what) const {
@@ -63,6 +75,7 @@ class Cursor {
   std::span<const std::byte> bytes_;
   const std::string& origin_;
   std::size_t position_ = 0;
+  std::uint64_t array_elements_ = 0;
 };
 
 // Bytes a value of `type` occupies at least (strings: their length field).
@@ -175,6 +188,7 @@ GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& orig
              gguf_value_type_name(value.element_type), " elements cannot fit in the ",
              cursor.remaining(), " bytes left in the file");
       }
+      cursor.count_array_elements(count, what);
       value.items.reserve(static_cast<std::size_t>(count));
       for (std::uint64_t i = 0; i < count; ++i) {
         value.items.push_back(read_value(cursor, value.element_type, origin, what, depth + 1));

@@ -319,7 +319,14 @@ std::string tokenizer_json_from_gguf(const GgufFile& file) {
         {"vocab", vocab},
         {"merges", merges}}},
   };
-  return tokenizer.dump();
+  try {
+    return tokenizer.dump();
+  } catch (const json::exception&) {
+    // Byte-level BPE tokens are printable UTF-8; raw bytes mean a damaged file.
+    fail(file.origin(),
+         ": metadata 'tokenizer.ggml.tokens' or 'tokenizer.ggml.merges' holds text "
+         "that is not valid UTF-8");
+  }
 }
 
 }  // namespace uq

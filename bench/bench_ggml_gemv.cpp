@@ -57,14 +57,14 @@ void BM_GgmlQuantize(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(std::string(uq::ggml_type_name(type)));
-  state.counters["Mweights/s"] = benchmark::Counter(
-      static_cast<double>(count) * static_cast<double>(state.iterations()) / 1e6,
-      benchmark::Counter::kIsRate);
+  state.counters["Mweights/s"] =
+      benchmark::Counter(static_cast<double>(count) * static_cast<double>(state.iterations()) / 1e6,
+                         benchmark::Counter::kIsRate);
 }
 
 void gemv_arguments(benchmark::internal::Benchmark* bench) {
-  for (const auto type : {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K,
-                          uq::GgmlType::Q6_K}) {
+  for (const auto type :
+       {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
     for (const int threads : {1, 2}) {
       bench->Args({static_cast<std::int64_t>(type), 4096, 4096, threads});
     }
@@ -72,8 +72,8 @@ void gemv_arguments(benchmark::internal::Benchmark* bench) {
 }
 
 void quantize_arguments(benchmark::internal::Benchmark* bench) {
-  for (const auto type : {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K,
-                          uq::GgmlType::Q6_K}) {
+  for (const auto type :
+       {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
     bench->Arg(static_cast<std::int64_t>(type));
   }
 }

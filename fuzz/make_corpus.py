@@ -108,10 +108,84 @@ def tokenizer_seeds(oracle_dir):
         write("tokenizer", path.stem, json.dumps(spec, ensure_ascii=False) + "\0" + text)
 
 
+def gguf_bytes(metadata, tensors, alignment=32):
+    """metadata: [(key, type code, packed value bytes)]; tensors: [(name, dims, ggml type,
+    raw bytes)] -> GGUF v3 file bytes (the layout in src/io/formats/gguf_reader.hpp)."""
+    def text(value):
+        raw = value.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
+    for key, type_code, value in metadata:
+        out += text(key) + struct.pack("<I", type_code) + value
+    offset, data = 0, b""
+    for name, dims, ggml_type, raw in tensors:
+        out += text(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+        out += struct.pack("<IQ", ggml_type, offset)
+        padded = raw + b"\0" * (-len(raw) % alignment)
+        data += padded
+        offset += len(padded)
+    out += b"\0" * (-len(out) % alignment)
+    return out + data
+
+
+def gguf_string(value):
+    raw = value.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gguf_array(type_code, items):
+    return struct.pack("<IQ", type_code, len(items)) + b"".join(items)
+
+
+def gguf_seeds():
+    u32 = lambda v: struct.pack("<I", v)
+    f32 = lambda v: struct.pack("<f", v)
+    tokens = ["<|endoftext|>", "a", "b", "ab", "Ġ", "Ġab"]
+    metadata = [
+        ("general.architecture", 8, gguf_string("llama")),
+        ("general.alignment", 4, u32(32)),
+        ("llama.context_length", 4, u32(64)),
+        ("llama.embedding_length", 4, u32(32)),
+        ("llama.block_count", 4, u32(1)),
+        ("llama.feed_forward_length", 4, u32(64)),
+        ("llama.attention.head_count", 4, u32(2)),
+        ("llama.attention.head_count_kv", 4, u32(1)),
+        ("llama.attention.layer_norm_rms_epsilon", 6, f32(1e-5)),
+        ("llama.rope.freq_base", 6, f32(10000.0)),
+        ("llama.rope.dimension_count", 4, u32(16)),
+        ("tokenizer.ggml.model", 8, gguf_string("gpt2")),
+        ("tokenizer.ggml.pre", 8, gguf_string("gpt-2")),
+        ("tokenizer.ggml.tokens", 9, gguf_array(8, [gguf_string(t) for t in tokens])),
+        ("tokenizer.ggml.token_type", 9, gguf_array(5, [struct.pack("<i", 3)] +
+                                                    [struct.pack("<i", 1)] * 5)),
+        ("tokenizer.ggml.merges", 9, gguf_array(8, [gguf_string("a b"), gguf_string("Ġ ab")])),
+        ("tokenizer.ggml.bos_token_id", 4, u32(0)),
+    ]
+    norm = struct.pack("<32f", *([1.0] * 32))
+    q8_0 = struct.pack("<H", 0x3C00) + bytes(range(32))  # d = 1, q = 0..31
+    write("gguf", "tiny_llama", gguf_bytes(metadata, [
+        ("token_embd.weight", [32, 6], 8, q8_0 * 6),
+        ("output_norm.weight", [32], 0, norm),
+        ("blk.0.attn_norm.weight", [32], 0, norm),
+    ]))
+    # One tensor of every block type the reader knows, with varied bytes.
+    pattern = bytes((i * 37 + 11) % 256 for i in range(256))
+    blocks = [("f32", [4], 0, 16), ("f16", [4], 1, 8), ("bf16", [4], 30, 8), ("q4_0", [32], 2, 18),
+              ("q4_1", [32], 3, 20), ("q5_0", [32], 6, 22), ("q8_0", [32], 8, 34),
+              ("q4_k", [256], 12, 144), ("q6_k", [256], 14, 210)]
+    write("gguf", "every_type", gguf_bytes(
+        [("general.name", 8, gguf_string("types")), ("nested", 9, gguf_array(9, [
+            struct.pack("<IQ", 4, 2) + u32(1) + u32(2)]))],
+        [(name, dims, code, (pattern * 2)[:size]) for name, dims, code, size in blocks]))
+    write("gguf", "no_tensors", gguf_bytes([("general.architecture", 8, gguf_string("llama"))], []))
+
+
 def main():
     safetensors_seeds()
     index_seeds()
     config_seeds()
+    gguf_seeds()
     tokenizer_seeds(sys.argv[1])
 
 

@@ -4,6 +4,8 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "io/formats/gguf_model.hpp"
+#include "io/formats/gguf_reader.hpp"
 #include "io/formats/layout_detection.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
@@ -244,6 +246,7 @@ void Model::mlp_block(const DecoderLayer& layer, float* x, std::int64_t count) c
 }
 
 std::shared_ptr<Model> load_model(const std::filesystem::path& dir) {
+  if (is_gguf_file(dir)) return load_gguf_model(dir);
   if (!std::filesystem::is_directory(dir)) fail(dir.string(), ": model directory not found");
   const auto config_path = dir / "config.json";
   if (!std::filesystem::exists(config_path)) fail(config_path.string(), ": file not found");

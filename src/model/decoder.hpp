@@ -108,7 +108,8 @@ class Model {
 
 // Loads a Hugging Face model directory: config.json, the safetensors
 // checkpoint (single or sharded) and tokenizer.json. Weights keep their stored
-// float dtype. Throws uq::Error naming the missing/invalid file.
+// float dtype. A path to a .gguf file (by its magic) loads that instead (see
+// io/formats/gguf_model.hpp). Throws uq::Error naming the missing/invalid file.
 std::shared_ptr<Model> load_model(const std::filesystem::path& dir);
 
 }  // namespace uq

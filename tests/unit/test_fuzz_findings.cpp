@@ -7,6 +7,9 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "io/formats/gguf_llama.hpp"
+#include "io/formats/gguf_reader.hpp"
+#include "io/formats/gguf_writer.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "support/test_support.hpp"
@@ -66,6 +69,22 @@ TEST(FuzzFindings, NonIntegerAndHugeIdsAreRefused) {
             R"({"a":0})", R"(,"decoder":{"type":"Strip","content":" ","start":-1,"stop":0})"));
       },
       "start: -1 is out of range");
+}
+
+// fuzz_gguf: a token that is not valid UTF-8 made tokenizer_json_from_gguf's
+// JSON dump throw nlohmann's type_error instead of uq::Error.
+TEST(FuzzFindings, GgufTokensMustBeUtf8) {
+  test::TempDir dir;
+  {
+    GgufWriter writer(dir / "t.gguf");
+    writer.add_string("tokenizer.ggml.model", "gpt2");
+    writer.add_string("tokenizer.ggml.pre", "gpt-2");
+    writer.add_strings("tokenizer.ggml.tokens", {"a", "\xff"});
+    writer.commit();
+  }
+  expect_error([&] { (void)tokenizer_json_from_gguf(*GgufFile::open(dir / "t.gguf")); },
+               "t.gguf: metadata 'tokenizer.ggml.tokens' or 'tokenizer.ggml.merges' holds text "
+               "that is not valid UTF-8");
 }
 
 }  // namespace

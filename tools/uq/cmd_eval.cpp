@@ -88,7 +88,7 @@ void register_eval(CLI::App& app) {
   };
   static Options options;
   auto* command = app.add_subcommand("eval", "Perplexity of a model on a text file");
-  command->add_option("MODEL", options.model, "Model directory")->required();
+  command->add_option("MODEL", options.model, "Model directory or .gguf file")->required();
   add_adapter_option(*command, options.adapter);
   command->add_option("--data", options.data, "Text file to evaluate on")->required();
   command->add_option("--reference", options.reference,

@@ -1,23 +1,34 @@
-// `uq export MODEL ... -o OUT`: writes MODEL in another form. Each form lives
-// in its own file; this only parses the options and dispatches.
-//   --adapter DIR --fuse [--bits N]   LoRA merged into the weights (export_fused.cpp)
+// `uq export MODEL ... -o OUTPUT`: writes a model in another form. Each form
+// lives in its own file; this only parses the options and dispatches.
+//   --format gguf --type T              a GGUF file for llama.cpp (export_gguf.cpp)
+//   --adapter DIR --fuse [--bits N]     LoRA merged into the weights (export_fused.cpp)
+#include <string>
+
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "export_fused.hpp"
+#include "export_gguf.hpp"
 #include "run_options.hpp"
 
 namespace uq::cli {
 
 void register_export(CLI::App& app) {
   struct Options {
-    FusedExportOptions fused;
+    FusedExportOptions fused;  // model, output and the fused-export settings
     bool fuse = false;
+    std::string format;
+    std::string type;
     RunOptions run;
   };
   static Options options;
-  auto* command = app.add_subcommand("export", "Write a model in another form");
-  command->add_option("MODEL", options.fused.model, "Model directory")->required();
-  command->add_option("-o,--output", options.fused.output, "Output directory")->required();
+  auto* command = app.add_subcommand("export", "Write a model in another form or format");
+  command->add_option("MODEL", options.fused.model, "Model directory or .gguf file")->required();
+  command->add_option("-o,--output", options.fused.output, "Output file or directory")
+      ->required();
+  command->add_option("--format", options.format, "gguf: a GGUF file for llama.cpp");
+  command->add_option("--type", options.type,
+                      "gguf: ggml type recipe (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q6_K, "
+                      "Q4_K, Q4_K_M)");
   command->add_option("--adapter", options.fused.adapter,
                       "LoRA adapter directory (PEFT or mlx-lm)");
   command->add_flag("--fuse", options.fuse, "Merge --adapter into the weights");
@@ -34,12 +45,23 @@ void register_export(CLI::App& app) {
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
+    if (!options.format.empty()) {
+      if (options.format != "gguf") {
+        fail("option --format: '", options.format, "' is not supported (gguf)");
+      }
+      if (options.fuse || !options.fused.adapter.empty()) {
+        fail("option --format gguf takes no --adapter: fuse first (uq export MODEL --adapter DIR "
+             "--fuse -o FUSED), then export FUSED");
+      }
+      export_gguf_command(options.fused.model, options.type, options.fused.output);
+      return;
+    }
     if (options.fuse) {
       export_fused(options.fused);
       return;
     }
     if (!options.fused.adapter.empty()) fail("option --adapter needs --fuse");
-    fail("uq export: nothing to do (use --adapter DIR --fuse)");
+    fail("uq export: nothing to do (use --format gguf --type T, or --adapter DIR --fuse)");
   });
 }
 

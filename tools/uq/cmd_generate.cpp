@@ -26,7 +26,7 @@ void register_generate(CLI::App& app) {
   };
   static Options options;
   auto* command = app.add_subcommand("generate", "Continue a text prompt");
-  command->add_option("MODEL", options.model, "Model directory")->required();
+  command->add_option("MODEL", options.model, "Model directory or .gguf file")->required();
   add_adapter_option(*command, options.adapter);
   command->add_option("-p,--prompt", options.prompt, "Prompt text")->required();
   command->add_option("-n,--max-new-tokens", options.max_new_tokens, "Tokens to generate")

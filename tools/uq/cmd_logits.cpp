@@ -45,7 +45,7 @@ void register_logits(CLI::App& app) {
   };
   static Options options;
   auto* command = app.add_subcommand("logits", "Write the logits of a list of token ids");
-  command->add_option("MODEL", options.model, "Model directory")->required();
+  command->add_option("MODEL", options.model, "Model directory or .gguf file")->required();
   add_adapter_option(*command, options.adapter);
   command->add_option("--ids", options.ids, "Comma-separated token ids")->required();
   command->add_option("-o,--output", options.output, "Output .safetensors file")->required();

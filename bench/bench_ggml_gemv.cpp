@@ -1,0 +1,86 @@
+// GEMV (one token) and export-quantization throughput of the GGUF block
+// formats (GgmlWeight). Weights rotate through copies totalling >= 256 MiB so
+// every iteration streams its weight from DRAM, as in bench_quant_kernels.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "core/thread_pool.hpp"
+#include "quant/ggml_blocks.hpp"
+#include "quant/ggml_weight.hpp"
+
+namespace {
+
+constexpr std::size_t kRotationBytes = std::size_t{256} << 20;
+
+std::vector<float> random_floats(std::size_t count, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> values(count);
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+void BM_GgmlGemv(benchmark::State& state) {
+  const auto type = static_cast<uq::GgmlType>(state.range(0));
+  const std::int64_t out = state.range(1), in = state.range(2);
+  uq::set_num_threads(static_cast<int>(state.range(3)));
+  const auto w = random_floats(static_cast<std::size_t>(out * in), 1);
+  const uq::GgmlWeight first = uq::GgmlWeight::quantize(type, out, in, w.data());
+  std::vector<uq::GgmlWeight> copies;
+  for (std::size_t total = 0; total < kRotationBytes || copies.size() < 2;
+       total += first.storage_bytes()) {
+    copies.push_back(first);
+  }
+  const auto x = random_floats(static_cast<std::size_t>(in), 2);
+  std::vector<float> y(static_cast<std::size_t>(out));
+  std::size_t next = 0;
+  for (auto _ : state) {
+    copies[next].matmul(x.data(), 1, y.data());
+    next = (next + 1) % copies.size();
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(uq::ggml_type_name(type)));
+  state.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(first.storage_bytes()) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+void BM_GgmlQuantize(benchmark::State& state) {
+  const auto type = static_cast<uq::GgmlType>(state.range(0));
+  const std::int64_t count = 4096 * 256;
+  const auto x = random_floats(static_cast<std::size_t>(count), 3);
+  std::vector<std::byte> out(uq::ggml_row_bytes(type, count));
+  for (auto _ : state) {
+    uq::ggml_quantize_row(type, x.data(), count, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(std::string(uq::ggml_type_name(type)));
+  state.counters["Mweights/s"] =
+      benchmark::Counter(static_cast<double>(count) * static_cast<double>(state.iterations()) / 1e6,
+                         benchmark::Counter::kIsRate);
+}
+
+void gemv_arguments(benchmark::internal::Benchmark* bench) {
+  for (const auto type :
+       {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
+    for (const int threads : {1, 2}) {
+      bench->Args({static_cast<std::int64_t>(type), 4096, 4096, threads});
+    }
+  }
+}
+
+void quantize_arguments(benchmark::internal::Benchmark* bench) {
+  for (const auto type :
+       {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
+    bench->Arg(static_cast<std::int64_t>(type));
+  }
+}
+
+BENCHMARK(BM_GgmlGemv)->Apply(gemv_arguments)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GgmlQuantize)->Apply(quantize_arguments)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -35,7 +35,8 @@ if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
     echo "setup: preparing oracle venv at $UQ_VENV"
     [ -x "$UQ_VENV/bin/python" ] || /usr/bin/python3 -m venv "$UQ_VENV"
     "$UQ_VENV/bin/pip" install -q --upgrade pip
-    "$UQ_VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
+    # llama-cpp-python builds llama.cpp from source (once: the venv is cached).
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$UQ_VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
     echo "$want" >"$stamp"
   fi
 fi

@@ -26,7 +26,7 @@ fi
 # runs reuse it. UQ_SKIP_VENV=1 skips it (tests needing it then skip).
 UQ_VENV="${UQ_VENV:-$HOME/.cache/unified_quantization/venv}"
 PY_PACKAGES=(numpy safetensors torch transformers tokenizers "mlx[cpu]" mlx-lm bitsandbytes
-             optimum-quanto)
+             optimum-quanto hqq termcolor)
 if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
   stamp="$UQ_VENV/.uq-packages"
   want="${PY_PACKAGES[*]}"

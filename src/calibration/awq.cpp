@@ -8,12 +8,19 @@
 
 namespace uq {
 
-std::vector<float> awq_scales(const std::vector<double>& mean_magnitude, double alpha) {
+std::vector<float> awq_scales(const std::vector<double>& mean_magnitude, double alpha,
+                              const std::vector<double>* weight_magnitude) {
   std::vector<double> scales(mean_magnitude.size());
   double low = std::numeric_limits<double>::max();
   double high = 0.0;
   for (std::size_t c = 0; c < scales.size(); ++c) {
-    scales[c] = std::pow(std::max(mean_magnitude[c], 1e-4), alpha);
+    if (weight_magnitude != nullptr) {
+      scales[c] = std::max(std::pow(mean_magnitude[c], alpha) /
+                               (std::pow((*weight_magnitude)[c], 1.0 - alpha) + 1e-4),
+                           1e-4);
+    } else {
+      scales[c] = std::pow(std::max(mean_magnitude[c], 1e-4), alpha);
+    }
     low = std::min(low, scales[c]);
     high = std::max(high, scales[c]);
   }
@@ -21,6 +28,29 @@ std::vector<float> awq_scales(const std::vector<double>& mean_magnitude, double 
   std::vector<float> result(scales.size());
   for (std::size_t c = 0; c < scales.size(); ++c) result[c] = static_cast<float>(scales[c] / norm);
   return result;
+}
+
+std::vector<double> weight_magnitude(const std::vector<const std::vector<float>*>& weights,
+                                     std::int64_t in, std::int64_t group_size) {
+  std::vector<double> sum(static_cast<std::size_t>(in), 0.0);
+  std::int64_t rows = 0;
+  for (const auto* matrix : weights) {
+    const auto count = static_cast<std::int64_t>(matrix->size()) / in;
+    rows += count;
+    for (std::int64_t r = 0; r < count; ++r) {
+      for (std::int64_t g = 0; g < in; g += group_size) {
+        const float* values = matrix->data() + r * in + g;
+        float absmax = 0.0f;
+        for (std::int64_t i = 0; i < group_size; ++i)
+          absmax = std::max(absmax, std::fabs(values[i]));
+        for (std::int64_t i = 0; i < group_size; ++i) {
+          sum[static_cast<std::size_t>(g + i)] += std::fabs(values[i]) / (absmax + 1e-6);
+        }
+      }
+    }
+  }
+  for (auto& value : sum) value /= static_cast<double>(std::max<std::int64_t>(rows, 1));
+  return sum;
 }
 
 std::vector<double> scale_hessian(const std::vector<double>& hessian,

@@ -14,8 +14,15 @@
 
 namespace uq {
 
-// s = max(m, 1e-4)^α / sqrt(max · min).
-std::vector<float> awq_scales(const std::vector<double>& mean_magnitude, double alpha);
+// s = max(m, 1e-4)^α / sqrt(max · min); with the weights' magnitude w per
+// input channel ("duo scaling"), s = m^α / (w^(1-α) + 1e-4) before the norm.
+std::vector<float> awq_scales(const std::vector<double>& mean_magnitude, double alpha,
+                              const std::vector<double>* weight_magnitude = nullptr);
+
+// Per input channel, the mean over rows of |w| / absmax of its group, over
+// the [*, in] matrices of a group of linears sharing the input.
+std::vector<double> weight_magnitude(const std::vector<const std::vector<float>*>& weights,
+                                     std::int64_t in, std::int64_t group_size);
 
 // The Hessian of X·diag(1/s): H_ij / (s_i s_j).
 std::vector<double> scale_hessian(const std::vector<double>& hessian,

@@ -209,22 +209,31 @@ std::vector<CalibratedLayer> awq_block(Model& model, std::int64_t index, const B
     }
     std::vector<double> magnitude =
         statistics[static_cast<std::size_t>(group.input)].mean_magnitude();
+    std::vector<const std::vector<float>*> member_weights;
+    for (const Linear m : group.members) member_weights.push_back(&weights[m]);
+    std::vector<double> weight_scale = weight_magnitude(member_weights, in[group.members.front()],
+                                                        grids[group.members.front()]->group_size());
     if (group.group == AwqGroup::Output) {
       const std::int64_t heads_per_kv = config.num_attention_heads / config.num_key_value_heads;
-      std::vector<double> per_row(static_cast<std::size_t>(out[kV]), 0.0);
-      for (std::int64_t j = 0; j < in[kO]; ++j) {
-        per_row[static_cast<std::size_t>(value_row(config, j))] +=
-            magnitude[static_cast<std::size_t>(j)] / static_cast<double>(heads_per_kv);
-      }
-      magnitude = per_row;
+      const auto per_value_row = [&](const std::vector<double>& values) {
+        std::vector<double> per_row(static_cast<std::size_t>(out[kV]), 0.0);
+        for (std::int64_t j = 0; j < in[kO]; ++j) {
+          per_row[static_cast<std::size_t>(value_row(config, j))] +=
+              values[static_cast<std::size_t>(j)] / static_cast<double>(heads_per_kv);
+        }
+        return per_row;
+      };
+      magnitude = per_value_row(magnitude);
+      weight_scale = per_value_row(weight_scale);
     }
+    const std::vector<double>* duo = options.duo_scaling ? &weight_scale : nullptr;
     const std::int64_t channels = in[group.members.front()];
     double best_error = std::numeric_limits<double>::max();
     double best_alpha = 0.0;
     for (int step = 0; step < options.alpha_steps; ++step) {
       const double alpha = static_cast<double>(step) / options.alpha_steps;
       const auto scales =
-          input_channel_scales(config, group.group, awq_scales(magnitude, alpha), channels);
+          input_channel_scales(config, group.group, awq_scales(magnitude, alpha, duo), channels);
       for (const Linear m : group.members) {
         install(m, scaled_round_trip(weights[m], out[m], in[m], scales, *grids[m]));
       }
@@ -236,7 +245,7 @@ std::vector<CalibratedLayer> awq_block(Model& model, std::int64_t index, const B
       }
     }
     for (const Linear m : group.members) install(m, weights[m]);
-    const auto fold_scales = awq_scales(magnitude, best_alpha);
+    const auto fold_scales = awq_scales(magnitude, best_alpha, duo);
     fold_awq_scales(model, index, group.group, fold_scales);
     for (const int m : needed) {
       weights[m] = float_matrix(*(layer.*linears[static_cast<std::size_t>(m)].member));
@@ -258,13 +267,10 @@ std::vector<CalibratedLayer> awq_block(Model& model, std::int64_t index, const B
     if (!grids[m]) continue;
     auto& result = results[static_cast<std::size_t>(m)];
     const auto& hessian = hessians[static_cast<std::size_t>(kInputOf[static_cast<std::size_t>(m)])];
-    std::vector<float> ratios;
-    if (m != kQ && m != kK) {
-      ratios =
-          awq_clip_ratios(weights[m].data(), out[m], in[m], *grids[m], hessian, options.clip_steps);
-    }
-    const QuantizedMatrix quantized = round_to_nearest(weights[m].data(), out[m], in[m], *grids[m],
-                                                       ratios.empty() ? nullptr : &ratios);
+    const std::vector<float> ratios =
+        awq_clip_ratios(weights[m].data(), out[m], in[m], *grids[m], hessian, options.clip_steps);
+    const QuantizedMatrix quantized =
+        round_to_nearest(weights[m].data(), out[m], in[m], *grids[m], &ratios);
     const auto values = quantized.dequantize();
     result.reconstruction_error =
         relative_output_error(weights[m].data(), values.data(), out[m], in[m], hessian);

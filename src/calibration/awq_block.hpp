@@ -6,9 +6,9 @@
 //   o       ← v_proj rows (per kv head with grouped-query attention)
 //   gate/up ← post_attention_layernorm weight
 //   down    ← up_proj rows
-// then every linear's clipping range is searched (not q/k: their errors are
-// amplified by the softmax, as in the AWQ paper's code) and the layer is
-// quantized on its grid.
+// then every linear's clipping range is searched and the layer is quantized
+// on its grid. (The AWQ paper's code leaves q/k unclipped; clipping them too
+// measured better here.)
 #include <cstdint>
 #include <vector>
 
@@ -18,9 +18,12 @@
 namespace uq {
 
 struct AwqOptions {
-  int alpha_steps = 20;             // α ∈ {0, 1/steps, ..., (steps-1)/steps}
-  std::int64_t search_windows = 8;  // windows the α search runs the block on
-  int clip_steps = 10;              // ratios 1, 0.95, ..., 0.55
+  int alpha_steps = 20;              // α ∈ {0, 1/steps, ..., (steps-1)/steps}
+  std::int64_t search_windows = 32;  // windows the α search runs the block on
+  int clip_steps = 10;               // ratios 1, 0.95, ..., 0.55
+  // Scales from activation and weight magnitudes (as AutoAWQ does);
+  // measured better than activations alone on the bundled model.
+  bool duo_scaling = true;
 };
 
 // The four groups of linears that share an input, and where their scales fold.

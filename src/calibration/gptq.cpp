@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -47,6 +48,29 @@ bool invert_spd(std::vector<double>& a, std::int64_t n) {
     }
   }
   return true;
+}
+
+// The group's range shrunk by the ratio among 1, 0.95, ... with the least
+// GPTQ loss Σ (w - q)² / U_ii², the error the column updates cannot undo.
+GroupParams group_params(const float* values, const float* u_diagonal, std::int64_t count,
+                         const QuantGrid& grid, int clip_steps) {
+  const auto [low, high] = std::minmax_element(values, values + count);
+  GroupParams best = grid.params_for_range(*low, *high);
+  double best_loss = std::numeric_limits<double>::max();
+  for (int step = 0; step < clip_steps; ++step) {
+    const float ratio = 1.0f - static_cast<float>(step) / 20.0f;
+    const GroupParams params = grid.params_for_range(*low * ratio, *high * ratio);
+    double loss = 0.0;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double error = values[i] - QuantGrid::value(grid.code(values[i], params), params);
+      loss += error * error / (static_cast<double>(u_diagonal[i]) * u_diagonal[i]);
+    }
+    if (loss < best_loss) {
+      best_loss = loss;
+      best = params;
+    }
+  }
+  return best;
 }
 
 }  // namespace
@@ -94,6 +118,9 @@ QuantizedMatrix gptq_quantize(const float* weights, std::int64_t out, std::int64
   const std::vector<double> factor_f64 =
       gptq_inverse_cholesky(std::move(permuted), in, options.damp);
   const std::vector<float> factor(factor_f64.begin(), factor_f64.end());
+  std::vector<float> u_diagonal(static_cast<std::size_t>(in));
+  for (std::int64_t i = 0; i < in; ++i)
+    u_diagonal[static_cast<std::size_t>(i)] = factor[static_cast<std::size_t>(i * in + i)];
   // Blocks hold whole groups, so a group's parameters see all updates from earlier blocks.
   std::int64_t block = options.block_size;
   if (group < in) block = std::max<std::int64_t>(group, (block + group - 1) / group * group);
@@ -126,8 +153,8 @@ QuantizedMatrix gptq_quantize(const float* weights, std::int64_t out, std::int64
             float* row = w.data() + r * in;
             GroupParams& params = result.param(first_row + r, column);
             if (!options.act_order && column % group == 0) {
-              const auto [low, high] = std::minmax_element(row + i, row + i + group);
-              params = grid.params_for_range(*low, *high);
+              params =
+                  group_params(row + i, u_diagonal.data() + i, group, grid, options.clip_steps);
             }
             const int code = grid.code(row[i], params);
             result.codes[static_cast<std::size_t>((first_row + r) * in + column)] =

@@ -10,9 +10,10 @@
 // Updates inside a block of columns are applied eagerly, those to later
 // columns once per block as one sgemm ("lazy batch" updates). Group
 // parameters come from the group's current (already updated) values when its
-// first column is reached; with act_order the columns go by decreasing H_ii
-// and every group's parameters are fixed from W beforehand ("static groups"),
-// since a group's columns are then reached out of order.
+// first column is reached, its range shrunk by the ratio (1, 0.95, ...) with
+// the least loss Σ (w - q)² / U_ii²; with act_order the columns go by
+// decreasing H_ii and every group's parameters are fixed from W beforehand ("static groups"), since
+// a group's columns are then reached out of order.
 #include <cstdint>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct GptqOptions {
   double damp = 0.01;
   std::int64_t block_size = 128;  // rounded up to a multiple of the group size
   bool act_order = false;
+  // Range ratios 1, 0.95, ... tried per group (without act_order), keeping
+  // the one with the least Σ (w - q)² / U_ii²; 1: min/max only.
+  int clip_steps = 10;
 };
 
 // W [out, in] row-major; `hessian` [in, in] (HessianAccumulator::hessian()).

@@ -25,7 +25,9 @@ std::string calibration_slice(const TempDir& dir) {
 }
 
 std::vector<std::string> quantize_args(const std::string& method, int bits, const std::string& data,
-                                       const std::string& out) {
+                                       const std::string& out, const char* samples = nullptr) {
+  // AWQ's scale search runs the block 80 times per window: fewer windows.
+  if (samples == nullptr) samples = method == "gptq" ? "64" : "16";
   std::vector<std::string> args{"quantize",     test::bundled_model().string(),
                                 "-o",           out,
                                 "--bits",       std::to_string(bits),
@@ -35,8 +37,6 @@ std::vector<std::string> quantize_args(const std::string& method, int bits, cons
                                 "--method",     method,
                                 "--json",       "--quiet"};
   if (method == "gptq" || method == "awq") {
-    // AWQ's scale search runs the block 80 times per window: fewer windows.
-    const char* samples = method == "gptq" ? "64" : "16";
     for (const std::string arg : {"--calibration-data", data.c_str(), "--calibration-samples",
                                   samples, "--calibration-ctx", "128", "--seed", "3"}) {
       args.push_back(arg);
@@ -122,7 +122,7 @@ TEST(CalibrationCli, QuantoAndCustomFormatsTakeGptq) {
   const auto data = calibration_slice(dir);
   for (const auto& [backend, bits] :
        std::vector<std::pair<std::string, int>>{{"quanto", 2}, {"custom", 4}}) {
-    auto args = quantize_args("gptq", bits, data, (dir / backend).string());
+    auto args = quantize_args("gptq", bits, data, (dir / backend).string(), "16");
     args.insert(args.end(), {"--backend", backend});
     const auto summary = quantize(args);
     EXPECT_TRUE(summary["not_calibrated"].empty()) << backend;

@@ -4,9 +4,11 @@
 // short windows keeps each run to a few seconds.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/safetensors.hpp"
 #include "support/test_support.hpp"
 
 namespace uq {
@@ -128,6 +130,32 @@ TEST(CalibrationCli, QuantoAndCustomFormatsTakeGptq) {
     EXPECT_TRUE(summary["not_calibrated"].empty()) << backend;
     EXPECT_TRUE(std::isfinite(val_ppl((dir / backend).string()))) << backend;
   }
+}
+
+// The codes GPTQ chose are stored in mlx-lm's own layout: mlx-lm loads the
+// directory and computes the logits we compute.
+TEST(CalibrationCli, MlxLmLoadsAGptqDirectoryWithTheSameLogits) {
+  if (!test::python_available()) GTEST_SKIP() << "oracle venv not installed";
+  TempDir dir;
+  const auto out = (dir / "gptq").string();
+  quantize(quantize_args("gptq", 3, calibration_slice(dir), out, "8"));
+  const std::string ids = "1183,259,2430,424,3130,259,892,271,259,727,14";
+  const auto oracle = test::run_oracle(
+      "mlx_lm_oracle.py", {"logits", out, (dir / "mlx.safetensors").string(), "--ids", ids});
+  ASSERT_EQ(oracle.exit_code, 0) << oracle.err;
+  const auto ours =
+      run_uq({"logits", out, "--ids", ids, "-o", (dir / "ours.safetensors").string()});
+  ASSERT_EQ(ours.exit_code, 0) << ours.err;
+  const auto expected = SafetensorsFile::open(dir / "mlx.safetensors")->tensor("logits").to_f32();
+  const auto actual = SafetensorsFile::open(dir / "ours.safetensors")->tensor("logits").to_f32();
+  ASSERT_EQ(expected.size(), actual.size());
+  double difference = 0.0, norm = 0.0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    difference += std::pow(static_cast<double>(actual[i]) - expected[i], 2);
+    norm += std::pow(static_cast<double>(expected[i]), 2);
+  }
+  // Both run float32 over the same stored codes, scales and biases.
+  EXPECT_LT(std::sqrt(difference / norm), 1e-5);
 }
 
 TEST(CalibrationCli, RefusesUnusableCalibrationOptions) {

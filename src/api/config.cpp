@@ -61,11 +61,21 @@ void validate(UnifiedQuantizationConfig& config) {
   if (std::find(methods.begin(), methods.end(), config.method) == methods.end()) {
     fail("unknown method '", config.method, "' (known: rtn, gptq, awq, hqq)");
   }
-  if (config.method != "rtn") {
-    fail("method '", config.method, "' is not implemented in this build yet (available: rtn)");
+  if (config.method != "rtn" && spec->name == "bnb") {
+    fail("method '", config.method,
+         "' needs a group-wise integer format; backend 'bnb' stores nf4/fp4 codebooks (use rtn)");
+  }
+  if (config.method == "hqq" && spec->name == "custom") {
+    fail("method 'hqq' refines zero points; backend 'custom' is symmetric (use gptq or awq)");
+  }
+  if ((config.method == "gptq" || config.method == "awq") && config.calibration_data.empty()) {
+    fail("method '", config.method, "' needs calibration_data (--calibration-data FILE)");
   }
   if (config.calibration_samples < 1) {
     fail("calibration_samples ", config.calibration_samples, " must be at least 1");
+  }
+  if (config.calibration_ctx < 1) {
+    fail("calibration_ctx ", config.calibration_ctx, " must be at least 1");
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");

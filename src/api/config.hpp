@@ -16,10 +16,13 @@ struct UnifiedQuantizationConfig {
   std::map<std::string, int> layer_bits = {};  // pattern -> bits (0 or 16: keep float)
   std::vector<std::string> skip = {};          // patterns kept in float
   std::string method = "rtn";                  // rtn | gptq | awq | hqq
-  std::string calibration_data = {};           // text file for calibrated methods
-  int calibration_samples = 128;
-  bool memory_efficient = false;  // stream tensors from disk
-  std::int64_t chunk_size = 256;  // rows per streamed chunk
+  std::string calibration_data = {};           // text file for gptq / awq
+  int calibration_samples = 128;               // windows drawn from it
+  std::int64_t calibration_ctx = 256;          // tokens per window
+  std::uint64_t seed = 0;                      // picks the windows
+  bool act_order = false;                      // gptq: columns by decreasing activation energy
+  bool memory_efficient = false;               // stream tensors from disk
+  std::int64_t chunk_size = 256;               // rows per streamed chunk
   bool enable_lora = false;
   int lora_rank = 16;
   std::string device = "auto";  // cpu | cuda | auto

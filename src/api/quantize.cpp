@@ -1,11 +1,14 @@
 #include "api/quantize.hpp"
 
 #include <chrono>
+#include <map>
 
 #include "api/backend.hpp"
+#include "calibration/calibrate_model.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "model/decoder.hpp"
+#include "model/float_weight.hpp"
 #include "quant/layer_pattern.hpp"
 #include "train/lora_attach.hpp"
 #include "train/lora_weight.hpp"
@@ -63,6 +66,38 @@ int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& confi
   return bits == 16 ? 0 : bits;
 }
 
+// Runs the calibrated method over the decoder linears of `model` (in place):
+// path -> what it did.
+std::map<std::string, CalibratedLayer> calibrate(Model& model,
+                                                 const UnifiedQuantizationConfig& config,
+                                                 const std::string& backend) {
+  std::map<std::string, int> bits_by_path;
+  for (const auto& slot : model.weight_slots())
+    bits_by_path[slot.path] = bits_for_slot(slot, config);
+  const GridFor grid_for = [&](const std::string& path, const Weight& weight,
+                               std::string& note) -> std::unique_ptr<QuantGrid> {
+    const int bits = bits_by_path.at(path);
+    if (bits == 0) {
+      note = "kept in float (layer_bits/skip)";
+      return nullptr;
+    }
+    const auto* dense = dynamic_cast<const FloatWeight*>(&weight);
+    if (dense == nullptr) {
+      note = "already " + weight.describe();
+      return nullptr;
+    }
+    return make_grid(backend, bits, config.group_size, weight.in_features(), dense->dtype(), note);
+  };
+  const CalibrationOptions options{
+      config.method, config.calibration_data, config.calibration_samples, config.calibration_ctx,
+      config.seed,   config.act_order};
+  std::map<std::string, CalibratedLayer> calibrated;
+  for (auto& layer : calibrate_model(model, options, grid_for)) {
+    calibrated.emplace(layer.path, std::move(layer));
+  }
+  return calibrated;
+}
+
 }  // namespace
 
 std::int64_t QuantizationReport::quantized_parameters() const {
@@ -116,18 +151,34 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   const Backend& backend = *find_backend(report.backend);
   auto quantized = std::make_shared<Model>(*model);
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
+  std::vector<LayerQuantization> layers;
+  for (const auto& slot : quantized->weight_slots()) {
+    LayerQuantization layer;
+    layer.path = slot.path;
+    layer.scheme = slot.weight->describe();
+    layer.parameters = slot.weight->out_features() * slot.weight->in_features();
+    layer.bytes = slot.weight->storage_bytes();
+    layers.push_back(std::move(layer));
+  }
+  std::map<std::string, CalibratedLayer> calibrated;
+  if (config.method != "rtn") calibrated = calibrate(*quantized, config, report.backend);
   auto slots = quantized->weight_slots();
   Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
-  for (auto& slot : slots) {
+  for (std::size_t s = 0; s < slots.size(); ++s) {
+    auto& slot = slots[s];
     progress.advance(0, slot.path);
     const int bits = bits_for_slot(slot, config);
-    LayerQuantization layer{slot.path,
-                            slot.weight->describe(),
-                            0,
-                            slot.weight->out_features() * slot.weight->in_features(),
-                            slot.weight->storage_bytes(),
-                            ""};
-    if (bits == 0) {
+    LayerQuantization layer = std::move(layers[s]);
+    const auto found = calibrated.find(slot.path);
+    if (bits != 0 && found != calibrated.end() && found->second.weight) {
+      layer.method = config.method;
+      layer.bits = bits;
+      layer.scheme = slot.weight->describe();
+      layer.bytes = slot.weight->storage_bytes();
+      layer.reconstruction_error = found->second.reconstruction_error;
+      layer.error_measure = found->second.error_measure;
+      layer.note = found->second.note;
+    } else if (bits == 0) {
       layer.note = "kept in float (layer_bits/skip)";
     } else if (auto quantized_weight =
                    backend.quantize(slot.path, *slot.weight, bits, config, layer.note)) {
@@ -135,6 +186,12 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
       layer.bits = bits;
       layer.scheme = slot.weight->describe();
       layer.bytes = slot.weight->storage_bytes();
+      if (config.method != "rtn") {
+        layer.note = found != calibrated.end()
+                         ? "round-to-nearest: " + found->second.note
+                         : "round-to-nearest: calibration covers the decoder blocks' linears";
+        report.not_calibrated.push_back(slot.path);
+      }
     } else {
       report.warnings.push_back("'" + slot.path + "' kept in float: " + layer.note);
     }

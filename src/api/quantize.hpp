@@ -21,6 +21,11 @@ struct LayerQuantization {
   std::int64_t parameters = 0;  // out * in
   std::size_t bytes = 0;        // storage after quantization
   std::string note;             // why it stayed float, when it did
+  std::string method = "rtn";   // how the codes were chosen: rtn | gptq | awq | hqq
+  // Relative error of the calibrated layer (-1: not measured): "output" is
+  // ‖(W - Ŵ)X‖² / ‖WX‖² over the calibration inputs, "weight" ‖W - Ŵ‖² / ‖W‖².
+  double reconstruction_error = -1.0;
+  std::string error_measure;
 };
 
 struct QuantizationReport {
@@ -28,6 +33,8 @@ struct QuantizationReport {
   std::string backend_reason;  // why `auto` chose it, or "requested"
   std::vector<LayerQuantization> layers;
   std::vector<std::string> warnings;  // e.g. a layer pattern that matched nothing
+  // Quantized modules the calibrated method did not cover (round-to-nearest instead).
+  std::vector<std::string> not_calibrated;
   double seconds = 0.0;
 
   std::int64_t quantized_parameters() const;

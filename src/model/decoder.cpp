@@ -168,18 +168,11 @@ std::vector<float> Model::forward(std::span<const std::int32_t> ids, KVCache& ca
          config_.max_position_embeddings, ")");
   }
   const std::int64_t hidden = config_.hidden_size;
-  std::vector<float> x(static_cast<std::size_t>(count * hidden));
-  for (std::int64_t t = 0; t < count; ++t) {
-    const std::int32_t id = ids[t];
-    if (id < 0 || id >= config_.vocab_size) {
-      fail("token id ", id, " outside the vocabulary [0, ", config_.vocab_size, ")");
-    }
-    embed_tokens_->dequantize_rows(id, 1, x.data() + t * hidden);
-  }
-
+  std::vector<float> x = embed(ids);
   cache.reserve_more(count);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    attention_block(layers_[i], static_cast<std::int64_t>(i), x.data(), count, cache);
+    const auto index = static_cast<std::int64_t>(i);
+    attention_block(layers_[i], index, index, x.data(), count, cache);
     mlp_block(layers_[i], x.data(), count);
   }
   cache.advance(count);
@@ -193,8 +186,36 @@ std::vector<float> Model::forward(std::span<const std::int32_t> ids, KVCache& ca
   return logits;
 }
 
-void Model::attention_block(const DecoderLayer& layer, std::int64_t index, float* x,
-                            std::int64_t count, KVCache& cache) const {
+std::vector<float> Model::embed(std::span<const std::int32_t> ids) const {
+  const std::int64_t hidden = config_.hidden_size;
+  std::vector<float> x(ids.size() * static_cast<std::size_t>(hidden));
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    const std::int32_t id = ids[t];
+    if (id < 0 || id >= config_.vocab_size) {
+      fail("token id ", id, " outside the vocabulary [0, ", config_.vocab_size, ")");
+    }
+    embed_tokens_->dequantize_rows(id, 1, x.data() + static_cast<std::int64_t>(t) * hidden);
+  }
+  return x;
+}
+
+void Model::run_block(std::int64_t index, float* x, std::int64_t count) const {
+  if (index < 0 || index >= static_cast<std::int64_t>(layers_.size())) {
+    fail("run_block: block ", index, " outside [0, ", layers_.size(), ")");
+  }
+  if (count < 1 || count > config_.max_position_embeddings) {
+    fail("run_block: ", count, " positions outside [1, max_position_embeddings]");
+  }
+  // A cache of one layer: the block's keys and values only.
+  KVCache cache(1, config_.num_key_value_heads, config_.head_dim);
+  cache.reserve_more(count);
+  const DecoderLayer& layer = layers_[static_cast<std::size_t>(index)];
+  attention_block(layer, index, 0, x, count, cache);
+  mlp_block(layer, x, count);
+}
+
+void Model::attention_block(const DecoderLayer& layer, std::int64_t index, std::int64_t cache_layer,
+                            float* x, std::int64_t count, KVCache& cache) const {
   const std::int64_t hidden = config_.hidden_size;
   const std::int64_t q_width = config_.num_attention_heads * config_.head_dim;
   const std::int64_t kv_width = config_.num_key_value_heads * config_.head_dim;
@@ -211,7 +232,7 @@ void Model::attention_block(const DecoderLayer& layer, std::int64_t index, float
   const std::int64_t first_position = cache.length();
   rope_.apply(q.data(), count, config_.num_attention_heads, first_position);
   rope_.apply(k.data(), count, config_.num_key_value_heads, first_position);
-  cache.store(index, k.data(), v.data(), count);
+  cache.store(cache_layer, k.data(), v.data(), count);
 
   AttentionShape shape;
   shape.heads = config_.num_attention_heads;
@@ -219,7 +240,7 @@ void Model::attention_block(const DecoderLayer& layer, std::int64_t index, float
   shape.head_dim = config_.head_dim;
   if (config_.layer_uses_sliding_window[index]) shape.sliding_window = config_.sliding_window;
   std::vector<float> attended(static_cast<std::size_t>(count * q_width));
-  causal_attention(q.data(), count, first_position, cache, index, shape, attended.data());
+  causal_attention(q.data(), count, first_position, cache, cache_layer, shape, attended.data());
 
   std::vector<float> projected(static_cast<std::size_t>(count * hidden));
   linear(*layer.o_proj, layer.o_bias, attended.data(), count, projected.data());

@@ -75,6 +75,16 @@ class Model {
   const Weight& embed_tokens() const { return *embed_tokens_; }
   const Weight& lm_head() const { return config_.tie_word_embeddings ? *embed_tokens_ : *lm_head_; }
   const std::vector<DecoderLayer>& layers() const { return layers_; }
+  // Block `index` for in-place changes that keep the model's function (a
+  // calibration folding scales into a norm weight, swapping a linear).
+  DecoderLayer& layer(std::int64_t index) { return layers_.at(static_cast<std::size_t>(index)); }
+
+  // The hidden states entering block 0: embedding rows of `ids`, [n, hidden].
+  std::vector<float> embed(std::span<const std::int32_t> ids) const;
+  // Runs decoder block `index` (attention and MLP with their residuals) on
+  // `count` positions 0.. of one sequence, in place on x [count, hidden].
+  // Calibration walks the model block by block with this.
+  void run_block(std::int64_t index, float* x, std::int64_t count) const;
 
   KVCache make_cache() const;
   // Runs `ids` (positions cache.length() onwards) through the model, appending
@@ -92,8 +102,9 @@ class Model {
   }
 
  private:
-  void attention_block(const DecoderLayer& layer, std::int64_t index, float* x, std::int64_t count,
-                       KVCache& cache) const;
+  // `index` picks the block's attention settings, `cache_layer` its layer in `cache`.
+  void attention_block(const DecoderLayer& layer, std::int64_t index, std::int64_t cache_layer,
+                       float* x, std::int64_t count, KVCache& cache) const;
   void mlp_block(const DecoderLayer& layer, float* x, std::int64_t count) const;
 
   ModelConfig config_;

@@ -65,5 +65,24 @@ TEST(Config, MpsIsAnAliasOfCustom) {
   EXPECT_EQ(config.backend, "custom");
 }
 
+TEST(Config, CalibratedMethodsNeedTheirInputsAndAGroupWiseFormat) {
+  UnifiedQuantizationConfig config;
+  config.method = "gptq";
+  EXPECT_NE(validation_error(config).find("calibration_data"), std::string::npos);
+  config.calibration_data = "data/train.txt";
+  EXPECT_EQ(validation_error(config), "");
+  config.calibration_ctx = 0;
+  EXPECT_NE(validation_error(config).find("calibration_ctx 0"), std::string::npos);
+  config.calibration_ctx = 256;
+  config.backend = "bnb";
+  EXPECT_NE(validation_error(config).find("backend 'bnb'"), std::string::npos);
+  config.method = "hqq";
+  config.backend = "custom";
+  EXPECT_NE(validation_error(config).find("symmetric"), std::string::npos);
+  config.backend = "quanto";
+  config.bits = 2;
+  EXPECT_EQ(validation_error(config), "");
+}
+
 }  // namespace
 }  // namespace uq

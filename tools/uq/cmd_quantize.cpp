@@ -51,9 +51,14 @@ void print_summary(const QuantizationReport& report, const std::string& out) {
   std::printf("%-44s %-16s %12s %12s\n", "module", "scheme", "params", "bytes");
   std::size_t total_bytes = 0;
   for (const auto& layer : report.layers) {
-    std::printf("%-44s %-16s %12lld %12s\n", layer.path.c_str(), layer.scheme.c_str(),
+    std::printf("%-44s %-16s %12lld %12s", layer.path.c_str(), layer.scheme.c_str(),
                 static_cast<long long>(layer.parameters),
                 human_bytes(static_cast<double>(layer.bytes)).c_str());
+    if (layer.reconstruction_error >= 0.0) {
+      std::printf("  %s %s error %.3g", layer.method.c_str(), layer.error_measure.c_str(),
+                  layer.reconstruction_error);
+    }
+    std::printf("\n");
     total_bytes += layer.bytes;
   }
   std::printf("quantized %lld weights at %.3f bits each; matrices take %s; %.2f s\n",
@@ -97,6 +102,12 @@ void register_quantize(CLI::App& app) {
   command->add_option("--calibration-data", config.calibration_data, "Text file for calibration");
   command->add_option("--calibration-samples", config.calibration_samples, "Calibration windows")
       ->capture_default_str();
+  command->add_option("--calibration-ctx", config.calibration_ctx, "Tokens per calibration window")
+      ->capture_default_str();
+  command->add_option("--seed", config.seed, "Seed that picks the calibration windows")
+      ->capture_default_str();
+  command->add_flag("--act-order", config.act_order,
+                    "gptq: quantize columns by decreasing activation energy");
   command->add_flag("--memory-efficient", config.memory_efficient, "Stream tensors from disk");
   command->add_option("--chunk-size", config.chunk_size, "Rows per streamed chunk")
       ->capture_default_str();
@@ -126,7 +137,12 @@ void register_quantize(CLI::App& app) {
                         {"bits", layer.bits},
                         {"parameters", layer.parameters},
                         {"bytes", layer.bytes},
-                        {"note", layer.note}});
+                        {"note", layer.note},
+                        {"method", layer.method},
+                        {"reconstruction_error", layer.reconstruction_error < 0.0
+                                                     ? nlohmann::json()
+                                                     : nlohmann::json(layer.reconstruction_error)},
+                        {"error_measure", layer.error_measure}});
     }
     const nlohmann::json summary = {{"output", options.out},
                                     {"backend", report.backend},
@@ -137,6 +153,8 @@ void register_quantize(CLI::App& app) {
                                     {"bits_per_weight", report.bits_per_quantized_weight()},
                                     {"seconds", report.seconds},
                                     {"warnings", report.warnings},
+                                    {"method", quantizer.config().method},
+                                    {"not_calibrated", report.not_calibrated},
                                     {"layers", layers}};
     std::printf("%s\n", summary.dump().c_str());
   });

@@ -1,0 +1,34 @@
+#pragma once
+// The calibrated methods over a whole model. GPTQ and AWQ walk the decoder
+// one block at a time: the calibration windows are embedded, each block is
+// calibrated on the hidden states that the already-quantized earlier blocks
+// produce, and its quantized outputs become the next block's inputs (only
+// one block of activations is held). HQQ needs no data and treats each
+// linear on its own. Only the decoder blocks' linears are calibrated;
+// embeddings and lm_head are left to the caller (round-to-nearest).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "calibration/calibrated_layer.hpp"
+
+namespace uq {
+
+class Model;
+
+struct CalibrationOptions {
+  std::string method;            // gptq | awq | hqq
+  std::string calibration_data;  // text file (gptq, awq)
+  int samples = 128;
+  std::int64_t ctx = 256;
+  std::uint64_t seed = 0;
+  bool act_order = false;  // gptq
+};
+
+// Quantizes the decoder linears of `model` in place (each slot gets its
+// format's Weight). One entry per decoder linear, in model order. Throws
+// uq::Error naming the calibration file or option that is unusable.
+std::vector<CalibratedLayer> calibrate_model(Model& model, const CalibrationOptions& options,
+                                             const GridFor& grid_for);
+
+}  // namespace uq

@@ -7,6 +7,8 @@ writes a copy of the model whose decoder linears hold the dequantized
 weights, so that `uq eval OUT --data data/val.txt` measures its perplexity.
 
 Usage: python bench/hqq_reference.py BITS OUT_DIR
+(needs `pip install hqq termcolor` in the oracle venv: a benchmark, not a test
+dependency, so scripts/setup.sh does not install it)
 """
 import json
 import shutil

@@ -71,9 +71,6 @@ void validate(UnifiedQuantizationConfig& config) {
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
   if (config.enable_lora)
     fail("enable_lora: LoRA fine-tuning is not implemented in this build yet");
-  if (config.memory_efficient) {
-    fail("memory_efficient: streaming quantization is not implemented in this build yet");
-  }
   if (config.device != "auto" && config.device != "cpu" && config.device != "cuda") {
     fail("unknown device '", config.device, "' (known: cpu, cuda, auto)");
   }

@@ -18,8 +18,10 @@ struct UnifiedQuantizationConfig {
   std::string method = "rtn";                  // rtn | gptq | awq | hqq
   std::string calibration_data = {};           // text file for calibrated methods
   int calibration_samples = 128;
-  bool memory_efficient = false;  // stream tensors from disk
-  std::int64_t chunk_size = 256;  // rows per streamed chunk
+  // Stream matrices from the checkpoint on disk instead of loading the float
+  // model (quantize_model(path) also does so when the model would not fit).
+  bool memory_efficient = false;
+  std::int64_t chunk_size = 256;  // rows per streamed chunk (row-independent formats)
   bool enable_lora = false;
   int lora_rank = 16;
   std::string device = "auto";  // cpu | cuda | auto

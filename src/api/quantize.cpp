@@ -2,8 +2,14 @@
 
 #include <chrono>
 
+#include "io/formats/layout_writer.hpp"
+
 #include "api/backend.hpp"
+#include "api/memory_budget.hpp"
+#include "api/module_quantization.hpp"
+#include "api/streaming_quantize.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "core/progress.hpp"
 #include "model/decoder.hpp"
 #include "quant/layer_pattern.hpp"
@@ -11,18 +17,20 @@
 namespace uq {
 namespace {
 
+std::vector<std::string> all_module_paths(const Model& model) {
+  std::vector<std::string> paths;
+  for (const auto& [path, weight] : model.named_weights()) paths.push_back(path);
+  return paths;
+}
+
+}  // namespace
+
 // `auto`: with the affine family the only one built, it serves every bit width.
 std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config) {
   if (config.backend != "auto") return {config.backend, "requested"};
   return {"mlx",
           "auto: mlx (affine, group-wise) is the backend built here; it serves every bit width "
           "1-8 on the CPU and writes the mlx-lm layout"};
-}
-
-std::vector<std::string> all_module_paths(const Model& model) {
-  std::vector<std::string> paths;
-  for (const auto& [path, weight] : model.named_weights()) paths.push_back(path);
-  return paths;
 }
 
 void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
@@ -44,11 +52,10 @@ void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
   }
 }
 
-// Bits for a weight slot. A tied embedding also serves lm_head: the most
-// specific pattern over both names decides, and a skip of either keeps it float.
-int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& config) {
-  std::vector<std::string> names{slot.path};
-  names.insert(names.end(), slot.tied_paths.begin(), slot.tied_paths.end());
+int module_bits(const std::string& path, const std::vector<std::string>& tied_paths,
+                const UnifiedQuantizationConfig& config) {
+  std::vector<std::string> names{path};
+  names.insert(names.end(), tied_paths.begin(), tied_paths.end());
   std::vector<std::string> keys;
   for (const auto& [key, bits] : config.layer_bits) keys.push_back(key);
   std::optional<std::string> best;
@@ -61,7 +68,29 @@ int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& confi
   return bits == 16 ? 0 : bits;
 }
 
-}  // namespace
+std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::string& path,
+                                        std::shared_ptr<Weight> weight, int bits,
+                                        const UnifiedQuantizationConfig& config,
+                                        QuantizationReport& report) {
+  LayerQuantization layer{path,
+                          weight->describe(),
+                          0,
+                          weight->out_features() * weight->in_features(),
+                          weight->storage_bytes(),
+                          ""};
+  if (bits == 0) {
+    layer.note = "kept in float (layer_bits/skip)";
+  } else if (auto quantized = backend.quantize(path, *weight, bits, config, layer.note)) {
+    weight = std::move(quantized);
+    layer.bits = bits;
+    layer.scheme = weight->describe();
+    layer.bytes = weight->storage_bytes();
+  } else {
+    report.warnings.push_back("'" + path + "' kept in float: " + layer.note);
+  }
+  report.layers.push_back(std::move(layer));
+  return weight;
+}
 
 std::int64_t QuantizationReport::quantized_parameters() const {
   std::int64_t total = 0;
@@ -84,7 +113,8 @@ Quantizer::Quantizer(UnifiedQuantizationConfig config, QuantizationReport report
     : config_(std::move(config)), report_(std::move(report)) {}
 
 void Quantizer::save_model(const Model& model, const std::filesystem::path& dir) const {
-  find_backend(report_.backend)->save(model, dir, config_);
+  const auto encoder = find_backend(report_.backend)->encoder(model.config().dtype, config_);
+  save_layout(model, dir, *encoder);
 }
 
 std::shared_ptr<Model> Quantizer::load_model(const std::filesystem::path& dir) const {
@@ -105,26 +135,10 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   auto slots = quantized->weight_slots();
   Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
   for (auto& slot : slots) {
+    throw_if_interrupted();
     progress.advance(0, slot.path);
-    const int bits = bits_for_slot(slot, config);
-    LayerQuantization layer{slot.path,
-                            slot.weight->describe(),
-                            0,
-                            slot.weight->out_features() * slot.weight->in_features(),
-                            slot.weight->storage_bytes(),
-                            ""};
-    if (bits == 0) {
-      layer.note = "kept in float (layer_bits/skip)";
-    } else if (auto quantized_weight =
-                   backend.quantize(slot.path, *slot.weight, bits, config, layer.note)) {
-      slot.weight = std::move(quantized_weight);
-      layer.bits = bits;
-      layer.scheme = slot.weight->describe();
-      layer.bytes = slot.weight->storage_bytes();
-    } else {
-      report.warnings.push_back("'" + slot.path + "' kept in float: " + layer.note);
-    }
-    report.layers.push_back(std::move(layer));
+    slot.weight = quantize_module(backend, slot.path, slot.weight,
+                                  module_bits(slot.path, slot.tied_paths, config), config, report);
     progress.advance();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -134,7 +148,12 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
 std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(const std::filesystem::path& path,
                                                             UnifiedQuantizationConfig config) {
   validate(config);  // fail on bad options before reading a large model
-  return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
+  const auto too_large = config.memory_efficient ? std::nullopt : streaming_reason(path);
+  if (!config.memory_efficient && !too_large) {
+    return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
+  }
+  config.memory_efficient = true;
+  return quantize_model_streaming(path, std::move(config), too_large.value_or(""));
 }
 
 }  // namespace uq

@@ -12,5 +12,6 @@ void register_eval(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_synth(CLI::App& app);
 
 }  // namespace uq::cli

@@ -49,8 +49,8 @@ std::optional<std::string> streaming_reason(const std::filesystem::path& model_d
   // The float weights, plus up to half as much again for their quantized copy.
   const std::uint64_t needed = float_bytes + float_bytes / 2;
   if (!available || needed <= *available) return std::nullopt;
-  return "quantizing " + model_dir.string() + " in memory needs about " + gib(needed) +
-         " but " + gib(*available) +
+  return "quantizing " + model_dir.string() + " in memory needs about " + gib(needed) + " but " +
+         gib(*available) +
          " is available: streaming it from disk tensor by tensor (memory_efficient)";
 }
 

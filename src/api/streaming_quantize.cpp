@@ -37,7 +37,8 @@ StreamSource open_source(const fs::path& model_dir) {
 TensorView float_matrix(const Checkpoint& checkpoint, const ModuleShape& module) {
   const TensorView view = checkpoint.tensor(module.path + ".weight");
   if (view.dtype != DType::F32 && view.dtype != DType::F16 && view.dtype != DType::BF16) {
-    fail("tensor '", view.name, "': streaming quantization reads float weights (F32/F16/BF16), found ",
+    fail("tensor '", view.name,
+         "': streaming quantization reads float weights (F32/F16/BF16), found ",
          dtype_name(view.dtype), " (is the model already quantized?)");
   }
   if (view.shape != std::vector<std::int64_t>{module.out_features, module.in_features}) {
@@ -62,6 +63,11 @@ std::vector<float> vector_values(const Checkpoint& checkpoint, const VectorShape
   auto values = view.to_f32();
   checkpoint.file_of(vector.name).release(vector.name);
   return values;
+}
+
+// Disk reads of the next matrix overlap the quantization of this one.
+void prefetch(const Checkpoint& checkpoint, const std::string& name) {
+  if (checkpoint.contains(name)) checkpoint.file_of(name).prefetch(name);
 }
 
 std::vector<std::string> paths_of(const std::vector<ModuleShape>& modules) {
@@ -216,8 +222,10 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   ModuleStreamer streamer(backend, config, *encoder, output, report);
   const Checkpoint& checkpoint = source.checkpoint;
   Progress progress("quantize", static_cast<std::int64_t>(modules.size()));
-  for (const auto& module : modules) {
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    const ModuleShape& module = modules[i];
     progress.advance(0, module.path);
+    if (i + 1 < modules.size()) prefetch(checkpoint, modules[i + 1].path + ".weight");
     const TensorView view = float_matrix(checkpoint, module);
     streamer.write(module, checkpoint.file_of(view.name), view,
                    module_bits(module.path, module.tied_paths, config));

@@ -18,9 +18,8 @@ std::uint64_t parse_byte_size(const std::string& text, const std::string& what) 
   std::transform(unit.begin(), unit.end(), unit.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   static const std::pair<const char*, double> kUnits[] = {
-      {"", 1.0},      {"b", 1.0},    {"kb", 1e3},    {"mb", 1e6},
-      {"gb", 1e9},    {"tb", 1e12},  {"kib", 0x1p10}, {"mib", 0x1p20},
-      {"gib", 0x1p30}, {"tib", 0x1p40}};
+      {"", 1.0},    {"b", 1.0},      {"kb", 1e3},     {"mb", 1e6},     {"gb", 1e9},
+      {"tb", 1e12}, {"kib", 0x1p10}, {"mib", 0x1p20}, {"gib", 0x1p30}, {"tib", 0x1p40}};
   const auto* found = std::find_if(std::begin(kUnits), std::end(kUnits),
                                    [&unit](const auto& entry) { return unit == entry.first; });
   double number = 0.0;

@@ -257,4 +257,16 @@ void SafetensorsFile::release(std::string_view name) const {
   ::madvise(reinterpret_cast<void*>(start), stop - start, MADV_DONTNEED);
 }
 
+void SafetensorsFile::prefetch(std::string_view name) const {
+  const Entry& found = entry(name);
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(mapping_ + data_offset_ + found.begin);
+  const auto last = first + (found.end - found.begin);
+  // Outward rounding: madvise takes page-aligned ranges.
+  const std::uintptr_t start = first / page * page;
+  if (last <= start) return;
+  // Advice only: on failure the pages are read when first touched.
+  ::madvise(reinterpret_cast<void*>(start), last - start, MADV_WILLNEED);
+}
+
 }  // namespace uq

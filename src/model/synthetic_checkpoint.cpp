@@ -102,29 +102,29 @@ void generate(const Tensor& tensor, std::uint64_t seed, std::size_t index, std::
   const std::size_t element = dtype_size(dtype);
   // Uniform on [-a, a] has standard deviation a / sqrt(3).
   const float half_width = 0.02f * std::sqrt(3.0f);
-  parallel_for(first / kBlockElements, (first + count + kBlockElements - 1) / kBlockElements, 1,
-               [&](std::int64_t block_begin, std::int64_t block_end) {
-                 std::vector<float> values(kBlockElements);
-                 for (std::int64_t block = block_begin; block < block_end; ++block) {
-                   const std::int64_t begin = std::max(first, block * kBlockElements);
-                   const std::int64_t end = std::min(first + count, (block + 1) * kBlockElements);
-                   std::uint64_t state = seed ^ (static_cast<std::uint64_t>(index) << 40) ^
-                                         static_cast<std::uint64_t>(block);
-                   splitmix64(state);
-                   std::uint64_t bits = 0;
-                   for (std::int64_t i = block * kBlockElements; i < end; ++i) {
-                     if ((i & 3) == 0) bits = splitmix64(state);
-                     const auto draw = static_cast<std::uint16_t>(bits >> (16 * (i & 3)));
-                     if (i >= begin) {
-                       values[static_cast<std::size_t>(i - begin)] =
-                           tensor.is_norm ? 1.0f
-                                          : half_width * (static_cast<float>(draw) / 32767.5f - 1.0f);
-                     }
-                   }
-                   convert_from_f32(values.data(), static_cast<std::size_t>(end - begin), dtype,
-                                    out + static_cast<std::size_t>(begin - first) * element);
-                 }
-               });
+  parallel_for(
+      first / kBlockElements, (first + count + kBlockElements - 1) / kBlockElements, 1,
+      [&](std::int64_t block_begin, std::int64_t block_end) {
+        std::vector<float> values(kBlockElements);
+        for (std::int64_t block = block_begin; block < block_end; ++block) {
+          const std::int64_t begin = std::max(first, block * kBlockElements);
+          const std::int64_t end = std::min(first + count, (block + 1) * kBlockElements);
+          std::uint64_t state =
+              seed ^ (static_cast<std::uint64_t>(index) << 40) ^ static_cast<std::uint64_t>(block);
+          splitmix64(state);
+          std::uint64_t bits = 0;
+          for (std::int64_t i = block * kBlockElements; i < end; ++i) {
+            if ((i & 3) == 0) bits = splitmix64(state);
+            const auto draw = static_cast<std::uint16_t>(bits >> (16 * (i & 3)));
+            if (i >= begin) {
+              values[static_cast<std::size_t>(i - begin)] =
+                  tensor.is_norm ? 1.0f : half_width * (static_cast<float>(draw) / 32767.5f - 1.0f);
+            }
+          }
+          convert_from_f32(values.data(), static_cast<std::size_t>(end - begin), dtype,
+                           out + static_cast<std::size_t>(begin - first) * element);
+        }
+      });
 }
 
 }  // namespace

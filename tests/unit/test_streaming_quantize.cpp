@@ -44,8 +44,8 @@ void expect_same_files(const fs::path& expected, const fs::path& actual) {
     EXPECT_TRUE(read_text(entry.path()) == read_text(actual / name)) << name << " differs";
     ++count;
   }
-  EXPECT_EQ(count, static_cast<std::size_t>(std::distance(fs::directory_iterator(actual),
-                                                          fs::directory_iterator{})));
+  EXPECT_EQ(count, static_cast<std::size_t>(
+                       std::distance(fs::directory_iterator(actual), fs::directory_iterator{})));
 }
 
 TEST(ParameterNames, MatchTheModelsOrder) {
@@ -74,8 +74,9 @@ TEST(ByteSize, ParsesUnitsAndRejectsGarbage) {
   EXPECT_EQ(parse_byte_size("1.5KiB", "x"), 1536u);
   EXPECT_EQ(parse_byte_size("123", "x"), 123u);
   for (const char* bad : {"", "GB", "5XB", "-1GB", "1.2.3MB", "0"}) {
-    EXPECT_NE(error_of([&] { parse_byte_size(bad, "option --shard-size"); })
-                  .find("option --shard-size '" + std::string(bad) + "'"),
+    EXPECT_NE(error_of([&] {
+                parse_byte_size(bad, "option --shard-size");
+              }).find("option --shard-size '" + std::string(bad) + "'"),
               std::string::npos)
         << bad;
   }
@@ -118,18 +119,19 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   EXPECT_EQ(streamed.report().warnings, quantizer.report().warnings);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, StreamingEqualsInMemory,
-    ::testing::Values(Case{"mlx", 4, 256, ""}, Case{"mlx", 3, 7, ""}, Case{"mlx", 4, 1, "skip"},
-                      Case{"mlx", 6, 100, "layer_bits"}, Case{"custom", 4, 5, ""},
-                      Case{"custom", 8, 300, "skip"}, Case{"quanto", 4, 64, ""},
-                      Case{"quanto", 8, 9, "skip"}, Case{"bnb", 4, 33, "skip"},
-                      Case{"bnb", 8, 17, ""}),
-    [](const ::testing::TestParamInfo<Case>& test) {
-      return std::string(test.param.backend) + std::to_string(test.param.bits) + "_chunk" +
-             std::to_string(test.param.chunk_size) + (*test.param.extra ? "_" : "") +
-             test.param.extra;
-    });
+INSTANTIATE_TEST_SUITE_P(Backends, StreamingEqualsInMemory,
+                         ::testing::Values(Case{"mlx", 4, 256, ""}, Case{"mlx", 3, 7, ""},
+                                           Case{"mlx", 4, 1, "skip"},
+                                           Case{"mlx", 6, 100, "layer_bits"},
+                                           Case{"custom", 4, 5, ""}, Case{"custom", 8, 300, "skip"},
+                                           Case{"quanto", 4, 64, ""}, Case{"quanto", 8, 9, "skip"},
+                                           Case{"bnb", 4, 33, "skip"}, Case{"bnb", 8, 17, ""}),
+                         [](const ::testing::TestParamInfo<Case>& test) {
+                           return std::string(test.param.backend) +
+                                  std::to_string(test.param.bits) + "_chunk" +
+                                  std::to_string(test.param.chunk_size) +
+                                  (*test.param.extra ? "_" : "") + test.param.extra;
+                         });
 
 TEST(StreamingQuantize, InMemoryModelEqualsLoadedThenQuantized) {
   UnifiedQuantizationConfig config;
@@ -260,8 +262,9 @@ TEST(SyntheticCheckpoint, ShardedLoadableAndDeterministic) {
   EXPECT_NE(read_text(dir / "a/model-00002-of-00006.safetensors"),
             read_text(dir / "c/model-00002-of-00006.safetensors"));
   options.preset = "llama4";
-  EXPECT_NE(error_of([&] { write_synthetic_checkpoint(options, dir / "d"); })
-                .find("unknown preset 'llama4'"),
+  EXPECT_NE(error_of([&] {
+              write_synthetic_checkpoint(options, dir / "d");
+            }).find("unknown preset 'llama4'"),
             std::string::npos);
 }
 

@@ -22,9 +22,9 @@ void register_synth(CLI::App& app) {
   };
   static Options options;
   options.synth.tokenizer_dir = UQ_BUNDLED_MODEL_DIR;
-  auto* command =
-      app.add_subcommand("synth", "Write a Hugging Face checkpoint of a preset's shape with "
-                                  "random weights");
+  auto* command = app.add_subcommand("synth",
+                                     "Write a Hugging Face checkpoint of a preset's shape with "
+                                     "random weights");
   command->add_option("--preset", options.synth.preset, "llama3-8b, llama2-7b or tiny")
       ->capture_default_str();
   command->add_option("--layers", options.synth.layers, "Decoder layers (default: the preset's)")

@@ -1,8 +1,8 @@
 #include "api/backends/bnb_backend.hpp"
 
 #include "core/error.hpp"
-#include "io/formats/layout_writer.hpp"
 #include "io/formats/bnb_layout.hpp"
+#include "io/formats/layout_writer.hpp"
 #include "model/float_weight.hpp"
 #include "quant/bnb4_weight.hpp"
 #include "quant/int8_rowwise_weight.hpp"
@@ -47,8 +47,8 @@ bool BnbBackend::rows_independent(int /*bits*/, const UnifiedQuantizationConfig&
   return false;
 }
 
-std::unique_ptr<LayoutEncoder> BnbBackend::encoder(DType model_dtype,
-                                              const UnifiedQuantizationConfig& /*config*/) const {
+std::unique_ptr<LayoutEncoder> BnbBackend::encoder(
+    DType model_dtype, const UnifiedQuantizationConfig& /*config*/) const {
   return bnb_encoder(model_dtype);
 }
 

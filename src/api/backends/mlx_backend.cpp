@@ -40,7 +40,7 @@ bool MlxBackend::rows_independent(int /*bits*/, const UnifiedQuantizationConfig&
 }
 
 std::unique_ptr<LayoutEncoder> MlxBackend::encoder(DType /*model_dtype*/,
-                                              const UnifiedQuantizationConfig& config) const {
+                                                   const UnifiedQuantizationConfig& config) const {
   return mlx_encoder(MlxQuantization{config.effective_bits(), config.group_size, {}});
 }
 

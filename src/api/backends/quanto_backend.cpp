@@ -42,13 +42,14 @@ std::shared_ptr<Weight> QuantoBackend::quantize(const std::string& module_path,
                                 dense->in_features(), bits, tensor, note);
 }
 
-bool QuantoBackend::rows_independent(int /*bits*/, const UnifiedQuantizationConfig& /*config*/) const {
+bool QuantoBackend::rows_independent(int /*bits*/,
+                                     const UnifiedQuantizationConfig& /*config*/) const {
   // qint4/qint2 pack pairs of groups across the whole matrix.
   return false;
 }
 
-std::unique_ptr<LayoutEncoder> QuantoBackend::encoder(DType model_dtype,
-                                              const UnifiedQuantizationConfig& /*config*/) const {
+std::unique_ptr<LayoutEncoder> QuantoBackend::encoder(
+    DType model_dtype, const UnifiedQuantizationConfig& /*config*/) const {
   return quanto_encoder(model_dtype);
 }
 

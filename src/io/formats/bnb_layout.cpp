@@ -163,8 +163,7 @@ class BnbEncoder final : public LayoutEncoder {
  public:
   explicit BnbEncoder(DType model_dtype) : model_dtype_(model_dtype) {}
 
-  std::vector<LayoutTensor> module_tensors(const std::string& path,
-                                           const Weight& weight) override {
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
     std::vector<LayoutTensor> tensors;
     const auto borrow = [&tensors](std::string name, DType dtype, std::vector<std::int64_t> shape,
                                    std::span<const std::byte> bytes) {

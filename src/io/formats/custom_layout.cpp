@@ -52,8 +52,7 @@ class CustomEncoder final : public LayoutEncoder {
  public:
   explicit CustomEncoder(int bits) : bits_(bits) {}
 
-  std::vector<LayoutTensor> module_tensors(const std::string& path,
-                                           const Weight& weight) override {
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
     std::vector<LayoutTensor> tensors;
     if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
       if (symmetric->scale_dtype() != DType::F32) {

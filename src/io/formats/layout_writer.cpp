@@ -69,9 +69,8 @@ void LayoutOutput::begin(std::string name, DType dtype, std::vector<std::int64_t
          pending_bytes_, " bytes when '", name, "' begins");
   }
   const std::uint64_t nbytes = byte_count(dtype, shape, name);
-  const bool new_shard =
-      spools_.empty() || (policy_.max_shard_bytes != 0 && shard_bytes_ > 0 &&
-                          shard_bytes_ + nbytes > policy_.max_shard_bytes);
+  const bool new_shard = spools_.empty() || (policy_.max_shard_bytes != 0 && shard_bytes_ > 0 &&
+                                             shard_bytes_ + nbytes > policy_.max_shard_bytes);
   if (new_shard) {
     const fs::path spool = staged_.path() / (".spool-" + std::to_string(spools_.size()));
     const int fd = ::open(spool.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -182,8 +181,7 @@ void save_layout(const Model& model, const fs::path& dir, LayoutEncoder& encoder
   for (const auto& [name, values] : model.named_vectors()) {
     output.add(vector_tensor(name, *values, model.config().dtype));
   }
-  output.commit(encoder.config(model.config().raw), encoder.json_files(),
-                model.source_directory());
+  output.commit(encoder.config(model.config().raw), encoder.json_files(), model.source_directory());
 }
 
 std::int64_t llama_in_features(const ModelConfig& config, const std::string& module_path) {

@@ -29,12 +29,10 @@ class MlxEncoder final : public LayoutEncoder {
  public:
   explicit MlxEncoder(const MlxQuantization& defaults)
       : defaults_(defaults),
-        quantization_({{"group_size", defaults.group_size},
-                       {"bits", defaults.bits},
-                       {"mode", "affine"}}) {}
+        quantization_(
+            {{"group_size", defaults.group_size}, {"bits", defaults.bits}, {"mode", "affine"}}) {}
 
-  std::vector<LayoutTensor> module_tensors(const std::string& path,
-                                           const Weight& weight) override {
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
     if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
       if (affine->bits() == 1 || affine->bits() == 7) {
         fail(path, ": ", affine->bits(),

@@ -133,8 +133,7 @@ class QuantoEncoder final : public LayoutEncoder {
  public:
   explicit QuantoEncoder(DType model_dtype) : model_dtype_(model_dtype) {}
 
-  std::vector<LayoutTensor> module_tensors(const std::string& path,
-                                           const Weight& weight) override {
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
     std::vector<LayoutTensor> tensors;
     auto entry = collect_module(path, weight, model_dtype_, tensors);
     if (!entry.is_null()) map_[path] = std::move(entry);

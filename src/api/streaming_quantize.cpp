@@ -80,6 +80,40 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Declares every output tensor up front when each module's layout follows
+// from its first row alone (row-independent formats, modules kept float), so
+// that the shards are written directly; otherwise the output spools.
+void plan_from_first_rows(const Backend& backend, const UnifiedQuantizationConfig& config,
+                          const StreamSource& source, const std::vector<ModuleShape>& modules,
+                          LayoutEncoder& encoder, LayoutOutput& output) {
+  for (const auto& module : modules) {
+    const int bits = module_bits(module.path, module.tied_paths, config);
+    if (bits != 0 && !backend.rows_independent(bits, config)) return;
+  }
+  for (const auto& module : modules) {
+    const TensorView view = float_matrix(source.checkpoint, module);
+    std::shared_ptr<Weight> weight = float_rows(view, 0, 1);
+    if (const int bits = module_bits(module.path, module.tied_paths, config); bits != 0) {
+      std::string note;
+      if (auto quantized = backend.quantize(module.path, *weight, bits, config, note)) {
+        weight = std::move(quantized);
+      }
+    }
+    for (auto& tensor : encoder.module_tensors(module.path, *weight)) {
+      if (tensor.shape.empty() || tensor.shape[0] != 1) {
+        fail("module '", module.path, "': the layout's tensor '", tensor.name,
+             "' does not split by rows; the backend must not declare rows_independent");
+      }
+      tensor.shape[0] = module.out_features;
+      output.plan(tensor.name, tensor.dtype, tensor.shape);
+    }
+    source.checkpoint.file_of(view.name).release(view.name);
+  }
+  for (const auto& vector : vector_shapes(source.config)) {
+    output.plan(vector.name, source.config.dtype, {vector.size});
+  }
+}
+
 // Writes one module chunk by chunk: the layout's first tensor (the codes, by
 // far the largest) goes out as each chunk is quantized; the others (scales,
 // biases) are gathered and written after the last chunk.
@@ -219,6 +253,7 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   warn_unmatched_patterns(config, paths_of(modules), report.warnings);
   const auto encoder = backend.encoder(source.config.dtype, config);
   LayoutOutput output(out_dir, encoder->metadata(), encoder->shard_policy());
+  plan_from_first_rows(backend, config, source, modules, *encoder, output);
   ModuleStreamer streamer(backend, config, *encoder, output, report);
   const Checkpoint& checkpoint = source.checkpoint;
   Progress progress("quantize", static_cast<std::int64_t>(modules.size()));

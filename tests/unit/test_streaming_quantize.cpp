@@ -198,6 +198,27 @@ TEST(LayoutOutput, ShardsByteCountsAndErrors) {
   EXPECT_EQ(test::read_json(dir / "out/extra.json")["x"], 2);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir / "out"), fs::directory_iterator{}), 5);
 
+  // Planned ahead: the same files, written without spooling.
+  {
+    LayoutOutput output(dir / "planned", {{"format", "mlx"}}, {250, true});
+    for (const char* name : {"a", "b", "c"}) output.plan(name, DType::U8, {10, 10});
+    EXPECT_NE(error_of([&] {
+                output.begin("b", DType::U8, {10, 10});
+              }).find("'b' is not the next planned tensor"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                output.begin("a", DType::U8, {10, 9});
+              }).find("differs from its plan"),
+              std::string::npos);
+    for (const char* name : {"a", "b", "c"}) {
+      output.begin(name, DType::U8, {10, 10});
+      output.append(std::span(bytes).first(30));
+      output.append(std::span(bytes).subspan(30));
+    }
+    output.commit({{"k", 1}}, {{"extra.json", {{"x", 2}}}}, {});
+  }
+  expect_same_files(dir / "out", dir / "planned");
+
   LayoutOutput short_tensor(dir / "short", {}, {});
   short_tensor.begin("a", DType::U8, {4});
   EXPECT_NE(error_of([&] { short_tensor.append(std::span(bytes).first(5)); }).find("tensor 'a'"),

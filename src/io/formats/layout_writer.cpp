@@ -63,43 +63,87 @@ LayoutOutput::~LayoutOutput() {
   for (const int fd : spools_) ::close(fd);
 }
 
+std::size_t LayoutOutput::place(std::uint64_t nbytes) {
+  if (shard_count_ == 0 || (policy_.max_shard_bytes != 0 && shard_bytes_ > 0 &&
+                            shard_bytes_ + nbytes > policy_.max_shard_bytes)) {
+    ++shard_count_;
+    shard_bytes_ = 0;
+  }
+  shard_bytes_ += nbytes;
+  return shard_count_ - 1;
+}
+
+fs::path LayoutOutput::shard_path(std::size_t shard) const {
+  return staged_.path() / shard_name(shard, shard_count_);
+}
+
+void LayoutOutput::plan(std::string name, DType dtype, std::vector<std::int64_t> shape) {
+  if (!planned_ && !entries_.empty()) {
+    fail(staged_.final_path().string(), ": tensor '", name, "' planned after data began");
+  }
+  planned_ = true;
+  const std::uint64_t nbytes = byte_count(dtype, shape, name);
+  entries_.push_back({std::move(name), dtype, std::move(shape), nbytes, place(nbytes)});
+}
+
+void LayoutOutput::open_planned_shard(std::size_t shard) {
+  if (writer_) writer_->commit();
+  writer_ = std::make_unique<SafetensorsWriter>(shard_path(shard), metadata_);
+  for (const auto& entry : entries_) {
+    if (entry.shard == shard) writer_->declare(entry.name, entry.dtype, entry.shape);
+  }
+}
+
 void LayoutOutput::begin(std::string name, DType dtype, std::vector<std::int64_t> shape) {
   if (pending_bytes_ != 0) {
-    fail(staged_.final_path().string(), ": tensor '", entries_.back().name, "' still lacks ",
+    fail(staged_.final_path().string(), ": tensor '",
+         planned_ ? entries_[begun_ - 1].name : entries_.back().name, "' still lacks ",
          pending_bytes_, " bytes when '", name, "' begins");
   }
   const std::uint64_t nbytes = byte_count(dtype, shape, name);
-  const bool new_shard = spools_.empty() || (policy_.max_shard_bytes != 0 && shard_bytes_ > 0 &&
-                                             shard_bytes_ + nbytes > policy_.max_shard_bytes);
-  if (new_shard) {
-    const fs::path spool = staged_.path() / (".spool-" + std::to_string(spools_.size()));
-    const int fd = ::open(spool.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) fail(spool.string(), ": cannot create: ", std::strerror(errno));
-    ::unlink(spool.c_str());  // anonymous from now on: nothing is left behind
-    spools_.push_back(fd);
-    shard_bytes_ = 0;
+  if (planned_) {
+    if (begun_ == entries_.size() || entries_[begun_].name != name ||
+        entries_[begun_].dtype != dtype || entries_[begun_].shape != shape) {
+      fail(staged_.final_path().string(), ": tensor '", name,
+           "' is not the next planned tensor (or differs from its plan)");
+    }
+    const std::size_t shard = entries_[begun_].shard;
+    if (begun_ == 0 || entries_[begun_ - 1].shard != shard) open_planned_shard(shard);
+    ++begun_;
+  } else {
+    const std::size_t shard = place(nbytes);
+    if (shard == spools_.size()) {
+      const fs::path spool = staged_.path() / (".spool-" + std::to_string(shard));
+      const int fd = ::open(spool.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0) fail(spool.string(), ": cannot create: ", std::strerror(errno));
+      ::unlink(spool.c_str());  // anonymous from now on: nothing is left behind
+      spools_.push_back(fd);
+    }
+    entries_.push_back({std::move(name), dtype, std::move(shape), nbytes, shard});
   }
-  entries_.push_back({std::move(name), dtype, std::move(shape), nbytes, spools_.size() - 1});
-  shard_bytes_ += nbytes;
   pending_bytes_ = nbytes;
 }
 
 void LayoutOutput::append(std::span<const std::byte> bytes) {
   throw_if_interrupted();
-  if (entries_.empty() || bytes.size() > pending_bytes_) {
+  const Entry* current = planned_ ? (begun_ > 0 ? &entries_[begun_ - 1] : nullptr)
+                                  : (entries_.empty() ? nullptr : &entries_.back());
+  if (current == nullptr || bytes.size() > pending_bytes_) {
     fail(staged_.final_path().string(), ": ", bytes.size(), " bytes more than tensor '",
-         entries_.empty() ? std::string() : entries_.back().name, "' holds");
+         current == nullptr ? std::string() : current->name, "' holds");
   }
-  const int fd = spools_.back();
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t written = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) {
-      fail(staged_.final_path().string(), ": cannot write tensor '", entries_.back().name,
-           "': ", std::strerror(errno));
+  if (planned_) {
+    writer_->write(current->name, bytes);
+  } else {
+    for (std::size_t done = 0; done < bytes.size();) {
+      const ssize_t written = ::write(spools_.back(), bytes.data() + done, bytes.size() - done);
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) {
+        fail(staged_.final_path().string(), ": cannot write tensor '", current->name,
+             "': ", std::strerror(errno));
+      }
+      done += static_cast<std::size_t>(written);
     }
-    done += static_cast<std::size_t>(written);
   }
   pending_bytes_ -= bytes.size();
 }
@@ -109,7 +153,7 @@ void LayoutOutput::add(const LayoutTensor& tensor) {
   append(tensor.bytes());
 }
 
-void LayoutOutput::write_shard(std::size_t shard, const fs::path& file) {
+void LayoutOutput::write_spooled_shard(std::size_t shard, const fs::path& file) {
   SafetensorsWriter writer(file, metadata_);
   for (const auto& entry : entries_) {
     if (entry.shard == shard) writer.declare(entry.name, entry.dtype, entry.shape);
@@ -133,30 +177,33 @@ void LayoutOutput::write_shard(std::size_t shard, const fs::path& file) {
     }
   }
   writer.commit();
+  ::close(spools_[shard]);
+  spools_[shard] = -1;
 }
 
 void LayoutOutput::commit(const nlohmann::json& config,
                           const std::map<std::string, nlohmann::json>& json_files,
                           const fs::path& source_dir) {
-  if (pending_bytes_ != 0) {
-    fail(staged_.final_path().string(), ": tensor '", entries_.back().name, "' lacks ",
-         pending_bytes_, " bytes");
+  if (entries_.empty()) fail(staged_.final_path().string(), ": no tensors to write");
+  if (pending_bytes_ != 0 || (planned_ && begun_ != entries_.size())) {
+    fail(staged_.final_path().string(), ": tensor '",
+         planned_ ? entries_[pending_bytes_ != 0 ? begun_ - 1 : begun_].name : entries_.back().name,
+         "' lacks ", pending_bytes_ != 0 ? pending_bytes_ : entries_[begun_].nbytes, " bytes");
   }
-  if (spools_.empty()) fail(staged_.final_path().string(), ": no tensors to write");
+  if (planned_) {
+    writer_->commit();
+  } else {
+    for (std::size_t shard = 0; shard < shard_count_; ++shard) {
+      write_spooled_shard(shard, shard_path(shard));
+    }
+    std::erase(spools_, -1);
+  }
   std::map<std::string, std::string> weight_map;
   std::uint64_t total_bytes = 0;
-  for (std::size_t shard = 0; shard < spools_.size(); ++shard) {
-    const std::string name = shard_name(shard, spools_.size());
-    write_shard(shard, staged_.path() / name);
-    ::close(spools_[shard]);
-    spools_[shard] = -1;
-    for (const auto& entry : entries_) {
-      if (entry.shard != shard) continue;
-      weight_map[entry.name] = name;
-      total_bytes += entry.nbytes;
-    }
+  for (const auto& entry : entries_) {
+    weight_map[entry.name] = shard_name(entry.shard, shard_count_);
+    total_bytes += entry.nbytes;
   }
-  std::erase(spools_, -1);
   if (policy_.write_index) write_safetensors_index(staged_.path(), weight_map, total_bytes);
   write_file_atomic(staged_.path() / "config.json", config.dump(4) + "\n");
   for (const auto& [name, json] : json_files) {
@@ -174,13 +221,17 @@ void LayoutOutput::commit(const nlohmann::json& config,
 }
 
 void save_layout(const Model& model, const fs::path& dir, LayoutEncoder& encoder) {
-  LayoutOutput output(dir, encoder.metadata(), encoder.shard_policy());
+  // Everything is in memory already: plan every tensor, then write them.
+  std::vector<LayoutTensor> tensors;
   for (const auto& [path, weight] : model.named_weights()) {
-    for (const auto& tensor : encoder.module_tensors(path, *weight)) output.add(tensor);
+    for (auto& tensor : encoder.module_tensors(path, *weight)) tensors.push_back(std::move(tensor));
   }
   for (const auto& [name, values] : model.named_vectors()) {
-    output.add(vector_tensor(name, *values, model.config().dtype));
+    tensors.push_back(vector_tensor(name, *values, model.config().dtype));
   }
+  LayoutOutput output(dir, encoder.metadata(), encoder.shard_policy());
+  for (const auto& tensor : tensors) output.plan(tensor.name, tensor.dtype, tensor.shape);
+  for (const auto& tensor : tensors) output.add(tensor);
   output.commit(encoder.config(model.config().raw), encoder.json_files(), model.source_directory());
 }
 

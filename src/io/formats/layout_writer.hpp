@@ -21,6 +21,7 @@
 namespace uq {
 
 class Model;
+class SafetensorsWriter;
 class Weight;
 
 // A tensor to write: borrowed bytes (owned by a weight that outlives the
@@ -63,10 +64,13 @@ class LayoutEncoder {
 // A vector parameter (norm weight, bias) converted to the model dtype.
 LayoutTensor vector_tensor(std::string name, std::span<const float> values, DType dtype);
 
-// Writes tensors in the order given into a staged directory: each tensor's
-// bytes go to a spool file as they arrive (the safetensors header, which comes
-// first, is known only once every tensor is), and commit() writes each shard
-// as header + spooled data. Memory stays bounded by the caller's chunks.
+// Writes tensors in the order given into a staged directory, in one of two
+// ways. Planned: plan() declares every tensor first, so each shard's header is
+// known and the bytes go straight into the shard files. Unplanned: each
+// tensor's bytes go to a spool file as they arrive (the header, which comes
+// first in a safetensors file, is known only once every tensor is) and
+// commit() writes each shard as header + spooled data. Memory stays bounded by
+// the caller's chunks either way; the files are the same.
 class LayoutOutput {
  public:
   LayoutOutput(const std::filesystem::path& dir, std::map<std::string, std::string> metadata,
@@ -75,7 +79,10 @@ class LayoutOutput {
   LayoutOutput(const LayoutOutput&) = delete;
   LayoutOutput& operator=(const LayoutOutput&) = delete;
 
-  // Starts a tensor; append() then delivers exactly its bytes, in any chunks.
+  // Declares the next tensor ahead of its data (before any begin()).
+  void plan(std::string name, DType dtype, std::vector<std::int64_t> shape);
+  // Starts a tensor (the next planned one, when planned); append() then
+  // delivers exactly its bytes, in any chunks.
   void begin(std::string name, DType dtype, std::vector<std::int64_t> shape);
   void append(std::span<const std::byte> bytes);
   void add(const LayoutTensor& tensor);
@@ -92,15 +99,22 @@ class LayoutOutput {
     std::uint64_t nbytes;
     std::size_t shard;
   };
-  void write_shard(std::size_t shard, const std::filesystem::path& file);
+  std::size_t place(std::uint64_t nbytes);  // the shard of the next tensor
+  void open_planned_shard(std::size_t shard);
+  void write_spooled_shard(std::size_t shard, const std::filesystem::path& file);
+  std::filesystem::path shard_path(std::size_t shard) const;
 
   StagedDirectory staged_;
   std::map<std::string, std::string> metadata_;
   ShardPolicy policy_;
   std::vector<Entry> entries_;
-  std::vector<int> spools_;  // one spool file descriptor per shard
+  std::size_t shard_count_ = 0;
   std::uint64_t shard_bytes_ = 0;
-  std::uint64_t pending_bytes_ = 0;  // of the tensor begun last
+  bool planned_ = false;
+  std::size_t begun_ = 0;                      // planned: entries begun so far
+  std::unique_ptr<SafetensorsWriter> writer_;  // planned: the shard being written
+  std::vector<int> spools_;                    // unplanned: one spool file per shard
+  std::uint64_t pending_bytes_ = 0;            // of the tensor begun last
 };
 
 // Writes `model` with `encoder`: its modules in model order, then its vectors.

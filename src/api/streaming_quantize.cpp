@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 
 #include "api/backend.hpp"
@@ -65,7 +66,6 @@ std::vector<float> vector_values(const Checkpoint& checkpoint, const VectorShape
   return values;
 }
 
-// Disk reads of the next matrix overlap the quantization of this one.
 void prefetch(const Checkpoint& checkpoint, const std::string& name) {
   if (checkpoint.contains(name)) checkpoint.file_of(name).prefetch(name);
 }
@@ -257,10 +257,18 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   ModuleStreamer streamer(backend, config, *encoder, output, report);
   const Checkpoint& checkpoint = source.checkpoint;
   Progress progress("quantize", static_cast<std::int64_t>(modules.size()));
+  // The disk reads the next matrix (in a helper thread: the kernel's
+  // read-ahead request blocks) while this one is quantized.
+  std::future<void> next_read;
   for (std::size_t i = 0; i < modules.size(); ++i) {
     const ModuleShape& module = modules[i];
     progress.advance(0, module.path);
-    if (i + 1 < modules.size()) prefetch(checkpoint, modules[i + 1].path + ".weight");
+    if (next_read.valid()) next_read.get();
+    if (i + 1 < modules.size()) {
+      next_read = std::async(
+          std::launch::async,
+          [&checkpoint, name = modules[i + 1].path + ".weight"] { prefetch(checkpoint, name); });
+    }
     const TensorView view = float_matrix(checkpoint, module);
     streamer.write(module, checkpoint.file_of(view.name), view,
                    module_bits(module.path, module.tied_paths, config));

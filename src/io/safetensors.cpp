@@ -259,14 +259,21 @@ void SafetensorsFile::release(std::string_view name) const {
 
 void SafetensorsFile::prefetch(std::string_view name) const {
   const Entry& found = entry(name);
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto first = reinterpret_cast<std::uintptr_t>(mapping_ + data_offset_ + found.begin);
-  const auto last = first + (found.end - found.begin);
-  // Outward rounding: madvise takes page-aligned ranges.
-  const std::uintptr_t start = first / page * page;
-  if (last <= start) return;
-  // Advice only: on failure the pages are read when first touched.
-  ::madvise(reinterpret_cast<void*>(start), last - start, MADV_WILLNEED);
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // advice only: the mapping reads the bytes when touched
+  // Plain reads through a small buffer fill the page cache at the disk's
+  // sequential speed without growing this process's resident set.
+  std::vector<char> buffer(4u << 20);
+  auto offset = static_cast<off_t>(data_offset_ + found.begin);
+  const auto end = static_cast<off_t>(data_offset_ + found.end);
+  while (offset < end) {
+    const auto want =
+        static_cast<std::size_t>(std::min<off_t>(end - offset, static_cast<off_t>(buffer.size())));
+    const ssize_t got = ::pread(fd, buffer.data(), want, offset);
+    if (got <= 0) break;
+    offset += got;
+  }
+  ::close(fd);
 }
 
 }  // namespace uq

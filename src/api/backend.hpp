@@ -3,17 +3,17 @@
 // lives in src/api/backends/<name>_backend.cpp and is listed once in
 // backend_registry.cpp; validation, quantize_model, Quantizer::save_model and
 // `uq info` all go through this interface.
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "api/config.hpp"
+#include "core/dtype.hpp"
 
 namespace uq {
 
-class Model;
+class LayoutEncoder;
 class Weight;
 
 struct BackendSpec {
@@ -36,9 +36,17 @@ class Backend {
                                            int bits, const UnifiedQuantizationConfig& config,
                                            std::string& note) const = 0;
 
-  // Writes `model` in the backend's native layout at `dir`, atomically.
-  virtual void save(const Model& model, const std::filesystem::path& dir,
-                    const UnifiedQuantizationConfig& config) const = 0;
+  // True when quantizing any block of whole rows alone gives exactly those
+  // rows of the whole matrix's quantization and layout (per-row or per-group
+  // formats): streaming then quantizes `chunk_size` rows at a time; otherwise
+  // one matrix at a time.
+  virtual bool rows_independent(int bits, const UnifiedQuantizationConfig& config) const = 0;
+
+  // The writer of the backend's native layout (io/formats/layout_writer.hpp)
+  // for a model stored in `model_dtype`; the in-memory save and streaming
+  // quantization both write through it.
+  virtual std::unique_ptr<LayoutEncoder> encoder(DType model_dtype,
+                                                 const UnifiedQuantizationConfig& config) const = 0;
 };
 
 // Every backend built in, in the order `uq info` lists them.

@@ -21,8 +21,10 @@ struct UnifiedQuantizationConfig {
   std::int64_t calibration_ctx = 256;          // tokens per window
   std::uint64_t seed = 0;                      // picks the windows
   bool act_order = false;                      // gptq: columns by decreasing activation energy
-  bool memory_efficient = false;               // stream tensors from disk
-  std::int64_t chunk_size = 256;               // rows per streamed chunk
+  // Stream matrices from the checkpoint on disk instead of loading the float
+  // model (quantize_model(path) also does so when the model would not fit).
+  bool memory_efficient = false;
+  std::int64_t chunk_size = 256;  // rows per streamed chunk (row-independent formats)
   bool enable_lora = false;
   int lora_rank = 16;
   std::string device = "auto";  // cpu | cuda | auto

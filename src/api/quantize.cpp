@@ -3,9 +3,15 @@
 #include <chrono>
 #include <map>
 
+#include "io/formats/layout_writer.hpp"
+
 #include "api/backend.hpp"
+#include "api/memory_budget.hpp"
+#include "api/module_quantization.hpp"
+#include "api/streaming_quantize.hpp"
 #include "calibration/calibrate_model.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "core/progress.hpp"
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
@@ -16,18 +22,20 @@
 namespace uq {
 namespace {
 
+std::vector<std::string> all_module_paths(const Model& model) {
+  std::vector<std::string> paths;
+  for (const auto& [path, weight] : model.named_weights()) paths.push_back(path);
+  return paths;
+}
+
+}  // namespace
+
 // `auto`: with the affine family the only one built, it serves every bit width.
 std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config) {
   if (config.backend != "auto") return {config.backend, "requested"};
   return {"mlx",
           "auto: mlx (affine, group-wise) is the backend built here; it serves every bit width "
           "1-8 on the CPU and writes the mlx-lm layout"};
-}
-
-std::vector<std::string> all_module_paths(const Model& model) {
-  std::vector<std::string> paths;
-  for (const auto& [path, weight] : model.named_weights()) paths.push_back(path);
-  return paths;
 }
 
 void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
@@ -49,11 +57,10 @@ void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
   }
 }
 
-// Bits for a weight slot. A tied embedding also serves lm_head: the most
-// specific pattern over both names decides, and a skip of either keeps it float.
-int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& config) {
-  std::vector<std::string> names{slot.path};
-  names.insert(names.end(), slot.tied_paths.begin(), slot.tied_paths.end());
+int module_bits(const std::string& path, const std::vector<std::string>& tied_paths,
+                const UnifiedQuantizationConfig& config) {
+  std::vector<std::string> names{path};
+  names.insert(names.end(), tied_paths.begin(), tied_paths.end());
   std::vector<std::string> keys;
   for (const auto& [key, bits] : config.layer_bits) keys.push_back(key);
   std::optional<std::string> best;
@@ -66,6 +73,32 @@ int bits_for_slot(const WeightSlot& slot, const UnifiedQuantizationConfig& confi
   return bits == 16 ? 0 : bits;
 }
 
+std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::string& path,
+                                        std::shared_ptr<Weight> weight, int bits,
+                                        const UnifiedQuantizationConfig& config,
+                                        QuantizationReport& report) {
+  LayerQuantization layer{path,
+                          weight->describe(),
+                          0,
+                          weight->out_features() * weight->in_features(),
+                          weight->storage_bytes(),
+                          ""};
+  if (bits == 0) {
+    layer.note = "kept in float (layer_bits/skip)";
+  } else if (auto quantized = backend.quantize(path, *weight, bits, config, layer.note)) {
+    weight = std::move(quantized);
+    layer.bits = bits;
+    layer.scheme = weight->describe();
+    layer.bytes = weight->storage_bytes();
+  } else {
+    report.warnings.push_back("'" + path + "' kept in float: " + layer.note);
+  }
+  report.layers.push_back(std::move(layer));
+  return weight;
+}
+
+namespace {
+
 // Runs the calibrated method over the decoder linears of `model` (in place):
 // path -> what it did.
 std::map<std::string, CalibratedLayer> calibrate(Model& model,
@@ -73,7 +106,7 @@ std::map<std::string, CalibratedLayer> calibrate(Model& model,
                                                  const std::string& backend) {
   std::map<std::string, int> bits_by_path;
   for (const auto& slot : model.weight_slots())
-    bits_by_path[slot.path] = bits_for_slot(slot, config);
+    bits_by_path[slot.path] = module_bits(slot.path, slot.tied_paths, config);
   const GridFor grid_for = [&](const std::string& path, const Weight& weight,
                                std::string& note) -> std::unique_ptr<QuantGrid> {
     const int bits = bits_by_path.at(path);
@@ -121,8 +154,9 @@ Quantizer::Quantizer(UnifiedQuantizationConfig config, QuantizationReport report
     : config_(std::move(config)), report_(std::move(report)) {}
 
 void Quantizer::save_model(const Model& model, const std::filesystem::path& dir) const {
+  const auto encoder = find_backend(report_.backend)->encoder(model.config().dtype, config_);
   if (model.lora_parameters().empty()) {
-    find_backend(report_.backend)->save(model, dir, config_);
+    save_layout(model, dir, *encoder);
     return;
   }
   // The backend's layout holds the frozen weights; adapters are saved on their
@@ -133,7 +167,7 @@ void Quantizer::save_model(const Model& model, const std::filesystem::path& dir)
       slot.weight = std::const_pointer_cast<Weight>(lora->base());
     }
   }
-  find_backend(report_.backend)->save(frozen, dir, config_);
+  save_layout(frozen, dir, *encoder);
 }
 
 std::shared_ptr<Model> Quantizer::load_model(const std::filesystem::path& dir) const {
@@ -165,12 +199,13 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   auto slots = quantized->weight_slots();
   Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
   for (std::size_t s = 0; s < slots.size(); ++s) {
+    throw_if_interrupted();
     auto& slot = slots[s];
     progress.advance(0, slot.path);
-    const int bits = bits_for_slot(slot, config);
-    LayerQuantization layer = std::move(layers[s]);
+    const int bits = module_bits(slot.path, slot.tied_paths, config);
     const auto found = calibrated.find(slot.path);
     if (bits != 0 && found != calibrated.end() && found->second.weight) {
+      LayerQuantization layer = std::move(layers[s]);
       layer.method = config.method;
       layer.bits = bits;
       layer.scheme = slot.weight->describe();
@@ -178,24 +213,17 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
       layer.reconstruction_error = found->second.reconstruction_error;
       layer.error_measure = found->second.error_measure;
       layer.note = found->second.note;
-    } else if (bits == 0) {
-      layer.note = "kept in float (layer_bits/skip)";
-    } else if (auto quantized_weight =
-                   backend.quantize(slot.path, *slot.weight, bits, config, layer.note)) {
-      slot.weight = std::move(quantized_weight);
-      layer.bits = bits;
-      layer.scheme = slot.weight->describe();
-      layer.bytes = slot.weight->storage_bytes();
-      if (config.method != "rtn") {
+      report.layers.push_back(std::move(layer));
+    } else {
+      slot.weight = quantize_module(backend, slot.path, slot.weight, bits, config, report);
+      LayerQuantization& layer = report.layers.back();
+      if (config.method != "rtn" && layer.bits != 0) {
         layer.note = found != calibrated.end()
                          ? "round-to-nearest: " + found->second.note
                          : "round-to-nearest: calibration covers the decoder blocks' linears";
         report.not_calibrated.push_back(slot.path);
       }
-    } else {
-      report.warnings.push_back("'" + slot.path + "' kept in float: " + layer.note);
     }
-    report.layers.push_back(std::move(layer));
     progress.advance();
   }
   if (config.enable_lora) {
@@ -213,7 +241,26 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
 std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(const std::filesystem::path& path,
                                                             UnifiedQuantizationConfig config) {
   validate(config);  // fail on bad options before reading a large model
-  return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
+  const auto too_large = config.memory_efficient ? std::nullopt : streaming_reason(path);
+  if (!config.memory_efficient && !too_large) {
+    return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
+  }
+  if (config.method != "rtn") {
+    // GPTQ/AWQ run the float model on calibration text and HQQ refines whole
+    // matrices: the streaming path quantizes row chunks round-to-nearest only.
+    fail("method ", config.method, " needs the model loaded, but ",
+         too_large ? *too_large : std::string("memory_efficient streams it from disk"),
+         " (use method rtn to stream)");
+  }
+  config.memory_efficient = true;
+  auto result = quantize_model_streaming(path, std::move(config), too_large.value_or(""));
+  if (result.second.config().enable_lora) {
+    LoraConfig lora;
+    lora.rank = result.second.config().lora_rank;
+    lora.alpha = 2.0 * result.second.config().lora_rank;
+    attach_lora(*result.first, lora);
+  }
+  return result;
 }
 
 }  // namespace uq

@@ -2,6 +2,7 @@
 // Writing a whole output directory so that it appears complete or not at all:
 // files go into "<dir>.tmp-<pid>" next to it, and commit() swaps it in (an
 // existing directory of that name is replaced only once the new one is whole).
+// Staging directories of processes that died meanwhile are removed on the way.
 #include <filesystem>
 
 namespace uq {

@@ -11,6 +11,8 @@
 namespace uq {
 namespace {
 
+constexpr float kLargest = std::numeric_limits<float>::max();
+
 struct GroupParams {
   float scale;
   float bias;
@@ -18,11 +20,23 @@ struct GroupParams {
 
 // MLX's rule (mlx/backend/cpu/quantized.cpp, `quantize`), statistics in fp32.
 GroupParams affine_group_params(const float* w, int group_size, int bits, float n_bins) {
-  float w_min = std::numeric_limits<float>::infinity();
-  float w_max = -w_min;
-  for (int j = 0; j < group_size; ++j) {
-    w_max = std::max(w_max, w[j]);
-    w_min = std::min(w_min, w[j]);
+  // Eight running extremes (group sizes are multiples of 32) let the compiler
+  // use vector min/max; for finite values the result is the same in any order
+  // (a zero's sign can differ, which no formula below can see).
+  constexpr int kLanes = 8;
+  float lane_min[kLanes], lane_max[kLanes];
+  for (int k = 0; k < kLanes; ++k) lane_min[k] = lane_max[k] = w[k];
+  for (int j = kLanes; j < group_size; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      lane_max[k] = std::max(lane_max[k], w[j + k]);
+      lane_min[k] = std::min(lane_min[k], w[j + k]);
+    }
+  }
+  float w_min = lane_min[0];
+  float w_max = lane_max[0];
+  for (int k = 1; k < kLanes; ++k) {
+    w_max = std::max(w_max, lane_max[k]);
+    w_min = std::min(w_min, lane_min[k]);
   }
   // MLX (>= 0.29) maps 1-bit codes straight onto {min, max}.
   if (bits == 1) return {std::max(w_max - w_min, 1e-7f), w_min};
@@ -33,6 +47,16 @@ GroupParams affine_group_params(const float* w, int group_size, int bits, float 
   const float q0 = std::rint(edge / scale);
   if (q0 != 0.0f) return {edge / q0, edge};
   return {scale, 0.0f};
+}
+
+// Codes of one group; restrict: the byte stores cannot alias the weights,
+// so the loop vectorizes.
+void quantize_group(const float* __restrict w, int group_size, GroupParams params, float n_bins,
+                    std::uint8_t* __restrict codes) {
+  for (int j = 0; j < group_size; ++j) {
+    const float q = std::rint((w[j] - params.bias) / params.scale);
+    codes[j] = static_cast<std::uint8_t>(std::clamp(q, 0.0f, n_bins));
+  }
 }
 
 void store_param(void* params, DType dtype, std::int64_t index, float value) {
@@ -110,7 +134,10 @@ void affine_quantize(const void* data, DType dtype, std::int64_t rows, std::int6
     for (std::int64_t r = first; r < last; ++r) {
       convert_to_f32(dtype, bytes + r * cols * element_size, static_cast<std::size_t>(cols),
                      row.data());
-      for (std::int64_t c = 0; c < cols; ++c) {
+      // Branch-free scan first (it vectorizes), the culprit's position only on failure.
+      bool all_finite = true;
+      for (std::int64_t c = 0; c < cols; ++c) all_finite &= std::abs(row[c]) <= kLargest;
+      for (std::int64_t c = 0; !all_finite && c < cols; ++c) {
         if (!std::isfinite(row[c])) {
           fail("tensor '", tensor, "': non-finite value ", row[c], " at [", r, ", ", c,
                "] cannot be quantized");
@@ -119,10 +146,7 @@ void affine_quantize(const void* data, DType dtype, std::int64_t rows, std::int6
       for (std::int64_t g = 0; g < groups_per_row; ++g) {
         const float* w = row.data() + g * group_size;
         const auto params = affine_group_params(w, group_size, bits, n_bins);
-        for (int j = 0; j < group_size; ++j) {
-          const float q = std::rint((w[j] - params.bias) / params.scale);
-          row_codes[g * group_size + j] = static_cast<std::uint8_t>(std::clamp(q, 0.0f, n_bins));
-        }
+        quantize_group(w, group_size, params, n_bins, row_codes.data() + g * group_size);
         store_param(scales, param_dtype, r * groups_per_row + g, params.scale);
         store_param(biases, param_dtype, r * groups_per_row + g, params.bias);
       }

@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "api/backend_manager.hpp"
+#include "api/memory_budget.hpp"
 #include "api/quantize.hpp"
+#include "api/streaming_quantize.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "model/decoder.hpp"
@@ -108,7 +111,9 @@ void register_quantize(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--act-order", config.act_order,
                     "gptq: quantize columns by decreasing activation energy");
-  command->add_flag("--memory-efficient", config.memory_efficient, "Stream tensors from disk");
+  command->add_flag("--memory-efficient", config.memory_efficient,
+                    "Stream matrices from disk straight into the output, never holding the float "
+                    "model (chosen automatically when the model would not fit in memory)");
   command->add_option("--chunk-size", config.chunk_size, "Rows per streamed chunk")
       ->capture_default_str();
   command->add_flag("--json", options.json, "Print one JSON object on stdout");
@@ -121,8 +126,18 @@ void register_quantize(CLI::App& app) {
       const auto [pattern, bits] = parse_layer_bits(entry);
       cfg.layer_bits[pattern] = bits;
     }
-    auto [model, quantizer] = quantize_model(std::filesystem::path(options.model), cfg);
-    quantizer.save_model(*model, options.out);
+    const std::filesystem::path model_dir(options.model);
+    validate(cfg);  // fail on bad options before reading a large model
+    const auto too_large = cfg.memory_efficient ? std::nullopt : streaming_reason(model_dir);
+    const Quantizer quantizer = [&] {
+      if (!cfg.memory_efficient && !too_large) {
+        auto [model, in_memory] = quantize_model(model_dir, cfg);
+        in_memory.save_model(*model, options.out);
+        return in_memory;
+      }
+      cfg.memory_efficient = true;
+      return quantize_to_directory(model_dir, options.out, cfg, too_large.value_or(""));
+    }();
     const auto& report = quantizer.report();
     for (const auto& warning : report.warnings)
       std::fprintf(stderr, "warning: %s\n", warning.c_str());
@@ -152,6 +167,8 @@ void register_quantize(CLI::App& app) {
                                     {"quantized_parameters", report.quantized_parameters()},
                                     {"bits_per_weight", report.bits_per_quantized_weight()},
                                     {"seconds", report.seconds},
+                                    {"streamed", quantizer.config().memory_efficient},
+                                    {"peak_rss_bytes", process_peak_bytes()},
                                     {"warnings", report.warnings},
                                     {"method", quantizer.config().method},
                                     {"not_calibrated", report.not_calibrated},

@@ -14,5 +14,6 @@ void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_export(CLI::App& app);
+void register_synth(CLI::App& app);
 
 }  // namespace uq::cli

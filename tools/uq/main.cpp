@@ -4,8 +4,10 @@
 
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 
 int main(int argc, char** argv) {
+  uq::install_interrupt_handlers();
   CLI::App app{"uq: quantize Hugging Face language models, run and compare them"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
@@ -17,6 +19,7 @@ int main(int argc, char** argv) {
   uq::cli::register_bench(app);
   uq::cli::register_finetune(app);
   uq::cli::register_export(app);
+  uq::cli::register_synth(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& parse_error) {

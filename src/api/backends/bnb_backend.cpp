@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "io/formats/bnb_layout.hpp"
+#include "io/formats/layout_writer.hpp"
 #include "model/float_weight.hpp"
 #include "quant/bnb4_weight.hpp"
 #include "quant/int8_rowwise_weight.hpp"
@@ -41,9 +42,14 @@ std::shared_ptr<Weight> BnbBackend::quantize(const std::string& module_path, con
                               config.bnb_4bit_use_double_quant, tensor);
 }
 
-void BnbBackend::save(const Model& model, const std::filesystem::path& dir,
-                      const UnifiedQuantizationConfig&) const {
-  save_bnb_model(model, dir);
+bool BnbBackend::rows_independent(int /*bits*/, const UnifiedQuantizationConfig& /*config*/) const {
+  // 4-bit blocks (and their double-quantized absmax) span the flattened matrix.
+  return false;
+}
+
+std::unique_ptr<LayoutEncoder> BnbBackend::encoder(
+    DType model_dtype, const UnifiedQuantizationConfig& /*config*/) const {
+  return bnb_encoder(model_dtype);
 }
 
 }  // namespace uq

@@ -1,6 +1,7 @@
 #include "api/backends/custom_backend.hpp"
 
 #include "io/formats/custom_layout.hpp"
+#include "io/formats/layout_writer.hpp"
 #include "model/float_weight.hpp"
 #include "quant/symmetric_weight.hpp"
 
@@ -29,9 +30,14 @@ std::shared_ptr<Weight> CustomBackend::quantize(const std::string& module_path,
                                    dense->in_features(), bits, DType::F32, module_path + ".weight");
 }
 
-void CustomBackend::save(const Model& model, const std::filesystem::path& dir,
-                         const UnifiedQuantizationConfig& config) const {
-  save_custom_model(model, dir, config.effective_bits());
+bool CustomBackend::rows_independent(int /*bits*/,
+                                     const UnifiedQuantizationConfig& /*config*/) const {
+  return true;
+}
+
+std::unique_ptr<LayoutEncoder> CustomBackend::encoder(
+    DType /*model_dtype*/, const UnifiedQuantizationConfig& config) const {
+  return custom_encoder(config.effective_bits());
 }
 
 }  // namespace uq

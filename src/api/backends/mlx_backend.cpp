@@ -1,5 +1,6 @@
 #include "api/backends/mlx_backend.hpp"
 
+#include "io/formats/layout_writer.hpp"
 #include "io/formats/mlx_layout.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
@@ -34,9 +35,13 @@ std::shared_ptr<Weight> MlxBackend::quantize(const std::string& module_path, con
                                 module_path + ".weight");
 }
 
-void MlxBackend::save(const Model& model, const std::filesystem::path& dir,
-                      const UnifiedQuantizationConfig& config) const {
-  save_mlx_model(model, dir, MlxQuantization{config.effective_bits(), config.group_size, {}});
+bool MlxBackend::rows_independent(int /*bits*/, const UnifiedQuantizationConfig& /*config*/) const {
+  return true;
+}
+
+std::unique_ptr<LayoutEncoder> MlxBackend::encoder(DType /*model_dtype*/,
+                                                   const UnifiedQuantizationConfig& config) const {
+  return mlx_encoder(MlxQuantization{config.effective_bits(), config.group_size, {}});
 }
 
 }  // namespace uq

@@ -10,8 +10,9 @@ class MlxBackend final : public Backend {
   std::shared_ptr<Weight> quantize(const std::string& module_path, const Weight& weight, int bits,
                                    const UnifiedQuantizationConfig& config,
                                    std::string& note) const override;
-  void save(const Model& model, const std::filesystem::path& dir,
-            const UnifiedQuantizationConfig& config) const override;
+  bool rows_independent(int bits, const UnifiedQuantizationConfig& config) const override;
+  std::unique_ptr<LayoutEncoder> encoder(DType model_dtype,
+                                         const UnifiedQuantizationConfig& config) const override;
 };
 
 }  // namespace uq

@@ -1,5 +1,6 @@
 #include "api/backends/quanto_backend.hpp"
 
+#include "io/formats/layout_writer.hpp"
 #include "io/formats/quanto_layout.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
@@ -41,9 +42,15 @@ std::shared_ptr<Weight> QuantoBackend::quantize(const std::string& module_path,
                                 dense->in_features(), bits, tensor, note);
 }
 
-void QuantoBackend::save(const Model& model, const std::filesystem::path& dir,
-                         const UnifiedQuantizationConfig& /*config*/) const {
-  save_quanto_model(model, dir);
+bool QuantoBackend::rows_independent(int /*bits*/,
+                                     const UnifiedQuantizationConfig& /*config*/) const {
+  // qint4/qint2 pack pairs of groups across the whole matrix.
+  return false;
+}
+
+std::unique_ptr<LayoutEncoder> QuantoBackend::encoder(
+    DType model_dtype, const UnifiedQuantizationConfig& /*config*/) const {
+  return quanto_encoder(model_dtype);
 }
 
 }  // namespace uq

@@ -4,9 +4,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "io/atomic_file.hpp"
+#include "io/formats/layout_writer.hpp"
 #include "io/safetensors.hpp"
-#include "io/staged_directory.hpp"
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
 #include "quant/bnb4_weight.hpp"
@@ -15,10 +14,6 @@
 namespace uq {
 namespace fs = std::filesystem;
 namespace {
-
-constexpr const char* kCopiedFiles[] = {"tokenizer.json", "tokenizer_config.json",
-                                        "special_tokens_map.json", "generation_config.json",
-                                        "chat_template.jinja"};
 
 template <typename T>
 std::vector<T> copy_out(const TensorView& view, DType expected) {
@@ -162,90 +157,100 @@ WeightFactory bnb_weights(const TensorSource& tensors, const BnbQuantization& qu
   };
 }
 
-void save_bnb_model(const Model& model, const fs::path& dir) {
-  StagedDirectory staged(dir);
-  SafetensorsWriter writer(staged.path() / "model.safetensors", {{"format", "pt"}});
-  bool any_4bit = false, any_8bit = false, double_quant = false;
-  std::string quant_type = "nf4";
-  float threshold = Int8RowwiseWeight::kDefaultThreshold;
-  nlohmann::json skipped = nlohmann::json::array();
-  std::vector<std::vector<std::uint8_t>> states;  // kept alive until commit
-  states.reserve(model.named_weights().size());
-  const std::vector<std::uint8_t> row_major_format{0};
-  for (const auto& [path, weight] : model.named_weights()) {
-    if (const auto* four = dynamic_cast<const Bnb4Weight*>(weight.get())) {
-      any_4bit = true;
-      quant_type = bnb::four_bit_type_name(four->type());
+namespace {
+
+class BnbEncoder final : public LayoutEncoder {
+ public:
+  explicit BnbEncoder(DType model_dtype) : model_dtype_(model_dtype) {}
+
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
+    std::vector<LayoutTensor> tensors;
+    const auto borrow = [&tensors](std::string name, DType dtype, std::vector<std::int64_t> shape,
+                                   std::span<const std::byte> bytes) {
+      tensors.push_back({std::move(name), dtype, std::move(shape), bytes, {}});
+    };
+    if (const auto* four = dynamic_cast<const Bnb4Weight*>(&weight)) {
+      any_4bit_ = true;
+      quant_type_ = bnb::four_bit_type_name(four->type());
       const auto n = four->out_features() * four->in_features();
-      writer.add(path + ".weight", DType::U8, {(n + 1) / 2, 1}, bytes_of(four->packed()));
-      if (const auto& nested = four->nested()) {
-        double_quant = true;
-        writer.add(path + ".weight.absmax", DType::U8,
-                   {static_cast<std::int64_t>(nested->codes.size())}, bytes_of(nested->codes));
+      borrow(path + ".weight", DType::U8, {(n + 1) / 2, 1}, bytes_of(four->packed()));
+      const auto& nested = four->nested();
+      if (nested) {
+        double_quant_ = true;
+        borrow(path + ".weight.absmax", DType::U8,
+               {static_cast<std::int64_t>(nested->codes.size())}, bytes_of(nested->codes));
       } else {
-        writer.add(path + ".weight.absmax", DType::F32,
-                   {static_cast<std::int64_t>(four->absmax().size())}, bytes_of(four->absmax()));
+        borrow(path + ".weight.absmax", DType::F32,
+               {static_cast<std::int64_t>(four->absmax().size())}, bytes_of(four->absmax()));
       }
-      writer.add(path + ".weight.quant_map", DType::F32, {16}, bytes_of(four->code()));
-      if (const auto& nested = four->nested()) {
-        writer.add(path + ".weight.nested_absmax", DType::F32,
-                   {static_cast<std::int64_t>(nested->absmax.size())}, bytes_of(nested->absmax));
-        writer.add(path + ".weight.nested_quant_map", DType::F32,
-                   {static_cast<std::int64_t>(nested->code.size())}, bytes_of(nested->code));
+      borrow(path + ".weight.quant_map", DType::F32, {16}, bytes_of(four->code()));
+      if (nested) {
+        borrow(path + ".weight.nested_absmax", DType::F32,
+               {static_cast<std::int64_t>(nested->absmax.size())}, bytes_of(nested->absmax));
+        borrow(path + ".weight.nested_quant_map", DType::F32,
+               {static_cast<std::int64_t>(nested->code.size())}, bytes_of(nested->code));
       }
-      states.push_back(quant_state_json(*four));
-      writer.add(path + ".weight.quant_state.bitsandbytes__" + quant_type, DType::U8,
-                 {static_cast<std::int64_t>(states.back().size())}, bytes_of(states.back()));
-    } else if (const auto* eight = dynamic_cast<const Int8RowwiseWeight*>(weight.get())) {
-      any_8bit = true;
-      threshold = eight->threshold();
-      writer.add(path + ".weight", DType::I8, {eight->out_features(), eight->in_features()},
-                 bytes_of(eight->codes()));
-      writer.add(path + ".SCB", DType::F32, {eight->out_features()}, bytes_of(eight->scb()));
-      writer.add(path + ".weight_format", DType::U8, {}, bytes_of(row_major_format));
-    } else if (const auto* dense = dynamic_cast<const FloatWeight*>(weight.get())) {
-      writer.add(path + ".weight", dense->dtype(), {dense->out_features(), dense->in_features()},
-                 dense->bytes());
-      skipped.push_back(path);
+      const auto state = quant_state_json(*four);
+      const auto* first = reinterpret_cast<const std::byte*>(state.data());
+      tensors.push_back({path + ".weight.quant_state.bitsandbytes__" + quant_type_,
+                         DType::U8,
+                         {static_cast<std::int64_t>(state.size())},
+                         {},
+                         std::vector<std::byte>(first, first + state.size())});
+    } else if (const auto* eight = dynamic_cast<const Int8RowwiseWeight*>(&weight)) {
+      any_8bit_ = true;
+      threshold_ = eight->threshold();
+      borrow(path + ".weight", DType::I8, {eight->out_features(), eight->in_features()},
+             bytes_of(eight->codes()));
+      borrow(path + ".SCB", DType::F32, {eight->out_features()}, bytes_of(eight->scb()));
+      tensors.push_back({path + ".weight_format", DType::U8, {}, {}, {std::byte{0}}});
+    } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
+      borrow(path + ".weight", dense->dtype(), {dense->out_features(), dense->in_features()},
+             dense->bytes());
+      if (skipped_.empty() || skipped_.back() != path) skipped_.push_back(path);
     } else {
-      fail(path, ": a ", weight->describe(), " weight cannot be saved in the bitsandbytes layout");
+      fail(path, ": a ", weight.describe(), " weight cannot be saved in the bitsandbytes layout");
     }
+    return tensors;
   }
-  if (any_4bit && any_8bit) {
-    fail(staged.final_path().string(),
-         ": the bitsandbytes layout holds 4-bit or 8-bit modules, not both in one model");
-  }
-  const DType vector_dtype = model.config().dtype;
-  std::vector<std::vector<std::byte>> vectors;
-  vectors.reserve(model.named_vectors().size());
-  for (const auto& [name, values] : model.named_vectors()) {
-    vectors.emplace_back(values->size() * dtype_size(vector_dtype));
-    convert_from_f32(values->data(), values->size(), vector_dtype, vectors.back().data());
-    writer.add(name, vector_dtype, {static_cast<std::int64_t>(values->size())}, vectors.back());
-  }
-  writer.commit();
-  nlohmann::json config = model.config().raw;
-  config["quantization_config"] = {{"quant_method", "bitsandbytes"},
-                                   {"load_in_4bit", any_4bit},
-                                   {"load_in_8bit", any_8bit},
-                                   {"bnb_4bit_quant_type", quant_type},
-                                   {"bnb_4bit_use_double_quant", double_quant},
-                                   {"bnb_4bit_compute_dtype", torch_name(vector_dtype)},
-                                   {"bnb_4bit_quant_storage", "uint8"},
-                                   {"llm_int8_threshold", threshold},
-                                   {"llm_int8_has_fp16_weight", false},
-                                   {"llm_int8_enable_fp32_cpu_offload", false},
-                                   {"llm_int8_skip_modules", skipped}};
-  write_file_atomic(staged.path() / "config.json", config.dump(4) + "\n");
-  const fs::path& source = model.source_directory();
-  for (const char* file : kCopiedFiles) {
-    if (!source.empty() && fs::exists(source / file)) {
-      std::error_code error;
-      fs::copy_file(source / file, staged.path() / file, error);
-      if (error) fail(staged.final_path().string(), ": cannot copy ", file, ": ", error.message());
+
+  nlohmann::json config(const nlohmann::json& source_config) const override {
+    if (any_4bit_ && any_8bit_) {
+      fail("the bitsandbytes layout holds 4-bit or 8-bit modules, not both in one model");
     }
+    nlohmann::json config = source_config;
+    config["quantization_config"] = {{"quant_method", "bitsandbytes"},
+                                     {"load_in_4bit", any_4bit_},
+                                     {"load_in_8bit", any_8bit_},
+                                     {"bnb_4bit_quant_type", quant_type_},
+                                     {"bnb_4bit_use_double_quant", double_quant_},
+                                     {"bnb_4bit_compute_dtype", torch_name(model_dtype_)},
+                                     {"bnb_4bit_quant_storage", "uint8"},
+                                     {"llm_int8_threshold", threshold_},
+                                     {"llm_int8_has_fp16_weight", false},
+                                     {"llm_int8_enable_fp32_cpu_offload", false},
+                                     {"llm_int8_skip_modules", skipped_}};
+    return config;
   }
-  staged.commit();
+  std::map<std::string, std::string> metadata() const override { return {{"format", "pt"}}; }
+
+ private:
+  DType model_dtype_;
+  bool any_4bit_ = false, any_8bit_ = false, double_quant_ = false;
+  std::string quant_type_ = "nf4";
+  float threshold_ = Int8RowwiseWeight::kDefaultThreshold;
+  std::vector<std::string> skipped_;
+};
+
+}  // namespace
+
+std::unique_ptr<LayoutEncoder> bnb_encoder(DType model_dtype) {
+  return std::make_unique<BnbEncoder>(model_dtype);
+}
+
+void save_bnb_model(const Model& model, const fs::path& dir) {
+  BnbEncoder encoder(model.config().dtype);
+  save_layout(model, dir, encoder);
 }
 
 }  // namespace uq

@@ -15,6 +15,7 @@
 // P.weight_format (uint8 scalar 0 = row-major). Everything else is stored as
 // in the float checkpoint.
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,7 @@
 namespace uq {
 
 class Model;
+class LayoutEncoder;
 
 struct BnbQuantization {
   float llm_int8_threshold = 6.0f;
@@ -42,6 +44,9 @@ WeightFactory bnb_weights(const TensorSource& tensors, const BnbQuantization& qu
 // Writes `model` (float, Bnb4Weight and Int8RowwiseWeight modules) in this
 // layout at `dir`, atomically. Throws uq::Error for other weight kinds or a
 // model mixing 4- and 8-bit modules (the config cannot describe it).
+// The bitsandbytes layout's encoder (io/formats/layout_writer.hpp) for a model of `model_dtype`.
+std::unique_ptr<LayoutEncoder> bnb_encoder(DType model_dtype);
+
 void save_bnb_model(const Model& model, const std::filesystem::path& dir);
 
 }  // namespace uq

@@ -48,10 +48,13 @@ WeightFactory custom_weights(const TensorSource& tensors, const ModelConfig& con
   };
 }
 
-void save_custom_model(const Model& model, const std::filesystem::path& dir, int bits) {
-  std::vector<LayoutTensor> tensors;
-  for (const auto& [path, weight] : model.named_weights()) {
-    if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(weight.get())) {
+class CustomEncoder final : public LayoutEncoder {
+ public:
+  explicit CustomEncoder(int bits) : bits_(bits) {}
+
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
+    std::vector<LayoutTensor> tensors;
+    if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
       if (symmetric->scale_dtype() != DType::F32) {
         fail(path, ": custom layout scales are F32, this weight's are ",
              dtype_name(symmetric->scale_dtype()));
@@ -64,21 +67,38 @@ void save_custom_model(const Model& model, const std::filesystem::path& dir, int
                          codes,
                          {}});
       tensors.push_back({path + ".weight_scale", DType::F32, {out}, {}, symmetric->scale_bytes()});
-    } else if (const auto* dense = dynamic_cast<const FloatWeight*>(weight.get())) {
+    } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
       tensors.push_back({path + ".weight",
                          dense->dtype(),
                          {dense->out_features(), dense->in_features()},
                          dense->bytes(),
                          {}});
     } else {
-      fail(path, ": a ", weight->describe(), " weight cannot be saved in the custom layout");
+      fail(path, ": a ", weight.describe(), " weight cannot be saved in the custom layout");
     }
+    return tensors;
   }
-  append_model_vectors(model, tensors);
-  nlohmann::json config = model.config().raw;
-  config["quantization_config"] = {
-      {"quant_method", kQuantMethod}, {"scheme", "symmetric per-channel"}, {"bits", bits}};
-  write_layout_directory(model, dir, tensors, {{"format", kQuantMethod}}, config, {});
+  nlohmann::json config(const nlohmann::json& source_config) const override {
+    nlohmann::json config = source_config;
+    config["quantization_config"] = {
+        {"quant_method", kQuantMethod}, {"scheme", "symmetric per-channel"}, {"bits", bits_}};
+    return config;
+  }
+  std::map<std::string, std::string> metadata() const override {
+    return {{"format", kQuantMethod}};
+  }
+
+ private:
+  int bits_;
+};
+
+std::unique_ptr<LayoutEncoder> custom_encoder(int bits) {
+  return std::make_unique<CustomEncoder>(bits);
+}
+
+void save_custom_model(const Model& model, const std::filesystem::path& dir, int bits) {
+  CustomEncoder encoder(bits);
+  save_layout(model, dir, encoder);
 }
 
 }  // namespace uq

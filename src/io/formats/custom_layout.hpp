@@ -9,6 +9,7 @@
 // source config plus "quantization_config": {"quant_method": "uq-custom",
 // "scheme": "symmetric per-channel", "bits": N}.
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "io/hf_config.hpp"
@@ -17,6 +18,7 @@
 namespace uq {
 
 class Model;
+class LayoutEncoder;
 
 // True when config.json declares the custom layout.
 bool is_custom_layout(const nlohmann::json& config);
@@ -28,6 +30,9 @@ WeightFactory custom_weights(const TensorSource& tensors, const ModelConfig& con
 
 // Writes `model` (float or symmetric weights) in the custom layout at `dir`,
 // atomically; `bits` is the default recorded in config.json.
+// The custom layout's encoder (io/formats/layout_writer.hpp); `bits` goes to config.json.
+std::unique_ptr<LayoutEncoder> custom_encoder(int bits);
+
 void save_custom_model(const Model& model, const std::filesystem::path& dir, int bits);
 
 }  // namespace uq

@@ -5,9 +5,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "io/atomic_file.hpp"
+#include "io/formats/layout_writer.hpp"
 #include "io/safetensors.hpp"
-#include "io/staged_directory.hpp"
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
@@ -19,11 +18,6 @@ namespace {
 // mlx-lm's shard limit (MAX_FILE_SIZE_GB = 5, in GiB).
 constexpr std::uint64_t kMaxShardBytes = 5ull << 30;
 
-// Tokenizer and generation files copied next to the weights.
-constexpr const char* kCopiedFiles[] = {"tokenizer.json", "tokenizer_config.json",
-                                        "special_tokens_map.json", "generation_config.json",
-                                        "chat_template.jinja"};
-
 int json_int(const nlohmann::json& object, const char* key, const std::string& where) {
   if (!object.contains(key) || !object[key].is_number_integer()) {
     fail(where, ": '", key, "' must be an integer");
@@ -31,91 +25,64 @@ int json_int(const nlohmann::json& object, const char* key, const std::string& w
   return object[key].get<int>();
 }
 
-// A tensor to write: its bytes live in the model's weights (which outlive the
-// save) or, for vectors converted to the model dtype, in `owned`.
-struct PendingTensor {
-  std::string name;
-  DType dtype;
-  std::vector<std::int64_t> shape;
-  std::span<const std::byte> bytes;
-  std::vector<std::byte> owned;
+class MlxEncoder final : public LayoutEncoder {
+ public:
+  explicit MlxEncoder(const MlxQuantization& defaults)
+      : defaults_(defaults),
+        quantization_(
+            {{"group_size", defaults.group_size}, {"bits", defaults.bits}, {"mode", "affine"}}) {}
+
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
+    if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
+      if (affine->bits() == 1 || affine->bits() == 7) {
+        fail(path, ": ", affine->bits(),
+             "-bit affine is our own extension; the mlx-lm layout holds 2, 3, 4, 5, 6 or 8 bits");
+      }
+      const auto out = affine->out_features();
+      const auto groups = affine->in_features() / affine->group_size();
+      const auto codes = affine->codes();
+      if (affine->bits() != defaults_.bits || affine->group_size() != defaults_.group_size) {
+        quantization_[path] = {{"group_size", affine->group_size()}, {"bits", affine->bits()}};
+      }
+      std::vector<LayoutTensor> tensors;
+      tensors.push_back({path + ".weight",
+                         DType::U32,
+                         {out, static_cast<std::int64_t>(codes.size()) / out},
+                         std::as_bytes(codes),
+                         {}});
+      tensors.push_back(
+          {path + ".scales", affine->param_dtype(), {out, groups}, affine->scales(), {}});
+      tensors.push_back(
+          {path + ".biases", affine->param_dtype(), {out, groups}, affine->biases(), {}});
+      return tensors;
+    }
+    if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
+      quantization_[path] = false;
+      std::vector<LayoutTensor> tensors;
+      tensors.push_back({path + ".weight",
+                         dense->dtype(),
+                         {dense->out_features(), dense->in_features()},
+                         dense->bytes(),
+                         {}});
+      return tensors;
+    }
+    fail(path, ": a ", weight.describe(), " weight cannot be saved in the mlx-lm layout");
+  }
+
+  nlohmann::json config(const nlohmann::json& source_config) const override {
+    nlohmann::json config = source_config;
+    config["quantization"] = quantization_;
+    config["quantization_config"] = quantization_;
+    return config;
+  }
+
+  std::map<std::string, std::string> metadata() const override { return {{"format", "mlx"}}; }
+  ShardPolicy shard_policy() const override { return {kMaxShardBytes, true}; }
+
+ private:
+  MlxQuantization defaults_;
+  nlohmann::json quantization_;
 };
-
-PendingTensor vector_tensor(std::string name, const std::vector<float>& values, DType dtype) {
-  PendingTensor tensor{std::move(name), dtype, {static_cast<std::int64_t>(values.size())}, {}, {}};
-  tensor.owned.resize(values.size() * dtype_size(dtype));
-  convert_from_f32(values.data(), values.size(), dtype, tensor.owned.data());
-  tensor.bytes = tensor.owned;
-  return tensor;
-}
-
-// The tensors of one module, and its config entry (nullopt: follows the default).
-void collect_module(const std::string& path, const Weight& weight, const MlxQuantization& defaults,
-                    std::vector<PendingTensor>& tensors, nlohmann::json& quantization) {
-  if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
-    if (affine->bits() == 1 || affine->bits() == 7) {
-      fail(path, ": ", affine->bits(),
-           "-bit affine is our own extension; the mlx-lm layout holds 2, 3, 4, 5, 6 or 8 bits");
-    }
-    const auto out = affine->out_features();
-    const auto groups = affine->in_features() / affine->group_size();
-    const auto codes = affine->codes();
-    tensors.push_back({path + ".weight",
-                       DType::U32,
-                       {out, static_cast<std::int64_t>(codes.size()) / out},
-                       std::as_bytes(codes),
-                       {}});
-    tensors.push_back(
-        {path + ".scales", affine->param_dtype(), {out, groups}, affine->scales(), {}});
-    tensors.push_back(
-        {path + ".biases", affine->param_dtype(), {out, groups}, affine->biases(), {}});
-    if (affine->bits() != defaults.bits || affine->group_size() != defaults.group_size) {
-      quantization[path] = {{"group_size", affine->group_size()}, {"bits", affine->bits()}};
-    }
-    return;
-  }
-  if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
-    tensors.push_back({path + ".weight",
-                       dense->dtype(),
-                       {dense->out_features(), dense->in_features()},
-                       dense->bytes(),
-                       {}});
-    quantization[path] = false;
-    return;
-  }
-  fail(path, ": a ", weight.describe(), " weight cannot be saved in the mlx-lm layout");
-}
-
-void write_shards(const fs::path& dir, std::vector<PendingTensor>& tensors) {
-  std::vector<std::vector<PendingTensor*>> shards(1);
-  std::uint64_t shard_bytes = 0, total_bytes = 0;
-  for (auto& tensor : tensors) {
-    if (shard_bytes > 0 && shard_bytes + tensor.bytes.size() > kMaxShardBytes) {
-      shards.emplace_back();
-      shard_bytes = 0;
-    }
-    shards.back().push_back(&tensor);
-    shard_bytes += tensor.bytes.size();
-    total_bytes += tensor.bytes.size();
-  }
-  std::map<std::string, std::string> weight_map;
-  for (std::size_t i = 0; i < shards.size(); ++i) {
-    char name[64];
-    if (shards.size() == 1) {
-      std::snprintf(name, sizeof name, "model.safetensors");
-    } else {
-      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    }
-    SafetensorsWriter writer(dir / name, {{"format", "mlx"}});
-    for (const auto* tensor : shards[i]) {
-      writer.declare(tensor->name, tensor->dtype, tensor->shape);
-      weight_map[tensor->name] = name;
-    }
-    for (const auto* tensor : shards[i]) writer.write(tensor->name, tensor->bytes);
-    writer.commit();
-  }
-  write_safetensors_index(dir, weight_map, total_bytes);
-}
 
 }  // namespace
 
@@ -205,34 +172,14 @@ WeightFactory mlx_weights(const TensorSource& tensors, const MlxQuantization& qu
   };
 }
 
+std::unique_ptr<LayoutEncoder> mlx_encoder(const MlxQuantization& default_quantization) {
+  return std::make_unique<MlxEncoder>(default_quantization);
+}
+
 void save_mlx_model(const Model& model, const fs::path& dir,
                     const MlxQuantization& default_quantization) {
-  std::vector<PendingTensor> tensors;
-  nlohmann::json quantization = {{"group_size", default_quantization.group_size},
-                                 {"bits", default_quantization.bits},
-                                 {"mode", "affine"}};
-  for (const auto& [path, weight] : model.named_weights()) {
-    collect_module(path, *weight, default_quantization, tensors, quantization);
-  }
-  const DType vector_dtype = model.config().dtype;
-  for (const auto& [name, values] : model.named_vectors()) {
-    tensors.push_back(vector_tensor(name, *values, vector_dtype));
-  }
-  StagedDirectory staged(dir);
-  write_shards(staged.path(), tensors);
-  nlohmann::json config = model.config().raw;
-  config["quantization"] = quantization;
-  config["quantization_config"] = quantization;
-  write_file_atomic(staged.path() / "config.json", config.dump(4) + "\n");
-  const fs::path& source = model.source_directory();
-  for (const char* file : kCopiedFiles) {
-    if (!source.empty() && fs::exists(source / file)) {
-      std::error_code error;
-      fs::copy_file(source / file, staged.path() / file, error);
-      if (error) fail(staged.final_path().string(), ": cannot copy ", file, ": ", error.message());
-    }
-  }
-  staged.commit();
+  MlxEncoder encoder(default_quantization);
+  save_layout(model, dir, encoder);
 }
 
 }  // namespace uq

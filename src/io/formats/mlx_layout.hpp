@@ -9,6 +9,7 @@
 // tokenizer files copied. A quantized module P has P.weight (uint32 codes),
 // P.scales and P.biases (model dtype), and P.bias when the layer has one.
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 namespace uq {
 
 class Model;
+class LayoutEncoder;
 
 struct MlxQuantization {
   int bits = 4;
@@ -41,6 +43,9 @@ WeightFactory mlx_weights(const TensorSource& tensors, const MlxQuantization& qu
 // atomically. `default_quantization` gives the top-level bits/group size;
 // modules that differ get overrides. Throws uq::Error for bits mlx-lm cannot
 // read (1 and 7) or weights of another backend.
+// The mlx-lm layout's encoder (io/formats/layout_writer.hpp), as save_mlx_model uses it.
+std::unique_ptr<LayoutEncoder> mlx_encoder(const MlxQuantization& default_quantization);
+
 void save_mlx_model(const Model& model, const std::filesystem::path& dir,
                     const MlxQuantization& default_quantization);
 

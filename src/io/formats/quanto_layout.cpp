@@ -63,6 +63,7 @@ LayoutTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shap
 }
 
 // The tensors of module `path` and its quantization map entry (null: float).
+// The module's tensors; its quantization_map.json entry (null when kept float).
 nlohmann::json collect_module(const std::string& path, const Weight& weight, DType model_dtype,
                               std::vector<LayoutTensor>& tensors) {
   std::string qtype;
@@ -128,16 +129,36 @@ WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& con
   };
 }
 
-void save_quanto_model(const Model& model, const std::filesystem::path& dir) {
-  std::vector<LayoutTensor> tensors;
-  nlohmann::json map = nlohmann::json::object();
-  for (const auto& [path, weight] : model.named_weights()) {
-    auto entry = collect_module(path, *weight, model.config().dtype, tensors);
-    if (!entry.is_null()) map[path] = std::move(entry);
+class QuantoEncoder final : public LayoutEncoder {
+ public:
+  explicit QuantoEncoder(DType model_dtype) : model_dtype_(model_dtype) {}
+
+  std::vector<LayoutTensor> module_tensors(const std::string& path, const Weight& weight) override {
+    std::vector<LayoutTensor> tensors;
+    auto entry = collect_module(path, weight, model_dtype_, tensors);
+    if (!entry.is_null()) map_[path] = std::move(entry);
+    return tensors;
   }
-  append_model_vectors(model, tensors);
-  write_layout_directory(model, dir, tensors, {{"format", "pt"}}, model.config().raw,
-                         {{"quantization_map.json", map}});
+  nlohmann::json config(const nlohmann::json& source_config) const override {
+    return source_config;
+  }
+  std::map<std::string, nlohmann::json> json_files() const override {
+    return {{"quantization_map.json", map_}};
+  }
+  std::map<std::string, std::string> metadata() const override { return {{"format", "pt"}}; }
+
+ private:
+  DType model_dtype_;
+  nlohmann::json map_ = nlohmann::json::object();
+};
+
+std::unique_ptr<LayoutEncoder> quanto_encoder(DType model_dtype) {
+  return std::make_unique<QuantoEncoder>(model_dtype);
+}
+
+void save_quanto_model(const Model& model, const std::filesystem::path& dir) {
+  QuantoEncoder encoder(model.config().dtype);
+  save_layout(model, dir, encoder);
 }
 
 }  // namespace uq

@@ -13,6 +13,7 @@
 //                 P.bias when the layer has one.
 // Float modules keep P.weight. config.json is the source config unchanged.
 #include <filesystem>
+#include <memory>
 
 #include "io/hf_config.hpp"
 #include "model/tensor_source.hpp"
@@ -20,6 +21,7 @@
 namespace uq {
 
 class Model;
+class LayoutEncoder;
 
 // Each module from its keys: quanto's when P.weight._data (qint8) or
 // P.weight._data._data (qint4/qint2) exists, else the float P.weight, so a
@@ -31,6 +33,9 @@ WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& con
 // Writes `model` in quanto's layout at `dir`, atomically. Throws uq::Error
 // naming the module for a weight quanto cannot hold (symmetric int4, affine
 // bits other than 2/4, or a group size other than quanto's).
+// The quanto layout's encoder (io/formats/layout_writer.hpp) for a model of `model_dtype`.
+std::unique_ptr<LayoutEncoder> quanto_encoder(DType model_dtype);
+
 void save_quanto_model(const Model& model, const std::filesystem::path& dir);
 
 }  // namespace uq

@@ -1,0 +1,38 @@
+#pragma once
+// The per-module decisions of quantize_model, shared by the in-memory and the
+// streaming paths so that both quantize (and report) every module alike.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/config.hpp"
+#include "api/quantize.hpp"
+
+namespace uq {
+
+class Backend;
+class Weight;
+
+// (backend name, why): `auto` resolved, or "requested".
+std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config);
+
+// Adds a warning for each layer_bits/skip pattern that matches none of `paths`.
+void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
+                             const std::vector<std::string>& paths,
+                             std::vector<std::string>& warnings);
+
+// Bits for a module (0: keep float). A tied embedding also serves lm_head: the
+// most specific pattern over both names decides, and a skip of either keeps it float.
+int module_bits(const std::string& path, const std::vector<std::string>& tied_paths,
+                const UnifiedQuantizationConfig& config);
+
+// Quantizes `weight` of module `path` to `bits` (0: keeps it) with `backend`,
+// appending its line (and a warning when the backend keeps it float) to
+// `report`. Returns the weight the model should hold.
+std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::string& path,
+                                        std::shared_ptr<Weight> weight, int bits,
+                                        const UnifiedQuantizationConfig& config,
+                                        QuantizationReport& report);
+
+}  // namespace uq

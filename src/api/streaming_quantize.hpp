@@ -1,0 +1,34 @@
+#pragma once
+// Streaming quantization (memory_efficient): the float model is never held.
+// Matrices are read from the memory-mapped checkpoint shards one at a time
+// (or `chunk_size` rows at a time where the format allows), quantized, and
+// their mapped pages dropped once used.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "api/config.hpp"
+#include "api/quantize.hpp"
+
+namespace uq {
+
+class Model;
+
+// Quantizes the Hugging Face model at `model_dir` into a model in memory, one
+// float matrix at a time. `note`, when not empty, is the report's first warning
+// (why streaming was chosen). The result equals quantize_model on the loaded model.
+std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
+    const std::filesystem::path& model_dir, UnifiedQuantizationConfig config,
+    const std::string& note = {});
+
+// Quantizes the Hugging Face model at `model_dir` straight into the backend's
+// layout at `out_dir` (staged: it appears complete or not at all). Memory holds
+// one chunk of rows of float input plus one matrix's quantized output (for
+// backends whose formats are not row-independent, one float matrix). The files
+// equal quantize_model + save_model's byte for byte. Returns the config and report.
+Quantizer quantize_to_directory(const std::filesystem::path& model_dir,
+                                const std::filesystem::path& out_dir,
+                                UnifiedQuantizationConfig config, const std::string& note = {});
+
+}  // namespace uq

@@ -77,12 +77,11 @@ std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::strin
                                         std::shared_ptr<Weight> weight, int bits,
                                         const UnifiedQuantizationConfig& config,
                                         QuantizationReport& report) {
-  LayerQuantization layer{path,
-                          weight->describe(),
-                          0,
-                          weight->out_features() * weight->in_features(),
-                          weight->storage_bytes(),
-                          ""};
+  LayerQuantization layer;
+  layer.path = path;
+  layer.scheme = weight->describe();
+  layer.parameters = weight->out_features() * weight->in_features();
+  layer.bytes = weight->storage_bytes();
   if (bits == 0) {
     layer.note = "kept in float (layer_bits/skip)";
   } else if (auto quantized = backend.quantize(path, *weight, bits, config, layer.note)) {

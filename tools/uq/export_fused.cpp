@@ -102,12 +102,17 @@ void export_fused(const FusedExportOptions& options) {
       }
       tensors.push_back(std::move(tensor));
     }
-    append_model_vectors(*fused, tensors);
+    for (const auto& [name, values] : fused->named_vectors()) {
+      tensors.push_back(vector_tensor(name, *values, fused->config().dtype));
+    }
     nlohmann::json config = model->config().raw;
     config.erase("quantization");
     config.erase("quantization_config");
     config["torch_dtype"] = options.dtype;
-    write_layout_directory(*fused, options.output, tensors, {{"format", "pt"}}, config, {});
+    LayoutOutput output(options.output, {{"format", "pt"}}, {});
+    for (const auto& tensor : tensors) output.plan(tensor.name, tensor.dtype, tensor.shape);
+    for (const auto& tensor : tensors) output.add(tensor);
+    output.commit(config, {}, fused->source_directory());
     report["format"] = "float";
     report["dtype"] = options.dtype;
   } else {

@@ -10,6 +10,7 @@ extra=()
 [ -x "$UQ_VENV/bin/python" ] && extra+=(-DPython_EXECUTABLE="$UQ_VENV/bin/python")
 if command -v ccache >/dev/null; then
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}"
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"  # hits across clones in other folders
   extra+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${UQ_BUILD_TYPE:-Release}" "${extra[@]}" \

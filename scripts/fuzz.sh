@@ -10,8 +10,14 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 BUILD_DIR="${UQ_FUZZ_BUILD_DIR:-build-fuzz}"
 
+launcher=()
+if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~/.cache
+  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}" CCACHE_BASEDIR="$PWD"
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+
 CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DUQ_FUZZ=ON -DUQ_BUILD_TESTS=OFF -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF \
+  -DUQ_FUZZ=ON -DUQ_BUILD_TESTS=OFF -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF "${launcher[@]}" \
   >/dev/null
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

@@ -13,12 +13,12 @@ cd "$(dirname "$0")/.."
 modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(address thread)
 
-# Tests that start threads, and the executables that hold them.
 # Left out under ASan: tests that spend their time in Python oracles or in
 # whole-text evaluations, fine-tuning, calibration and GB-sized checkpoints
 # through `uq`; the same C++ paths run under ASan in the unit and shorter e2e
 # tests, and the parsers under the fuzzers.
 ASAN_EXCLUDE='Oracle|Perplexity|SeedMixed|CompareBackends|Bench|MigrationDoc|StreamingCli|CalibrationCli|Finetune\.|Gguf\.'
+# Tests that start threads, and the executables that hold them.
 TSAN_TARGETS=(test_thread_pool test_tokenizer test_concurrent_generation)
 TSAN_TESTS='^ThreadPool\.|Concurrent'
 
@@ -26,9 +26,15 @@ export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_afte
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
+launcher=()
+if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~/.cache
+  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}" CCACHE_BASEDIR="$PWD"
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+
 configure() {  # build dir, sanitizers
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUQ_SANITIZE="$2" \
-    -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF >/dev/null
+    -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF "${launcher[@]}" >/dev/null
 }
 
 for mode in "${modes[@]}"; do

@@ -11,6 +11,8 @@
 #include "conversions.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "io/formats/gguf_model.hpp"
+#include "io/formats/gguf_recipe.hpp"
 #include "io/formats/layout_detection.hpp"
 #include "io/hf_config.hpp"
 #include "io/tokenizer/tokenizer.hpp"
@@ -167,6 +169,26 @@ void bind_model(py::module_& m) {
         return load_model(path);
       },
       py::arg("path"));
+  m.def(
+      "export_gguf",
+      [](const Model& model, const std::string& path, const std::string& type) {
+        const auto recipe = parse_gguf_recipe(type);
+        if (!recipe) fail("type: '", type, "' is not a GGUF type (", gguf_recipe_names(), ")");
+        std::vector<std::string> log;
+        GgufExportReport report;
+        {
+          py::gil_scoped_release release;
+          report = export_gguf(model, path, *recipe,
+                               [&log](const std::string& line) { log.push_back(line); });
+        }
+        py::dict out;
+        out["file_bytes"] = report.file_bytes;
+        out["dequantized"] = report.dequantized;
+        out["tensors"] = report.tensors.size();
+        out["log"] = log;
+        return out;
+      },
+      py::arg("model"), py::arg("path"), py::arg("type"));
   m.def("model_from_tensors", &model_from_tensors, py::arg("config"), py::arg("tensors"),
         py::arg("tokenizer_json") = "");
 }

@@ -29,6 +29,9 @@ void for_each_field(Visit&& visit) {
   visit("method", &Config::method);
   visit("calibration_data", &Config::calibration_data);
   visit("calibration_samples", &Config::calibration_samples);
+  visit("calibration_ctx", &Config::calibration_ctx);
+  visit("seed", &Config::seed);
+  visit("act_order", &Config::act_order);
   visit("memory_efficient", &Config::memory_efficient);
   visit("chunk_size", &Config::chunk_size);
   visit("enable_lora", &Config::enable_lora);
@@ -72,6 +75,7 @@ py::dict report_dict(const QuantizationReport& report) {
   out["quantized_parameters"] = report.quantized_parameters();
   out["bits_per_quantized_weight"] = report.bits_per_quantized_weight();
   out["warnings"] = report.warnings;
+  out["not_calibrated"] = report.not_calibrated;
   py::list layers;
   for (const auto& layer : report.layers) {
     py::dict row;
@@ -81,6 +85,9 @@ py::dict report_dict(const QuantizationReport& report) {
     row["parameters"] = layer.parameters;
     row["bytes"] = layer.bytes;
     row["note"] = layer.note;
+    row["method"] = layer.method;
+    row["reconstruction_error"] = layer.reconstruction_error;
+    row["error_measure"] = layer.error_measure;
     layers.append(row);
   }
   out["layers"] = layers;

@@ -93,6 +93,11 @@ class Model:
     def config(self) -> dict:
         return self._core.config
 
+    def export_gguf(self, path, type: str = "Q4_K_M") -> dict:
+        """Writes the model as a GGUF file for llama.cpp (type: F32, F16, BF16, Q8_0, Q4_0,
+        Q4_1, Q5_0, Q6_K, Q4_K or the Q4_K_M recipe); quantized weights are dequantized first."""
+        return _core.export_gguf(self._core, os.fspath(path), type)
+
     def weights(self) -> list:
         """One dict per weight matrix: path, scheme, shape, bytes."""
         return self._core.weights()
@@ -127,7 +132,8 @@ class Quantizer:
 
 
 def load_model(path) -> Model:
-    """A Hugging Face directory, or a directory written by any backend's save_model."""
+    """A Hugging Face directory, a directory written by any backend's save_model, or a
+    llama.cpp GGUF file."""
     return Model(_core.load_model(os.fspath(path)))
 
 

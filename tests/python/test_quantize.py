@@ -68,3 +68,28 @@ def test_bad_options_raise_with_the_option_named(model):
         uq.quantize_model(model, colour="blue")
     with pytest.raises(TypeError, match="expected"):
         uq.quantize_model(object())
+
+
+def test_calibrated_quantization_from_python(model, tmp_path, repo):
+    text = (repo / "data" / "train.txt").read_text()[:60000]
+    (tmp_path / "calib.txt").write_text(text)
+    qmodel, quantizer = uq.quantize_model(model, bits=3, backend="mlx", method="gptq",
+                                          calibration_data=str(tmp_path / "calib.txt"),
+                                          calibration_samples=4, calibration_ctx=64, seed=1,
+                                          layer_bits={"embed": 16, "lm_head": 16})
+    layers = {l["path"]: l for l in quantizer.report["layers"]}
+    down = layers["model.layers.0.mlp.down_proj"]
+    assert down["scheme"] == "affine b3 g64" and down["method"] == "gptq"
+    assert 0 < down["reconstruction_error"] < 1
+    ids = np.array([[1183, 259, 2430, 424, 3130, 259, 892]], dtype=np.int64)
+    assert uq.cosine_similarity(qmodel(ids), model(ids)) > 0.95
+
+
+def test_gguf_round_trip_from_python(model, tmp_path):
+    report = model.export_gguf(tmp_path / "m.gguf", "Q8_0")
+    assert report["file_bytes"] > 0 and not report["dequantized"]
+    again = uq.load_model(tmp_path / "m.gguf")
+    ids = np.array([[1183, 259, 2430, 424, 3130]], dtype=np.int64)
+    assert uq.cosine_similarity(again(ids), model(ids)) > 0.999
+    with pytest.raises(uq.UQError, match="not a GGUF type"):
+        model.export_gguf(tmp_path / "x.gguf", "Q3_K")

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,33 @@ std::string with_nan_weight(const std::string& tensor) {
 
 std::string val_txt() {
   return test::source_path("data/val.txt").string();
+}
+
+// The bundled model quantized by `uq quantize` into <dir>/q.
+fs::path quantized_copy(const TempDir& dir, const std::string& backend, const std::string& bits) {
+  const auto out = dir / "q";
+  const auto result = test::run_uq({"quantize", test::bundled_model().string(), "-o", out.string(),
+                                    "--backend", backend, "--bits", bits, "--quiet"});
+  if (result.exit_code != 0) throw std::runtime_error("uq quantize failed: " + result.err);
+  return out;
+}
+
+// Renames a tensor in a safetensors header to a name of the same length, so
+// that nothing else in the file moves (and in the index, when there is one).
+void rename_tensor(const fs::path& file, const std::string& from, const std::string& to) {
+  std::string bytes = read_file(file);
+  const auto at = bytes.find("\"" + from + "\"");
+  if (from.size() != to.size() || at == std::string::npos) throw std::runtime_error("rename");
+  bytes.replace(at + 1, from.size(), to);
+  replace_file(file, bytes);
+  const auto index = file.parent_path() / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    auto json = nlohmann::json::parse(read_file(index));
+    auto& map = json.at("weight_map");
+    map[to] = map.at(from);
+    map.erase(from);
+    replace_file(index, json.dump());
+  }
 }
 
 std::vector<std::string> eval(const fs::path& model, const std::string& data = val_txt(),
@@ -324,6 +352,54 @@ const std::vector<BadInput>& cases() {
          return eval(model, (dir / "short.txt").string());
        },
        "error: <dir>/model: the model's logits are not finite (NaN or infinite weights?)"},
+      // ---- Quantized layouts.
+      {"mlx scales missing",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "mlx", "4");
+         rename_tensor(model / "model.safetensors", "model.layers.0.mlp.up_proj.scales",
+                       "model.layers.0.mlp.up_proj.scalez");
+         return eval(model);
+       },
+       "error: tensor 'model.layers.0.mlp.up_proj.scales' is missing: config.json declares "
+       "'model.layers.0.mlp.up_proj' quantized (4 bits, group size 64)"},
+      {"mlx bits disagree with the packed weights",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "mlx", "4");
+         edit_config(model, [](nlohmann::json& config) {
+           config["quantization"]["bits"] = 3;
+           config["quantization_config"]["bits"] = 3;
+         });
+         return eval(model);
+       },
+       "error: tensor 'model.embed_tokens.weight': shapes [4096, 32] (codes) and [4096, 4] "
+       "(scales) do not fit 3 bits with group size 64"},
+      {"mlx group size the format lacks",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "mlx", "4");
+         edit_config(model, [](nlohmann::json& config) {
+           config["quantization"]["group_size"] = 48;
+           config["quantization_config"]["group_size"] = 48;
+         });
+         return eval(model);
+       },
+       "error: tensor 'model.embed_tokens.weight': shapes [4096, 32] (codes) and [4096, 4] "
+       "(scales) do not fit 4 bits with group size 48"},
+      {"quanto scale missing",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "8");
+         rename_tensor(model / "model.safetensors", "model.layers.2.self_attn.k_proj.weight._scale",
+                       "model.layers.2.self_attn.k_proj.weight._scalf");
+         return eval(model);
+       },
+       "error: <dir>/q: no tensor 'model.layers.2.self_attn.k_proj.weight._scale'"},
+      {"bnb absmax missing",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "bnb", "4");
+         rename_tensor(model / "model.safetensors", "model.layers.1.self_attn.o_proj.weight.absmax",
+                       "model.layers.1.self_attn.o_proj.weight.absmaz");
+         return eval(model);
+       },
+       "error: <dir>/q: no tensor 'model.layers.1.self_attn.o_proj.weight.absmax'"},
       // ---- Sharded checkpoints.
       {"index shard outside the directory",
        [](const TempDir& dir) {

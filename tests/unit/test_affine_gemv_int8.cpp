@@ -13,41 +13,12 @@
 #include "kernels/cpu/affine_kernels.hpp"
 #include "quant/affine.hpp"
 #include "quant/affine_weight.hpp"
+#include "support/random_affine.hpp"
 
 namespace uq {
 namespace {
 
 using cpu::DotIsa;
-
-std::unique_ptr<AffineWeight> random_weight(std::int64_t out, std::int64_t in, int bits, int group,
-                                            DType dtype, std::mt19937& rng) {
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(out * in));
-  std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
-  for (auto& c : codes) c = static_cast<std::uint8_t>(code(rng));
-  std::vector<std::uint32_t> words(static_cast<std::size_t>(out * affine_words_per_row(in, bits)));
-  for (std::int64_t o = 0; o < out; ++o) {
-    pack_codes(
-        std::span(codes).subspan(static_cast<std::size_t>(o * in), static_cast<std::size_t>(in)),
-        bits, words.data() + o * affine_words_per_row(in, bits));
-  }
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  const auto groups = static_cast<std::size_t>(out * (in / group));
-  std::vector<float> scales(groups), biases(groups);
-  for (auto& s : scales) s = uniform(rng) * 0.1f;
-  for (auto& b : biases) b = uniform(rng) * 0.5f;
-  std::vector<std::byte> scale_bytes(groups * dtype_size(dtype)), bias_bytes(scale_bytes.size());
-  convert_from_f32(scales.data(), groups, dtype, scale_bytes.data());
-  convert_from_f32(biases.data(), groups, dtype, bias_bytes.data());
-  return AffineWeight::from_packed(out, in, bits, group, words, dtype, scale_bytes, bias_bytes,
-                                   "random");
-}
-
-std::vector<float> random_x(std::int64_t rows, std::int64_t in, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> x(static_cast<std::size_t>(rows * in));
-  for (auto& v : x) v = normal(rng);
-  return x;
-}
 
 std::vector<DotIsa> dot_isas() {
   std::vector<DotIsa> isas{DotIsa::Avx2};
@@ -91,7 +62,7 @@ Reference reference(const cpu::AffineMatrix& m, const std::vector<float>& x, std
 
 TEST(Int8Activations, BlocksRoundToTheirStepAndEveryPositionIsUsedOnce) {
   std::mt19937 rng(3);
-  auto x = random_x(2, 128, rng);
+  auto x = test::random_activations(2, 128, rng);
   for (int i = 64; i < 96; ++i) x[static_cast<std::size_t>(i)] = 0.0f;  // an all-zero block
   for (int bits : {2, 4, 8}) {
     for (int group : {32, 64, 128}) {
@@ -139,7 +110,7 @@ TEST(Int8Activations, BlocksRoundToTheirStepAndEveryPositionIsUsedOnce) {
 // product is NaN exactly where the float product is.
 TEST(Int8Activations, NonFiniteBlocksGiveNaNScalesAndZeroCodes) {
   std::mt19937 rng(5);
-  auto x = random_x(1, 128, rng);
+  auto x = test::random_activations(1, 128, rng);
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[70] = std::numeric_limits<float>::infinity();
   const auto a = cpu::quantize_activations(x.data(), 1, 128, 4, 64);
@@ -161,12 +132,12 @@ TEST(AffineGemvInt8, EveryIsaMatchesTheRoundedReferenceAndBoundsTheExactOne) {
         for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
           const std::int64_t out = 19;  // not a multiple of the 4-row tiles
           const std::int64_t in = group * 3;
-          const auto w = random_weight(out, in, bits, group, dtype, rng);
+          const auto w = test::random_affine_weight(out, in, bits, group, dtype, rng);
           for (std::int64_t rows : {1, 2, 3, 4, 5, 7}) {
             const auto what = "isa " + std::to_string(static_cast<int>(isa)) + " bits " +
                               std::to_string(bits) + " group " + std::to_string(group) + " " +
                               std::string(dtype_name(dtype)) + " rows " + std::to_string(rows);
-            const auto x = random_x(rows, in, rng);
+            const auto x = test::random_activations(rows, in, rng);
             const auto ref = reference(w->matrix(), x, rows);
             std::vector<float> y(static_cast<std::size_t>(rows * out));
             cpu::affine_gemv_int8(w->matrix(), x.data(), rows, y.data(), isa);
@@ -208,9 +179,9 @@ TEST(AffineGemvInt8, LargeCodesDoNotSaturateTheAvx2Dot) {
 
 TEST(AffineGemvInt8, MatmulUsesItForDecodeUnlessExactIsAsked) {
   std::mt19937 rng(8);
-  const auto w4 = random_weight(40, 256, 4, 64, DType::BF16, rng);
-  const auto w3 = random_weight(40, 256, 3, 64, DType::BF16, rng);
-  const auto x = random_x(2, 256, rng);
+  const auto w4 = test::random_affine_weight(40, 256, 4, 64, DType::BF16, rng);
+  const auto w3 = test::random_affine_weight(40, 256, 3, 64, DType::BF16, rng);
+  const auto x = test::random_activations(2, 256, rng);
   std::vector<float> via_matmul(80), int8(80), exact(80);
   const bool was_exact = cpu::exact_gemv();
   cpu::set_exact_gemv(false);

@@ -11,42 +11,12 @@
 #include "kernels/cpu/affine_kernels.hpp"
 #include "quant/affine.hpp"
 #include "quant/affine_weight.hpp"
+#include "support/random_affine.hpp"
 
 namespace uq {
 namespace {
 
 using cpu::KernelIsa;
-
-// A weight with uniformly random codes and random scales/biases of `dtype`.
-std::unique_ptr<AffineWeight> random_weight(std::int64_t out, std::int64_t in, int bits, int group,
-                                            DType dtype, std::mt19937& rng) {
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(out * in));
-  std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
-  for (auto& c : codes) c = static_cast<std::uint8_t>(code(rng));
-  std::vector<std::uint32_t> words(static_cast<std::size_t>(out * affine_words_per_row(in, bits)));
-  for (std::int64_t o = 0; o < out; ++o) {
-    pack_codes(
-        std::span(codes).subspan(static_cast<std::size_t>(o * in), static_cast<std::size_t>(in)),
-        bits, words.data() + o * affine_words_per_row(in, bits));
-  }
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  const auto groups = static_cast<std::size_t>(out * (in / group));
-  std::vector<float> scales(groups), biases(groups);
-  for (auto& s : scales) s = uniform(rng) * 0.1f;
-  for (auto& b : biases) b = uniform(rng) * 0.5f;
-  std::vector<std::byte> scale_bytes(groups * dtype_size(dtype)), bias_bytes(scale_bytes.size());
-  convert_from_f32(scales.data(), groups, dtype, scale_bytes.data());
-  convert_from_f32(biases.data(), groups, dtype, bias_bytes.data());
-  return AffineWeight::from_packed(out, in, bits, group, words, dtype, scale_bytes, bias_bytes,
-                                   "random");
-}
-
-std::vector<float> random_x(std::int64_t rows, std::int64_t in, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> x(static_cast<std::size_t>(rows * in));
-  for (auto& v : x) v = normal(rng);
-  return x;
-}
 
 // y = x · Wᵀ in float64 from the scalar-dequantized weight, and for each
 // output the magnitude Σ_g (|s|·Σ|q·x| + |b|·Σ|x|) that bounds float rounding.
@@ -109,10 +79,10 @@ TEST(AffineKernels, EveryGemvAndGemmPathMatchesTheReference) {
       for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
         const std::int64_t out = 13 + bits;  // not a multiple of 4 or 8
         const std::int64_t in = group * 3;
-        const auto w = random_weight(out, in, bits, group, dtype, rng);
+        const auto w = test::random_affine_weight(out, in, bits, group, dtype, rng);
         for (std::int64_t rows : {1, 2, 3, 7, 8, 9, 33}) {
           const auto what = describe(bits, group, dtype, out, in, rows);
-          const auto x = random_x(rows, in, rng);
+          const auto x = test::random_activations(rows, in, rng);
           const auto ref = reference_product(*w, x, rows);
           std::vector<float> scalar(static_cast<std::size_t>(rows * out));
           std::vector<float> avx2(scalar.size()), gemm(scalar.size()), gemm_scalar(scalar.size());
@@ -137,7 +107,7 @@ TEST(AffineKernels, EveryGemvAndGemmPathMatchesTheReference) {
 TEST(AffineKernels, DequantizeAvx2EqualsScalarUpToFmaRounding) {
   std::mt19937 rng(5);
   for (int bits = 1; bits <= 8; ++bits) {
-    const auto w = random_weight(11, 256, bits, 64, DType::BF16, rng);
+    const auto w = test::random_affine_weight(11, 256, bits, 64, DType::BF16, rng);
     std::vector<float> scalar(11 * 256), avx2(11 * 256);
     cpu::affine_dequantize_rows(w->matrix(), 2, 9, scalar.data(), KernelIsa::Scalar);
     cpu::affine_dequantize_rows(w->matrix(), 2, 9, avx2.data(), KernelIsa::Avx2);
@@ -156,9 +126,9 @@ TEST(AffineKernels, LargerShapesThroughWeightMatmul) {
   for (int bits : {3, 4, 8}) {
     const std::int64_t out = 300;
     const std::int64_t in = 1024;
-    const auto w = random_weight(out, in, bits, 128, DType::BF16, rng);
+    const auto w = test::random_affine_weight(out, in, bits, 128, DType::BF16, rng);
     for (std::int64_t rows : {1, 4, 12}) {
-      const auto x = random_x(rows, in, rng);
+      const auto x = test::random_activations(rows, in, rng);
       std::vector<float> y(static_cast<std::size_t>(rows * out));
       w->matmul(x.data(), rows, y.data());
       expect_close(y, reference_product(*w, x, rows),
@@ -170,8 +140,8 @@ TEST(AffineKernels, LargerShapesThroughWeightMatmul) {
 
 TEST(AffineKernels, ThreadCountDoesNotChangeTheResult) {
   std::mt19937 rng(13);
-  const auto w = random_weight(203, 512, 5, 64, DType::F16, rng);
-  const auto x = random_x(3, 512, rng);
+  const auto w = test::random_affine_weight(203, 512, 5, 64, DType::F16, rng);
+  const auto x = test::random_activations(3, 512, rng);
   const int threads = num_threads();
   std::vector<float> one(3 * 203), many(3 * 203);
   set_num_threads(1);
@@ -188,8 +158,8 @@ TEST(AffineKernels, QuantizedMatmulApproximatesTheFloatProduct) {
   std::mt19937 rng(17);
   const std::int64_t out = 64;
   const std::int64_t in = 256;
-  auto wf = random_x(out, in, rng);
-  const auto x = random_x(2, in, rng);
+  auto wf = test::random_activations(out, in, rng);
+  const auto x = test::random_activations(2, in, rng);
   const auto w = AffineWeight::quantize(wf.data(), DType::F32, out, in, 8, 64, "w");
   std::vector<float> y(2 * out);
   w->matmul(x.data(), 2, y.data());

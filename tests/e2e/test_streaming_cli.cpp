@@ -20,21 +20,8 @@ namespace uq {
 namespace {
 namespace fs = std::filesystem;
 using test::read_json;
-using test::read_text;
 using test::run_uq;
 using test::TempDir;
-
-void expect_same_files(const fs::path& expected, const fs::path& actual) {
-  std::size_t count = 0;
-  for (const auto& entry : fs::directory_iterator(expected)) {
-    const auto name = entry.path().filename();
-    ASSERT_TRUE(fs::exists(actual / name)) << name;
-    EXPECT_TRUE(read_text(entry.path()) == read_text(actual / name)) << name << " differs";
-    ++count;
-  }
-  EXPECT_EQ(count, static_cast<std::size_t>(
-                       std::distance(fs::directory_iterator(actual), fs::directory_iterator{})));
-}
 
 // Starts `uq args...` with output discarded; the caller signals and reaps it.
 pid_t spawn_uq(const std::vector<std::string>& args) {
@@ -120,7 +107,7 @@ TEST(StreamingCli, GigabyteCheckpointInBoundedMemoryEqualsInMemory) {
       run_uq({"quantize", synth.string(), "-o", (dir / "memory").string(), "--json", "--quiet"});
   ASSERT_EQ(in_memory.exit_code, 0) << in_memory.err;
   EXPECT_FALSE(nlohmann::json::parse(in_memory.out)["streamed"].get<bool>());
-  expect_same_files(dir / "memory", out);
+  test::expect_same_files(dir / "memory", out);
 }
 
 TEST(StreamingCli, StreamsOnItsOwnWhenTheModelDoesNotFit) {
@@ -134,7 +121,7 @@ TEST(StreamingCli, StreamsOnItsOwnWhenTheModelDoesNotFit) {
   const auto in_memory = run_uq(
       {"quantize", test::bundled_model().string(), "-o", (dir / "memory").string(), "--bits", "8"});
   ASSERT_EQ(in_memory.exit_code, 0) << in_memory.err;
-  expect_same_files(dir / "memory", dir / "auto");
+  test::expect_same_files(dir / "memory", dir / "auto");
   const auto generated =
       run_uq({"generate", (dir / "auto").string(), "--prompt", "The", "--max-new-tokens", "4"});
   EXPECT_EQ(generated.exit_code, 0) << generated.err;

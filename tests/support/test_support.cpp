@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -42,6 +44,19 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 
 std::string read_text(const std::filesystem::path& path) {
   return read_all(path);
+}
+
+void expect_same_files(const std::filesystem::path& expected, const std::filesystem::path& actual) {
+  std::size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(expected)) {
+    const auto name = entry.path().filename();
+    ASSERT_TRUE(std::filesystem::exists(actual / name)) << name;
+    EXPECT_TRUE(read_text(entry.path()) == read_text(actual / name)) << name << " differs";
+    ++count;
+  }
+  EXPECT_EQ(count,
+            static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(actual),
+                                                   std::filesystem::directory_iterator{})));
 }
 
 const BundledModel& bundled() {

@@ -19,6 +19,9 @@ std::filesystem::path bundled_model();                           // models/tiny-
 
 nlohmann::json read_json(const std::filesystem::path& path);
 std::string read_text(const std::filesystem::path& path);  // whole file, bytes as they are
+// Every file of directory `expected` exists in `actual` with the same bytes, and no other
+// (gtest expectations).
+void expect_same_files(const std::filesystem::path& expected, const std::filesystem::path& actual);
 
 // The bundled float model and data/val.txt tokenized with its tokenizer,
 // loaded once per test process.

@@ -35,19 +35,6 @@ std::string error_of(const std::function<void()>& action) {
   return "";
 }
 
-// Every file of `expected` exists in `actual` with the same bytes, and no other.
-void expect_same_files(const fs::path& expected, const fs::path& actual) {
-  std::size_t count = 0;
-  for (const auto& entry : fs::directory_iterator(expected)) {
-    const auto name = entry.path().filename();
-    ASSERT_TRUE(fs::exists(actual / name)) << name;
-    EXPECT_TRUE(read_text(entry.path()) == read_text(actual / name)) << name << " differs";
-    ++count;
-  }
-  EXPECT_EQ(count, static_cast<std::size_t>(
-                       std::distance(fs::directory_iterator(actual), fs::directory_iterator{})));
-}
-
 TEST(ParameterNames, MatchTheModelsOrder) {
   const auto& model = *test::bundled().model;
   const auto modules = module_shapes(model.config());
@@ -105,7 +92,7 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   auto [model, quantizer] = quantize_model(test::bundled().model, config);
   quantizer.save_model(*model, dir / "memory");
   const Quantizer streamed = quantize_to_directory(model_dir, dir / "streamed", config);
-  expect_same_files(dir / "memory", dir / "streamed");
+  test::expect_same_files(dir / "memory", dir / "streamed");
   // The report agrees module by module.
   ASSERT_EQ(streamed.report().layers.size(), quantizer.report().layers.size());
   for (std::size_t i = 0; i < quantizer.report().layers.size(); ++i) {
@@ -143,7 +130,7 @@ TEST(StreamingQuantize, InMemoryModelEqualsLoadedThenQuantized) {
   TempDir dir;
   quantizer.save_model(*model, dir / "memory");
   streamed.save_model(*streamed_model, dir / "streamed");
-  expect_same_files(dir / "memory", dir / "streamed");
+  test::expect_same_files(dir / "memory", dir / "streamed");
   ASSERT_NE(streamed_model->tokenizer(), nullptr);
   const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
                                       test::bundled().val_ids.begin() + 16);
@@ -217,7 +204,7 @@ TEST(LayoutOutput, ShardsByteCountsAndErrors) {
     }
     output.commit({{"k", 1}}, {{"extra.json", {{"x", 2}}}}, {});
   }
-  expect_same_files(dir / "out", dir / "planned");
+  test::expect_same_files(dir / "out", dir / "planned");
 
   LayoutOutput short_tensor(dir / "short", {}, {});
   short_tensor.begin("a", DType::U8, {4});
@@ -277,7 +264,7 @@ TEST(SyntheticCheckpoint, ShardedLoadableAndDeterministic) {
   set_num_threads(1);
   write_synthetic_checkpoint(options, dir / "b");
   set_num_threads(threads);
-  expect_same_files(dir / "a", dir / "b");
+  test::expect_same_files(dir / "a", dir / "b");
   options.seed = 6;
   write_synthetic_checkpoint(options, dir / "c");
   EXPECT_NE(read_text(dir / "a/model-00002-of-00006.safetensors"),

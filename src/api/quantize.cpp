@@ -184,27 +184,19 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   const Backend& backend = *find_backend(report.backend);
   auto quantized = std::make_shared<Model>(*model);
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
-  std::vector<LayerQuantization> layers;
-  for (const auto& slot : quantized->weight_slots()) {
-    LayerQuantization layer;
-    layer.path = slot.path;
-    layer.scheme = slot.weight->describe();
-    layer.parameters = slot.weight->out_features() * slot.weight->in_features();
-    layer.bytes = slot.weight->storage_bytes();
-    layers.push_back(std::move(layer));
-  }
   std::map<std::string, CalibratedLayer> calibrated;
   if (config.method != "rtn") calibrated = calibrate(*quantized, config, report.backend);
   auto slots = quantized->weight_slots();
   Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
-  for (std::size_t s = 0; s < slots.size(); ++s) {
+  for (auto& slot : slots) {
     throw_if_interrupted();
-    auto& slot = slots[s];
     progress.advance(0, slot.path);
     const int bits = module_bits(slot.path, slot.tied_paths, config);
     const auto found = calibrated.find(slot.path);
     if (bits != 0 && found != calibrated.end() && found->second.weight) {
-      LayerQuantization layer = std::move(layers[s]);
+      LayerQuantization layer;
+      layer.path = slot.path;
+      layer.parameters = slot.weight->out_features() * slot.weight->in_features();
       layer.method = config.method;
       layer.bits = bits;
       layer.scheme = slot.weight->describe();

@@ -1,0 +1,265 @@
+#pragma once
+// Prompt-sized affine product on the tensor cores: y[rows, out] = x[rows, in] . W^T, one launch
+// for any row count, every weight byte read once per 128 activation rows (the 1..16-row kernels
+// re-read all weights for every 16 rows).
+//
+// A block owns a 128 (weight rows) x 128 (activation rows) output tile and walks `in` in steps
+// of 64. Each step its 256 threads dequantize the 128 x 64 weight tile (fp32 scale * q + bias,
+// rounded to bf16) and convert the 128 x 64 activation tile to bf16 into shared memory; 8 warps
+// (2 along out x 4 along rows, 64 x 32 each) then run mma.sync m16n8k16 (bf16 in, fp32
+// accumulate) on fragments read with ldmatrix. Two shared-memory stages: the global loads of
+// step k + 1 are issued before the mmas of step k and stored after them, one barrier per step.
+// Tile rows are 128 bytes (8 chunks of 16); chunk c of row r sits at c ^ (r % 8), so the 8 rows
+// an ldmatrix reads hit 8 different bank groups.
+// Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once), unlike the exact-code
+// 1..16-row kernels.
+#include <cuda_bf16.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "core/error.hpp"
+#include "kernels/cuda/affine_gemv_kernel.cuh"
+#include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/cuda_check.hpp"
+
+namespace uq::cuda::detail {
+
+constexpr int kTileOut = 128;   // weight rows per block (mma M)
+constexpr int kTileRows = 128;  // activation rows per block (mma N)
+constexpr int kTileK = 64;      // elements of `in` per step
+constexpr int kTileThreads = 256;
+constexpr int kTileStageElements = (kTileOut + kTileRows) * kTileK;  // bf16
+constexpr int kTileSharedBytes = 2 * kTileStageElements * 2;         // two stages: 64 KiB
+
+// bf16 offset of 16-byte chunk `chunk` (0..7) of tile row `row`.
+__device__ __forceinline__ int tile_offset(int row, int chunk) {
+  return row * kTileK + ((chunk ^ (row & 7)) << 3);
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const __nv_bfloat16* p) {
+  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+// The BITS words holding 32 consecutive codes (word-aligned: `in` is a multiple of 32), with
+// the widest aligned vector loads the width allows.
+template <int BITS>
+__device__ __forceinline__ void load_code_words(const std::uint32_t* src,
+                                                std::uint32_t (&w)[BITS]) {
+  if constexpr (BITS % 4 == 0) {
+#pragma unroll
+    for (int v = 0; v < BITS / 4; ++v) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(src) + v);
+      w[4 * v] = u.x, w[4 * v + 1] = u.y, w[4 * v + 2] = u.z, w[4 * v + 3] = u.w;
+    }
+  } else if constexpr (BITS % 2 == 0) {
+#pragma unroll
+    for (int v = 0; v < BITS / 2; ++v) {
+      const uint2 u = __ldg(reinterpret_cast<const uint2*>(src) + v);
+      w[2 * v] = u.x, w[2 * v + 1] = u.y;
+    }
+  } else {
+#pragma unroll
+    for (int v = 0; v < BITS; ++v) w[v] = __ldg(src + v);
+  }
+}
+
+// Code e (a compile-time constant once loops unroll) of 32 codes packed from bit 0 of w.
+template <int BITS>
+__device__ __forceinline__ std::uint32_t segment_code(const std::uint32_t (&w)[BITS], int e) {
+  constexpr std::uint32_t mask = (1u << BITS) - 1u;
+  const int word = e * BITS / 32, offset = e * BITS % 32;
+  if (offset + BITS <= 32) return (w[word] >> offset) & mask;
+  return __funnelshift_r(w[word], w[word + 1], offset) & mask;
+}
+
+// One thread's share of a step: 32 consecutive elements of one weight row and of one
+// activation row, held in registers between the global loads and the shared-memory stores.
+template <int BITS, class XT>
+struct TileSlice;
+
+template <int BITS>
+struct TileSlice<BITS, float> {
+  std::uint32_t words[BITS];
+  float scale, bias;
+  float4 x[8];
+  __device__ __forceinline__ void load_x(const float* src) {
+#pragma unroll
+    for (int v = 0; v < 8; ++v) x[v] = __ldg(reinterpret_cast<const float4*>(src) + v);
+  }
+  __device__ __forceinline__ void zero_x() {
+#pragma unroll
+    for (int v = 0; v < 8; ++v) x[v] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  // bf16x2 pairs 4c..4c+3 of 16-byte chunk c.
+  __device__ __forceinline__ uint4 x_chunk(int c) const {
+    const float4 a = x[2 * c], b = x[2 * c + 1];
+    return make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
+                      pack_bf16x2(b.z, b.w));
+  }
+};
+
+template <int BITS>
+struct TileSlice<BITS, __nv_bfloat16> {
+  std::uint32_t words[BITS];
+  float scale, bias;
+  uint4 x[4];
+  __device__ __forceinline__ void load_x(const __nv_bfloat16* src) {
+#pragma unroll
+    for (int v = 0; v < 4; ++v) x[v] = __ldg(reinterpret_cast<const uint4*>(src) + v);
+  }
+  __device__ __forceinline__ void zero_x() {
+#pragma unroll
+    for (int v = 0; v < 4; ++v) x[v] = make_uint4(0u, 0u, 0u, 0u);
+  }
+  __device__ __forceinline__ uint4 x_chunk(int c) const {
+    return x[c];
+  }
+};
+
+template <int BITS, class XT>
+__global__ void __launch_bounds__(kTileThreads)
+    affine_gemv_tiled_kernel(const std::uint32_t* __restrict__ codes,
+                             const std::uint16_t* __restrict__ scales,
+                             const std::uint16_t* __restrict__ biases, const XT* __restrict__ x,
+                             float* __restrict__ y, int out, int in, int rows, int group_shift) {
+  extern __shared__ uint4 shared_words[];
+  auto* const shared = reinterpret_cast<__nv_bfloat16*>(shared_words);
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid % 32, warp = tid / 32;
+  const int row0 = static_cast<int>(blockIdx.x) * kTileRows;  // first activation row
+  const int out0 = static_cast<int>(blockIdx.y) * kTileOut;   // first weight row
+
+  // Loader role: tile row tid / 2 (weight and activation), elements 32 * (tid % 2) .. + 31.
+  const int load_row = tid / 2, load_half = tid % 2;
+  // Rows past `out` re-read the last row; their sums are never stored.
+  const std::size_t w_row = static_cast<std::size_t>(min(out0 + load_row, out - 1));
+  const bool x_row_valid = row0 + load_row < rows;
+  const std::uint32_t* const w_codes = codes + w_row * static_cast<std::size_t>(in) * BITS / 32;
+  const std::size_t w_groups = w_row * (static_cast<std::size_t>(in) >> group_shift);
+  const XT* const x_src = x + static_cast<std::size_t>(x_row_valid ? row0 + load_row : 0) * in;
+
+  TileSlice<BITS, XT> slice;
+  const auto load = [&](int step) {
+    const int k = step * kTileK + 32 * load_half;
+    if (k >= in) return;  // `in` % 64 == 32: the second half of the last step is zeros
+    load_code_words<BITS>(w_codes + static_cast<std::size_t>(k) * BITS / 32, slice.words);
+    const std::size_t group = w_groups + (static_cast<std::size_t>(k) >> group_shift);
+    slice.scale = bf16_to_float(__ldg(scales + group));
+    slice.bias = bf16_to_float(__ldg(biases + group));
+    if (x_row_valid)
+      slice.load_x(x_src + k);
+    else
+      slice.zero_x();
+  };
+  const auto store = [&](int step, int stage) {
+    __nv_bfloat16* const w_tile = shared + stage * kTileStageElements;
+    __nv_bfloat16* const x_tile = w_tile + kTileOut * kTileK;
+    const bool valid = step * kTileK + 32 * load_half < in;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int chunk = 4 * load_half + c;
+      uint4 w = make_uint4(0u, 0u, 0u, 0u), xv = w;
+      if (valid) {
+        std::uint32_t pairs[4];
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const int e = 8 * c + 2 * p;
+          pairs[p] = pack_bf16x2(
+              fmaf(code_to_float(segment_code<BITS>(slice.words, e)), slice.scale, slice.bias),
+              fmaf(code_to_float(segment_code<BITS>(slice.words, e + 1)), slice.scale, slice.bias));
+        }
+        w = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+        xv = slice.x_chunk(c);
+      }
+      *reinterpret_cast<uint4*>(w_tile + tile_offset(load_row, chunk)) = w;
+      *reinterpret_cast<uint4*>(x_tile + tile_offset(load_row, chunk)) = xv;
+    }
+  };
+
+  // Compute role: warp tile of 64 weight rows (4 m16 tiles) x 32 activation rows (4 n8 tiles).
+  const int warp_out = (warp % 2) * 64, warp_rows = (warp / 2) * 32;
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) acc[i][j][k] = 0.0f;
+
+  const int steps = (in + kTileK - 1) / kTileK;
+  load(0);
+  store(0, 0);
+  __syncthreads();
+  for (int step = 0; step < steps; ++step) {
+    const bool more = step + 1 < steps;
+    if (more) load(step + 1);
+    const __nv_bfloat16* const w_tile = shared + (step % 2) * kTileStageElements;
+    const __nv_bfloat16* const x_tile = w_tile + kTileOut * kTileK;
+#pragma unroll
+    for (int ks = 0; ks < kTileK / 16; ++ks) {
+      // ldmatrix: lane l addresses row l % 8 of 8x8 matrix l / 8.
+      std::uint32_t a[4][4], b[4][2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)  // matrices: rows 0-7 / 8-15 x k 0-7, then x k 8-15
+        ldmatrix_x4(a[i], w_tile + tile_offset(warp_out + 16 * i + lane % 8 + 8 * ((lane / 8) % 2),
+                                               2 * ks + lane / 16));
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {  // matrices: n 0-7 x k 0-7, k 8-15, then n 8-15
+        std::uint32_t r[4];
+        ldmatrix_x4(r, x_tile + tile_offset(warp_rows + 16 * jj + lane % 8 + 8 * (lane / 16),
+                                            2 * ks + (lane / 8) % 2));
+        b[2 * jj][0] = r[0], b[2 * jj][1] = r[1], b[2 * jj + 1][0] = r[2], b[2 * jj + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+    }
+    if (more) store(step + 1, (step + 1) % 2);
+    __syncthreads();
+  }
+
+  // acc[i][j]: {weight row g, g + 8} x {activation row 2t, 2t + 1} of m-tile i, n-tile j.
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int o = out0 + warp_out + 16 * i + g + 8 * (k / 2);
+        const int r = row0 + warp_rows + 8 * j + 2 * t + k % 2;
+        if (o < out && r < rows) y[static_cast<std::size_t>(r) * out + o] = acc[i][j][k];
+      }
+}
+
+template <int BITS, class XT>
+void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
+  const auto kernel = affine_gemv_tiled_kernel<BITS, XT>;
+  // The shared-memory limit is read off the device once per instantiation.
+  static std::once_flag raised;
+  std::call_once(raised, [&] {
+    int device = 0, optin = 0;
+    UQ_CUDA_CHECK(cudaGetDevice(&device));
+    UQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    if (optin < kTileSharedBytes)
+      fail("cuda affine gemv: the tiled kernel needs ", kTileSharedBytes,
+           " bytes of shared memory per block, device ", device, " allows ", optin);
+    UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       kTileSharedBytes));
+  });
+  const int group_shift = group_size == 32 ? 5 : group_size == 64 ? 6 : 7;
+  const dim3 grid(static_cast<unsigned>((a.rows + kTileRows - 1) / kTileRows),
+                  static_cast<unsigned>((a.out + kTileOut - 1) / kTileOut));
+  kernel<<<grid, kTileThreads, kTileSharedBytes, a.stream>>>(a.codes, a.scales, a.biases, x, a.y,
+                                                             a.out, a.in, a.rows, group_shift);
+  UQ_CUDA_CHECK_LAUNCH("affine_gemv_tiled_kernel");
+}
+
+}  // namespace uq::cuda::detail

@@ -82,7 +82,7 @@ constexpr double kNotTimed = -1.0;
 struct Row {
   Shape shape;
   int bits, rows;
-  double auto_us, gbs, tflops, tensor_us, simt_us, tiled_us, cublas_us;
+  double auto_us, gbs, tflops, tensor_us, simt_us, tiled_us, tiled_bf16_us, cublas_us;
 };
 
 // Random bf16 bits of magnitude 2^-7 .. 2^-3 and either sign: cheap enough for 10^9 elements.
@@ -206,9 +206,14 @@ int main(int argc, char** argv) try {
         const double tensor_us = skinny ? time_kernel(GemvKernel::tensor_cores) : kNotTimed;
         const double simt_us = skinny ? time_kernel(GemvKernel::simt) : kNotTimed;
         const double tiled_us = time_kernel(GemvKernel::tiled);
+        const double tiled_bf16_us = time_us(stream.get(), [&](int i) {
+          affine_gemv_cuda(copies[i % n], reinterpret_cast<const __nv_bfloat16*>(x_bf16.data()),
+                           rows, y.data(), stream.get(), GemvKernel::tiled);
+        });
         const double flops = 2.0 * rows * double(elements);
         results.push_back({shape, bits, rows, auto_us, double(first.bytes()) / (auto_us * 1e3),
-                           flops / (auto_us * 1e6), tensor_us, simt_us, tiled_us, cublas_us[rows]});
+                           flops / (auto_us * 1e6), tensor_us, simt_us, tiled_us, tiled_bf16_us,
+                           cublas_us[rows]});
       }
     }
   }
@@ -216,16 +221,18 @@ int main(int argc, char** argv) try {
   std::printf(
       "\nx f32, group %d. us: the default (automatic) kernel; GB/s: its weight bytes "
       "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; tensor_us, simt_us, "
-      "tiled_us: each kernel forced (- = not timed); x cuBLAS: cublas_us / us\n",
+      "tiled_us: each kernel forced (- = not timed); tiled_bf16: tiled with x bf16; x cuBLAS: "
+      "cublas_us / us\n",
       kGroupSize);
-  std::printf("%-12s %4s %4s %9s %7s %6s %7s %9s %9s %9s %10s %9s\n", "out x in", "bits", "rows",
-              "us", "GB/s", "%copy", "TFLOP/s", "tensor_us", "simt_us", "tiled_us", "cublas_us",
-              "x cuBLAS");
+  std::printf("%-12s %4s %4s %9s %7s %6s %7s %9s %9s %9s %10s %10s %9s\n", "out x in", "bits",
+              "rows", "us", "GB/s", "%copy", "TFLOP/s", "tensor_us", "simt_us", "tiled_us",
+              "tiled_bf16", "cublas_us", "x cuBLAS");
   for (const Row& r : results)
-    std::printf("%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %9s %9s %9s %10.2f %8.2fx\n",
+    std::printf("%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %9s %9s %9s %10.2f %10.2f %8.2fx\n",
                 r.shape.out, r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs,
                 r.tflops, us_or_dash(r.tensor_us).c_str(), us_or_dash(r.simt_us).c_str(),
-                us_or_dash(r.tiled_us).c_str(), r.cublas_us, r.cublas_us / r.auto_us);
+                us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us,
+                r.cublas_us / r.auto_us);
 
   if (!json_path.empty()) {
     std::ofstream json(json_path);
@@ -237,7 +244,8 @@ int main(int argc, char** argv) try {
            << ", \"bits\": " << r.bits << ", \"rows\": " << r.rows << ", \"us\": " << r.auto_us
            << ", \"weight_gbs\": " << r.gbs << ", \"tflops\": " << r.tflops
            << ", \"tensor_us\": " << r.tensor_us << ", \"simt_us\": " << r.simt_us
-           << ", \"tiled_us\": " << r.tiled_us << ", \"cublas_bf16_us\": " << r.cublas_us
+           << ", \"tiled_us\": " << r.tiled_us << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
+           << ", \"cublas_bf16_us\": " << r.cublas_us
            << ", \"ratio_to_cublas\": " << r.cublas_us / r.auto_us << "}";
     }
     json << "]}\n";

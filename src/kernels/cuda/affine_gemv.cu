@@ -12,9 +12,10 @@ namespace uq::cuda {
 
 namespace detail {
 #define UQ_EXTERN_AFFINE_GEMV(BITS)                                                               \
-  extern template void launch_affine_gemv_bits<BITS, float>(const GemvArgs&, int, const float*);  \
-  extern template void launch_affine_gemv_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,         \
-                                                                    const __nv_bfloat16*);        \
+  extern template void launch_affine_gemv_simt_bits<BITS, float>(const GemvArgs&, int,            \
+                                                                 const float*);                   \
+  extern template void launch_affine_gemv_simt_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,    \
+                                                                         const __nv_bfloat16*);   \
   extern template void launch_affine_gemv_mma_bits<BITS, float>(const GemvArgs&, int,             \
                                                                 const float*);                    \
   extern template void launch_affine_gemv_mma_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,     \
@@ -48,7 +49,7 @@ void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size
   else if (kernel == GemvKernel::tensor_cores)
     detail::launch_affine_gemv_mma_bits<BITS>(args, group_size, x);
   else
-    detail::launch_affine_gemv_bits<BITS>(args, group_size, x);
+    detail::launch_affine_gemv_simt_bits<BITS>(args, group_size, x);
 }
 
 template <class XT>

@@ -4,8 +4,9 @@
 
 namespace uq::cuda::detail {
 
-template void launch_affine_gemv_bits<4, float>(const GemvArgs&, int, const float*);
-template void launch_affine_gemv_bits<4, __nv_bfloat16>(const GemvArgs&, int, const __nv_bfloat16*);
+template void launch_affine_gemv_simt_bits<4, float>(const GemvArgs&, int, const float*);
+template void launch_affine_gemv_simt_bits<4, __nv_bfloat16>(const GemvArgs&, int,
+                                                             const __nv_bfloat16*);
 template void launch_affine_gemv_mma_bits<4, float>(const GemvArgs&, int, const float*);
 template void launch_affine_gemv_mma_bits<4, __nv_bfloat16>(const GemvArgs&, int,
                                                             const __nv_bfloat16*);

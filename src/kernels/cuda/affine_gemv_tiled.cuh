@@ -4,11 +4,15 @@
 // re-read all weights for every 16 rows).
 //
 // A block owns a 128 (weight rows) x 128 (activation rows) output tile and walks `in` in steps
-// of 64. Each step its 256 threads dequantize the 128 x 64 weight tile (fp32 scale * q + bias,
-// rounded to bf16) and convert the 128 x 64 activation tile to bf16 into shared memory; 8 warps
-// (2 along out x 4 along rows, 64 x 32 each) then run mma.sync m16n8k16 (bf16 in, fp32
-// accumulate) on fragments read with ldmatrix. Two shared-memory stages: the global loads of
-// step k + 1 are issued before the mmas of step k and stored after them, one barrier per step.
+// of 64. Each step its 256 threads dequantize the 128 x 64 weight tile (bf16x2 fma of exact bf16
+// codes: scale * q + bias rounded once to bf16, two weights per instruction) and convert the
+// 128 x 64 activation tile to bf16 into shared memory; 8 warps (2 along out x 4 along rows,
+// 64 x 32 each) run mma.sync m16n8k16 (bf16 in, fp32 accumulate) on fragments read with
+// ldmatrix. Two shared-memory stages: the global loads of step k + 1 are issued before the mmas
+// of step k, and its dequantized chunks are stored between them (one chunk after each k16 slice
+// of mmas, so the integer/bf16 work overlaps the tensor cores); one barrier per step.
+// Inside each 8-element chunk both tiles hold elements in the order 0 4 1 5 2 6 3 7: the pairs
+// one 4-bit code word yields with a single mask (the dot product does not depend on k order).
 // Tile rows are 128 bytes (8 chunks of 16); chunk c of row r sits at c ^ (r % 8), so the 8 rows
 // an ldmatrix reads hit 8 different bank groups.
 // Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once), unlike the exact-code
@@ -22,6 +26,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/cuda_check.hpp"
 
 namespace uq::cuda::detail {
@@ -45,36 +50,22 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const __nv_bf
                : "r"(address));
 }
 
-// The BITS words holding 32 consecutive codes (word-aligned: `in` is a multiple of 32), with
-// the widest aligned vector loads the width allows.
+// Run c (codes 8c..8c+7, c a compile-time constant once loops unroll) of 32 codes packed from
+// bit 0 of w, shifted down to bit 0 of (low, high).
 template <int BITS>
-__device__ __forceinline__ void load_code_words(const std::uint32_t* src,
-                                                std::uint32_t (&w)[BITS]) {
-  if constexpr (BITS % 4 == 0) {
-#pragma unroll
-    for (int v = 0; v < BITS / 4; ++v) {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(src) + v);
-      w[4 * v] = u.x, w[4 * v + 1] = u.y, w[4 * v + 2] = u.z, w[4 * v + 3] = u.w;
-    }
-  } else if constexpr (BITS % 2 == 0) {
-#pragma unroll
-    for (int v = 0; v < BITS / 2; ++v) {
-      const uint2 u = __ldg(reinterpret_cast<const uint2*>(src) + v);
-      w[2 * v] = u.x, w[2 * v + 1] = u.y;
-    }
-  } else {
-#pragma unroll
-    for (int v = 0; v < BITS; ++v) w[v] = __ldg(src + v);
-  }
+__device__ __forceinline__ void segment_run(const std::uint32_t (&w)[BITS], int c,
+                                            std::uint32_t& low, std::uint32_t& high) {
+  const int bit = 8 * c * BITS, word = bit / 32, offset = bit % 32;
+  const std::uint32_t next = word + 1 < BITS ? w[word + 1] : 0u;
+  low = __funnelshift_r(w[word], next, offset);
+  high = next >> offset;
 }
 
-// Code e (a compile-time constant once loops unroll) of 32 codes packed from bit 0 of w.
-template <int BITS>
-__device__ __forceinline__ std::uint32_t segment_code(const std::uint32_t (&w)[BITS], int e) {
-  constexpr std::uint32_t mask = (1u << BITS) - 1u;
-  const int word = e * BITS / 32, offset = e * BITS % 32;
-  if (offset + BITS <= 32) return (w[word] >> offset) & mask;
-  return __funnelshift_r(w[word], w[word + 1], offset) & mask;
+__device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32_t b,
+                                                    std::uint32_t c) {
+  std::uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
 }
 
 // One thread's share of a step: 32 consecutive elements of one weight row and of one
@@ -85,7 +76,7 @@ struct TileSlice;
 template <int BITS>
 struct TileSlice<BITS, float> {
   std::uint32_t words[BITS];
-  float scale, bias;
+  std::uint32_t scale, bias;  // bf16x2: the bf16 value twice
   float4 x[8];
   __device__ __forceinline__ void load_x(const float* src) {
 #pragma unroll
@@ -95,18 +86,18 @@ struct TileSlice<BITS, float> {
 #pragma unroll
     for (int v = 0; v < 8; ++v) x[v] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
-  // bf16x2 pairs 4c..4c+3 of 16-byte chunk c.
+  // Chunk c (elements 8c..8c+7) as bf16x2 pairs {x[p], x[p + 4]}, p = 0..3.
   __device__ __forceinline__ uint4 x_chunk(int c) const {
     const float4 a = x[2 * c], b = x[2 * c + 1];
-    return make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
-                      pack_bf16x2(b.z, b.w));
+    return make_uint4(pack_bf16x2(a.x, b.x), pack_bf16x2(a.y, b.y), pack_bf16x2(a.z, b.z),
+                      pack_bf16x2(a.w, b.w));
   }
 };
 
 template <int BITS>
 struct TileSlice<BITS, __nv_bfloat16> {
   std::uint32_t words[BITS];
-  float scale, bias;
+  std::uint32_t scale, bias;  // bf16x2: the bf16 value twice
   uint4 x[4];
   __device__ __forceinline__ void load_x(const __nv_bfloat16* src) {
 #pragma unroll
@@ -122,7 +113,7 @@ struct TileSlice<BITS, __nv_bfloat16> {
 };
 
 template <int BITS, class XT>
-__global__ void __launch_bounds__(kTileThreads)
+__global__ void __launch_bounds__(kTileThreads, 2)
     affine_gemv_tiled_kernel(const std::uint32_t* __restrict__ codes,
                              const std::uint16_t* __restrict__ scales,
                              const std::uint16_t* __restrict__ biases, const XT* __restrict__ x,
@@ -150,36 +141,30 @@ __global__ void __launch_bounds__(kTileThreads)
     if (k >= in) return;  // `in` % 64 == 32: the second half of the last step is zeros
     load_code_words<BITS>(w_codes + static_cast<std::size_t>(k) * BITS / 32, slice.words);
     const std::size_t group = w_groups + (static_cast<std::size_t>(k) >> group_shift);
-    slice.scale = bf16_to_float(__ldg(scales + group));
-    slice.bias = bf16_to_float(__ldg(biases + group));
+    slice.scale = __ldg(scales + group) * 0x10001u;
+    slice.bias = __ldg(biases + group) * 0x10001u;
     if (x_row_valid)
       slice.load_x(x_src + k);
     else
       slice.zero_x();
   };
-  const auto store = [&](int step, int stage) {
+  // Chunk 4 * load_half + c of the thread's tile rows into stage `stage`.
+  const auto store_chunk = [&](int step, int stage, int c) {
     __nv_bfloat16* const w_tile = shared + stage * kTileStageElements;
     __nv_bfloat16* const x_tile = w_tile + kTileOut * kTileK;
-    const bool valid = step * kTileK + 32 * load_half < in;
+    uint4 w = make_uint4(0u, 0u, 0u, 0u), xv = w;
+    if (step * kTileK + 32 * load_half < in) {
+      std::uint32_t low, high, pairs[4];
+      segment_run<BITS>(slice.words, c, low, high);
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int chunk = 4 * load_half + c;
-      uint4 w = make_uint4(0u, 0u, 0u, 0u), xv = w;
-      if (valid) {
-        std::uint32_t pairs[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const int e = 8 * c + 2 * p;
-          pairs[p] = pack_bf16x2(
-              fmaf(code_to_float(segment_code<BITS>(slice.words, e)), slice.scale, slice.bias),
-              fmaf(code_to_float(segment_code<BITS>(slice.words, e + 1)), slice.scale, slice.bias));
-        }
-        w = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-        xv = slice.x_chunk(c);
-      }
-      *reinterpret_cast<uint4*>(w_tile + tile_offset(load_row, chunk)) = w;
-      *reinterpret_cast<uint4*>(x_tile + tile_offset(load_row, chunk)) = xv;
+      for (int p = 0; p < 4; ++p)
+        pairs[p] = fma_bf16x2(code_pair<BITS>(low, high, p), slice.scale, slice.bias);
+      w = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+      xv = slice.x_chunk(c);
     }
+    const int chunk = 4 * load_half + c;
+    *reinterpret_cast<uint4*>(w_tile + tile_offset(load_row, chunk)) = w;
+    *reinterpret_cast<uint4*>(x_tile + tile_offset(load_row, chunk)) = xv;
   };
 
   // Compute role: warp tile of 64 weight rows (4 m16 tiles) x 32 activation rows (4 n8 tiles).
@@ -194,7 +179,8 @@ __global__ void __launch_bounds__(kTileThreads)
 
   const int steps = (in + kTileK - 1) / kTileK;
   load(0);
-  store(0, 0);
+#pragma unroll
+  for (int c = 0; c < 4; ++c) store_chunk(0, 0, c);
   __syncthreads();
   for (int step = 0; step < steps; ++step) {
     const bool more = step + 1 < steps;
@@ -204,11 +190,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int ks = 0; ks < kTileK / 16; ++ks) {
       // ldmatrix: lane l addresses row l % 8 of 8x8 matrix l / 8.
-      std::uint32_t a[4][4], b[4][2];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)  // matrices: rows 0-7 / 8-15 x k 0-7, then x k 8-15
-        ldmatrix_x4(a[i], w_tile + tile_offset(warp_out + 16 * i + lane % 8 + 8 * ((lane / 8) % 2),
-                                               2 * ks + lane / 16));
+      std::uint32_t b[4][2];
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {  // matrices: n 0-7 x k 0-7, k 8-15, then n 8-15
         std::uint32_t r[4];
@@ -217,11 +199,15 @@ __global__ void __launch_bounds__(kTileThreads)
         b[2 * jj][0] = r[0], b[2 * jj][1] = r[1], b[2 * jj + 1][0] = r[2], b[2 * jj + 1][1] = r[3];
       }
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < 4; ++i) {  // matrices: rows 0-7 / 8-15 x k 0-7, then x k 8-15
+        std::uint32_t a[4];
+        ldmatrix_x4(a, w_tile + tile_offset(warp_out + 16 * i + lane % 8 + 8 * ((lane / 8) % 2),
+                                            2 * ks + lane / 16));
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], a[i], b[j][0], b[j][1]);
+        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], a, b[j][0], b[j][1]);
+      }
+      if (more) store_chunk(step + 1, (step + 1) % 2, ks);
     }
-    if (more) store(step + 1, (step + 1) % 2);
     __syncthreads();
   }
 

@@ -5,8 +5,10 @@
 // values the kernel sees, bf16-rounded for bf16 x; the tensor-core kernel splits f32 x into two
 // bf16 parts, 16 significant bits, ~2e-6 relative):
 // - relative L2 error ||y - ref|| / ||ref|| <= 1e-5 where a shape has >= 32 outputs per row;
-// - for every shape, ||y - ref|| / ||ref_abs|| <= 1e-6, ref_abs = sum_i |x_i w_i|: the scale
-//   fp32 rounding works at, robust where few outputs make ||ref|| small by cancellation. One
+// - for every shape, ||y - ref|| / ||ref_abs|| <= 4e-6, ref_abs = sum_i |x_i w_i|: the scale
+//   fp32 rounding works at, robust where few outputs make ||ref|| small by cancellation. The
+//   kernels sum scale * (q . x) + bias * sum(x), whose two terms are each up to 2^(bits-1)
+//   times the weight's own, so their rounding reaches ~1e-6 (1.4e-6 seen on an H200); one
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
 // The tiled kernel (and automatic beyond 16 rows, which picks it) rounds weights and x to bf16
 // (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
@@ -33,7 +35,7 @@ using uq::cuda::DeviceBuffer;
 using uq::cuda::GemvKernel;
 
 constexpr double kRelativeL2Bound = 1e-5;
-constexpr double kConditionedBound = 1e-6;
+constexpr double kConditionedBound = 4e-6;
 constexpr double kBf16RelativeL2Bound = 1e-2;
 constexpr double kBf16ConditionedBound = 1e-3;
 

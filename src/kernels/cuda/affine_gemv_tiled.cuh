@@ -107,8 +107,11 @@ struct TileSlice<BITS, __nv_bfloat16> {
 #pragma unroll
     for (int v = 0; v < 4; ++v) x[v] = make_uint4(0u, 0u, 0u, 0u);
   }
+  // Chunk c as bf16x2 pairs {x[p], x[p + 4]}: element e is half e % 2 of word e / 2.
   __device__ __forceinline__ uint4 x_chunk(int c) const {
-    return x[c];
+    const uint4 u = x[c];
+    return make_uint4(__byte_perm(u.x, u.z, 0x5410), __byte_perm(u.x, u.z, 0x7632),
+                      __byte_perm(u.y, u.w, 0x5410), __byte_perm(u.y, u.w, 0x7632));
   }
 };
 

@@ -2,7 +2,7 @@
 // The 1-2 row SIMT GEMV: each lane owns whole 32-element segments (one group or part of one,
 // every group size is >= 32), read as BITS words with 16-byte loads where the width allows.
 // The scale and bias leave the inner loop: per segment y += s * sum(x q) + b * sum(x), with
-// sum(x) shared by the warp's output rows, so a weight costs ~4 instructions (shift, mask into
+// sum(x) shared by the warp's 8 output rows, so a weight costs ~4 instructions (shift, mask into
 // an fp32 2^23 + q, subtract 2^23, fma) against ~10 in the run-of-8 kernel, whose 64-bit
 // address arithmetic and per-weight fma with the scale made it instruction-bound (NOTES.md).
 // Exact to fp32 rounding like the other 1..16-row kernels.
@@ -17,8 +17,10 @@
 namespace uq::cuda::detail {
 
 constexpr int kSegment = 32;  // elements per lane per step
-constexpr int kSegmentWarps = 8;
-constexpr int kSegmentOutputsPerWarp = 4;
+// 8 output rows per warp, 4 warps per block: one wave on an H100/H200 for 14336 rows (v5 had 4
+// rows per warp: 1.13 waves, so the second, nearly empty wave doubled the time).
+constexpr int kSegmentWarps = 4;
+constexpr int kSegmentOutputsPerWarp = 8;
 
 // The BITS words holding 32 consecutive codes (word-aligned: `in` is a multiple of 32), with
 // the widest aligned vector loads the width allows.

@@ -15,13 +15,14 @@
 // one 4-bit code word yields with a single mask (the dot product does not depend on k order).
 // Tile rows are 128 bytes (8 chunks of 16); chunk c of row r sits at c ^ (r % 8), so the 8 rows
 // an ldmatrix reads hit 8 different bank groups.
-// Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once), unlike the exact-code
-// 1..16-row kernels.
+// Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once; f32 x is rounded into
+// stream-ordered scratch first), unlike the exact-code 1..16-row kernels.
 #include <cuda_bf16.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
@@ -70,32 +71,8 @@ __device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32
 
 // One thread's share of a step: 32 consecutive elements of one weight row and of one
 // activation row, held in registers between the global loads and the shared-memory stores.
-template <int BITS, class XT>
-struct TileSlice;
-
 template <int BITS>
-struct TileSlice<BITS, float> {
-  std::uint32_t words[BITS];
-  std::uint32_t scale, bias;  // bf16x2: the bf16 value twice
-  float4 x[8];
-  __device__ __forceinline__ void load_x(const float* src) {
-#pragma unroll
-    for (int v = 0; v < 8; ++v) x[v] = __ldg(reinterpret_cast<const float4*>(src) + v);
-  }
-  __device__ __forceinline__ void zero_x() {
-#pragma unroll
-    for (int v = 0; v < 8; ++v) x[v] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  }
-  // Chunk c (elements 8c..8c+7) as bf16x2 pairs {x[p], x[p + 4]}, p = 0..3.
-  __device__ __forceinline__ uint4 x_chunk(int c) const {
-    const float4 a = x[2 * c], b = x[2 * c + 1];
-    return make_uint4(pack_bf16x2(a.x, b.x), pack_bf16x2(a.y, b.y), pack_bf16x2(a.z, b.z),
-                      pack_bf16x2(a.w, b.w));
-  }
-};
-
-template <int BITS>
-struct TileSlice<BITS, __nv_bfloat16> {
+struct TileSlice {
   std::uint32_t words[BITS];
   std::uint32_t scale, bias;  // bf16x2: the bf16 value twice
   uint4 x[4];
@@ -115,12 +92,29 @@ struct TileSlice<BITS, __nv_bfloat16> {
   }
 };
 
-template <int BITS, class XT>
+// f32 x is rounded to bf16 once, by this kernel, rather than in the tiled kernel: its 32 f32
+// registers of prefetched x made that kernel spill at two blocks per SM (v5: 717 us against
+// 341 with bf16 x at 512 rows). Eight elements per thread; n is a multiple of 32.
+// A template only so that every file including this header may define it.
+template <class F>
+__global__ void __launch_bounds__(256)
+    round_x_to_bf16_kernel(const F* __restrict__ x, uint4* __restrict__ x_bf16,
+                           std::size_t octets) {
+  const std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= octets) return;
+  const float4 a = __ldg(reinterpret_cast<const float4*>(x) + 2 * k);
+  const float4 b = __ldg(reinterpret_cast<const float4*>(x) + 2 * k + 1);
+  x_bf16[k] = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
+                         pack_bf16x2(b.z, b.w));
+}
+
+template <int BITS>
 __global__ void __launch_bounds__(kTileThreads, 2)
     affine_gemv_tiled_kernel(const std::uint32_t* __restrict__ codes,
                              const std::uint16_t* __restrict__ scales,
-                             const std::uint16_t* __restrict__ biases, const XT* __restrict__ x,
-                             float* __restrict__ y, int out, int in, int rows, int group_shift) {
+                             const std::uint16_t* __restrict__ biases,
+                             const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int out,
+                             int in, int rows, int group_shift) {
   extern __shared__ uint4 shared_words[];
   auto* const shared = reinterpret_cast<__nv_bfloat16*>(shared_words);
 
@@ -136,9 +130,10 @@ __global__ void __launch_bounds__(kTileThreads, 2)
   const bool x_row_valid = row0 + load_row < rows;
   const std::uint32_t* const w_codes = codes + w_row * static_cast<std::size_t>(in) * BITS / 32;
   const std::size_t w_groups = w_row * (static_cast<std::size_t>(in) >> group_shift);
-  const XT* const x_src = x + static_cast<std::size_t>(x_row_valid ? row0 + load_row : 0) * in;
+  const __nv_bfloat16* const x_src =
+      x + static_cast<std::size_t>(x_row_valid ? row0 + load_row : 0) * in;
 
-  TileSlice<BITS, XT> slice;
+  TileSlice<BITS> slice;
   const auto load = [&](int step) {
     const int k = step * kTileK + 32 * load_half;
     if (k >= in) return;  // `in` % 64 == 32: the second half of the last step is zeros
@@ -228,9 +223,26 @@ __global__ void __launch_bounds__(kTileThreads, 2)
       }
 }
 
-template <int BITS, class XT>
-void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
-  const auto kernel = affine_gemv_tiled_kernel<BITS, XT>;
+// Stream-ordered scratch memory (cudaMallocAsync: also valid inside graph capture), freed in
+// stream order when the owner leaves scope.
+class StreamScratch {
+ public:
+  StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
+    UQ_CUDA_CHECK(cudaMallocAsync(&data_, bytes, stream));
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  ~StreamScratch() { cudaFreeAsync(data_, stream_); }
+  void* data() const { return data_; }
+
+ private:
+  void* data_ = nullptr;
+  cudaStream_t stream_;
+};
+
+template <int BITS>
+void launch_affine_gemv_tiled_bf16(const GemvArgs& a, int group_size, const __nv_bfloat16* x) {
+  const auto kernel = affine_gemv_tiled_kernel<BITS>;
   // The shared-memory limit is read off the device once per instantiation.
   static std::once_flag raised;
   std::call_once(raised, [&] {
@@ -249,6 +261,22 @@ void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
   kernel<<<grid, kTileThreads, kTileSharedBytes, a.stream>>>(a.codes, a.scales, a.biases, x, a.y,
                                                              a.out, a.in, a.rows, group_shift);
   UQ_CUDA_CHECK_LAUNCH("affine_gemv_tiled_kernel");
+}
+
+template <int BITS, class XT>
+void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
+  if constexpr (std::is_same_v<XT, float>) {
+    const std::size_t octets = static_cast<std::size_t>(a.rows) * a.in / 8;
+    const StreamScratch x_bf16(octets * sizeof(uint4), a.stream);
+    round_x_to_bf16_kernel<float>
+        <<<static_cast<unsigned>((octets + 255) / 256), 256, 0, a.stream>>>(
+            x, static_cast<uint4*>(x_bf16.data()), octets);
+    UQ_CUDA_CHECK_LAUNCH("round_x_to_bf16_kernel");
+    launch_affine_gemv_tiled_bf16<BITS>(a, group_size,
+                                        static_cast<const __nv_bfloat16*>(x_bf16.data()));
+  } else {
+    launch_affine_gemv_tiled_bf16<BITS>(a, group_size, x);
+  }
 }
 
 }  // namespace uq::cuda::detail

@@ -32,13 +32,14 @@ class CudaSequence final : public ModelSequence {
   }
   std::int32_t forward_greedy(std::span<const std::int32_t> ids) override {
     std::int32_t chosen = 0;
-    model_.run(ids, cache_, LogitsMode::Last, &chosen);
+    model_.run(ids, cache_, LogitsMode::Last, &chosen, &graph_);
     return chosen;
   }
 
  private:
   const CudaModel& model_;
   DeviceKVCache cache_;
+  DecodeGraph graph_;
 };
 
 }  // namespace
@@ -70,6 +71,10 @@ void DeviceKVCache::reserve(std::int64_t positions) {
 
 CudaModel::CudaModel(std::shared_ptr<const Model> model) : model_(std::move(model)) {
   if (auto reason = cuda_unsupported_reason(*model_)) fail(*reason);
+  cublas_workspace_ = DeviceBuffer<unsigned char>(std::size_t{32} << 20);
+  UQ_CUDA_CHECK(
+      cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
+  UQ_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
   const ModelConfig& config = model_->config();
   embedding_ = std::make_shared<const DeviceMatrix>(
       std::vector<NamedWeight>{{"model.embed_tokens", &model_->embed_tokens()}});
@@ -139,10 +144,31 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   work.activated = DeviceBuffer<float>(size(config.intermediate_size));
   work.logits = DeviceBuffer<float>(size(config.vocab_size));
   reserve(work.chosen, 1);
+  reserve(work.position, 1);
+}
+
+std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
+  const Workspace& work = workspace_;
+  return {work.ids.data(),
+          work.x.data(),
+          work.normed.data(),
+          work.qkv.data(),
+          work.attended.data(),
+          work.gate_up.data(),
+          work.activated.data(),
+          work.logits.data(),
+          work.attention.data(),
+          work.chosen.data(),
+          work.position.data(),
+          work.scratch.split.data(),
+          work.scratch.product.data(),
+          cache.keys(0),
+          cache.values(0),
+          reinterpret_cast<const void*>(static_cast<std::intptr_t>(cache.capacity()))};
 }
 
 std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCache& cache,
-                                  LogitsMode mode, std::int32_t* chosen) const {
+                                  LogitsMode mode, std::int32_t* chosen, DecodeGraph* graph) const {
   const ModelConfig& config = model_->config();
   const auto count = static_cast<std::int64_t>(ids.size());
   if (count == 0) fail("forward: no token ids");
@@ -158,6 +184,56 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   }
   const int rows = static_cast<int>(count);
   const int position = static_cast<int>(first_position);
+  const bool graphable = graph != nullptr && chosen != nullptr && rows == 1;
+  cache.reserve(first_position + count);
+  // A graph replays at any position up to the cache's capacity: its attention is sized for it.
+  const int max_keys = graphable ? static_cast<int>(cache.capacity()) : position + rows;
+  const AttentionShape shape{static_cast<int>(config.num_attention_heads),
+                             static_cast<int>(config.num_key_value_heads),
+                             static_cast<int>(config.head_dim), 0};
+  reserve_workspace(rows, attention_workspace_floats(shape, rows, max_keys));
+  Workspace& work = workspace_;
+  const cudaStream_t stream = stream_.get();
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), ids.data(), ids.size_bytes(),
+                                cudaMemcpyHostToDevice, stream));
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), &position, sizeof(int),
+                                cudaMemcpyHostToDevice, stream));
+  const bool replay = graphable && graph->graph.ready() && graph->buffers == graph_buffers(cache);
+  if (replay) {
+    graph->graph.launch(stream);
+  } else {
+    enqueue_forward(rows, mode, chosen != nullptr, max_keys, cache);
+  }
+  cache.advance(count);
+  const int vocab = static_cast<int>(config.vocab_size);
+  const int kept = mode == LogitsMode::Last ? 1 : rows;
+  std::vector<float> logits;
+  if (chosen != nullptr) {
+    UQ_CUDA_CHECK(cudaMemcpyAsync(chosen, work.chosen.data(), sizeof(std::int32_t),
+                                  cudaMemcpyDeviceToHost, stream));
+  } else {
+    logits.resize(static_cast<std::size_t>(kept) * static_cast<std::size_t>(vocab));
+    UQ_CUDA_CHECK(cudaMemcpyAsync(logits.data(), work.logits.data(), logits.size() * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+  stream_.synchronize();
+  if (graphable && !replay && !graph->unavailable) {
+    // The eager step sized every buffer; the next steps replay a graph of it. A capture the
+    // runtime refuses only costs the replay.
+    try {
+      graph->graph.capture(stream, [&] { enqueue_forward(1, mode, true, max_keys, cache); });
+      graph->buffers = graph_buffers(cache);
+    } catch (const Error&) {
+      graph->unavailable = true;
+      cudaGetLastError();  // clear the capture's error
+    }
+  }
+  return logits;
+}
+
+void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
+                                DeviceKVCache& cache) const {
+  const ModelConfig& config = model_->config();
   const int hidden = static_cast<int>(config.hidden_size);
   const int head_dim = static_cast<int>(config.head_dim);
   const int heads = static_cast<int>(config.num_attention_heads);
@@ -168,16 +244,12 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   const int inner = static_cast<int>(config.intermediate_size);
   const int vocab = static_cast<int>(config.vocab_size);
   const auto eps = static_cast<float>(config.rms_norm_eps);
-
   AttentionShape shape{heads, kv_heads, head_dim, 0};
-  reserve_workspace(rows, attention_workspace_floats(shape, rows, position + rows));
-  cache.reserve(first_position + count);
   Workspace& work = workspace_;
   const cudaStream_t stream = stream_.get();
   const LinearContext context{stream, cublas_.get(), &work.scratch};
+  const int* position = work.position.data();
 
-  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), ids.data(), ids.size_bytes(),
-                                cudaMemcpyHostToDevice, stream));
   embedding_->gather(work.ids.data(), rows, work.x.data(), stream);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
@@ -195,7 +267,7 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
          stream);
     store_kv(k, v, rows, qkv_width, kv_width, position, cache.keys(index), cache.values(index),
              stream);
-    attention(q, rows, qkv_width, position, cache.keys(index), cache.values(index), shape,
+    attention(q, rows, qkv_width, position, max_keys, cache.keys(index), cache.values(index), shape,
               work.attention.data(), work.attended.data(), stream);
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
     rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps, work.normed.data(),
@@ -204,26 +276,15 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
     swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
     layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
   }
-  cache.advance(count);
-
   const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
   const int kept = rows - first_row;
   const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
   rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
   lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
-  if (chosen != nullptr) {
+  if (greedy) {
     argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,
            work.chosen.data(), stream);
-    UQ_CUDA_CHECK(cudaMemcpyAsync(chosen, work.chosen.data(), sizeof(std::int32_t),
-                                  cudaMemcpyDeviceToHost, stream));
-    stream_.synchronize();
-    return {};
   }
-  std::vector<float> logits(static_cast<std::size_t>(kept) * static_cast<std::size_t>(vocab));
-  UQ_CUDA_CHECK(cudaMemcpyAsync(logits.data(), work.logits.data(), logits.size() * sizeof(float),
-                                cudaMemcpyDeviceToHost, stream));
-  stream_.synchronize();
-  return logits;
 }
 
 }  // namespace uq::cuda

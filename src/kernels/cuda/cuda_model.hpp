@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_linear.hpp"
 #include "kernels/cuda/stream.hpp"
@@ -28,6 +29,7 @@ class DeviceKVCache {
  public:
   DeviceKVCache(int layers, int kv_width) : layers_(layers), kv_width_(kv_width) {}
   std::int64_t length() const { return length_; }
+  std::int64_t capacity() const { return capacity_; }
   void reserve(std::int64_t positions);
   void advance(std::int64_t count) { length_ += count; }
   float* keys(int layer) { return keys_.data() + offset(layer); }
@@ -45,6 +47,14 @@ class DeviceKVCache {
   DeviceBuffer<float> values_;
 };
 
+// A captured decode step (one token, greedy) of one sequence, replayed while the buffers it
+// was captured with stay in place.
+struct DecodeGraph {
+  CapturedGraph graph;
+  std::vector<const void*> buffers;  // the device pointers baked into it
+  bool unavailable = false;          // capture failed once: this sequence runs eagerly
+};
+
 class CudaModel final : public CausalLM {
  public:
   // Uploads `model` to the current CUDA device. Throws uq::Error naming the first layer
@@ -56,10 +66,12 @@ class CudaModel final : public CausalLM {
   // Bytes of weights on the device (matrices and vectors).
   std::size_t weight_bytes() const { return weight_bytes_; }
 
-  // Runs ids at positions cache.length()..; returns logits (All / Last), or with `greedy`
-  // nothing but writes the last row's argmax into *chosen.
+  // Runs ids at positions cache.length()..; returns logits (All / Last), or with `chosen`
+  // nothing but writes the last row's argmax into *chosen. With `graph`, a one-token greedy
+  // step replays the graph captured by the previous such step (CUDA graph: one launch instead
+  // of hundreds), or runs eagerly and captures one.
   std::vector<float> run(std::span<const std::int32_t> ids, DeviceKVCache& cache, LogitsMode mode,
-                         std::int32_t* chosen) const;
+                         std::int32_t* chosen, DecodeGraph* graph = nullptr) const;
   // Blocks until the device has finished every queued stage (timing).
   void synchronize() const { stream_.synchronize(); }
 
@@ -73,13 +85,20 @@ class CudaModel final : public CausalLM {
     DeviceBuffer<std::int32_t> ids;
     DeviceBuffer<float> x, normed, qkv, attended, gate_up, activated, logits, attention;
     DeviceBuffer<std::int32_t> chosen;
+    DeviceBuffer<int> position;  // first position of the ids being run
     LinearScratch scratch;
   };
   void reserve_workspace(int rows, std::size_t attention_floats) const;
+  // Queues the whole forward of `rows` ids already in the workspace (positions from the device
+  // position word) on the stream; with `greedy`, ends with the argmax of the last row.
+  void enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
+                       DeviceKVCache& cache) const;
+  std::vector<const void*> graph_buffers(DeviceKVCache& cache) const;
 
   std::shared_ptr<const Model> model_;
   Stream stream_;
   CublasHandle cublas_;
+  DeviceBuffer<unsigned char> cublas_workspace_;  // fixed, so that graphs can hold cuBLAS calls
   std::shared_ptr<const DeviceMatrix> embedding_;
   std::unique_ptr<DeviceLinear> lm_head_;
   std::vector<Layer> layers_;

@@ -82,7 +82,8 @@ __global__ void rms_norm_kernel(const float* x, int dim, const float* weight, fl
 }
 
 __global__ void rope_kernel(float* x, int rows, int row_stride, int heads, int head_dim,
-                            const float* inverse_frequencies, int first_position) {
+                            const float* inverse_frequencies, const int* first_position_at) {
+  const int first_position = *first_position_at;
   const int half = head_dim / 2;
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(rows) * heads * half) return;
@@ -101,7 +102,9 @@ __global__ void rope_kernel(float* x, int rows, int row_stride, int heads, int h
 }
 
 __global__ void store_kv_kernel(const float* k, const float* v, int rows, int row_stride,
-                                int kv_width, int first_position, float* k_cache, float* v_cache) {
+                                int kv_width, const int* first_position_at, float* k_cache,
+                                float* v_cache) {
+  const int first_position = *first_position_at;
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(rows) * kv_width) return;
   const std::size_t row = index / kv_width;
@@ -131,7 +134,7 @@ __device__ void online_softmax_step(float score, const float* value_row, int lan
 // Decode attention: block (split, head, query); its 4 warps stride over the split's keys, each
 // with its own online softmax; the block merges them into one partial (max, sum, acc[head_dim]).
 template <int D>
-__global__ void attention_split_kernel(const float* q, int q_stride, int first_position,
+__global__ void attention_split_kernel(const float* q, int q_stride, const int* first_position_at,
                                        const float* k_cache, const float* v_cache,
                                        AttentionShape shape, int splits, float scale,
                                        float* partials) {
@@ -143,7 +146,7 @@ __global__ void attention_split_kernel(const float* q, int q_stride, int first_p
   const int head_dim = shape.head_dim;
   const int kv_width = shape.kv_heads * head_dim;
   const int kv_head = head / (shape.heads / shape.kv_heads);
-  const int position = first_position + row;
+  const int position = *first_position_at + row;
   const int begin = first_visible_key(shape, position) + split * kSplitKeys;
   const int end = min(begin + kSplitKeys, position + 1);
 
@@ -222,10 +225,12 @@ __global__ void attention_combine_kernel(const float* partials, int splits, int 
 // Prompt attention: block (query tile, head); 4 warps x 4 queries share each tile of keys and
 // values staged in shared memory; one online softmax per query.
 template <int D>
-__global__ void attention_tiled_kernel(const float* q, int count, int q_stride, int first_position,
-                                       const float* k_cache, const float* v_cache,
-                                       AttentionShape shape, float scale, float* out) {
+__global__ void attention_tiled_kernel(const float* q, int count, int q_stride,
+                                       const int* first_position_at, const float* k_cache,
+                                       const float* v_cache, AttentionShape shape, float scale,
+                                       float* out) {
   extern __shared__ float tile[];
+  const int first_position = *first_position_at;
   const int head = blockIdx.y;
   const int first_row = blockIdx.x * kWarps * kQueriesPerWarp;
   const int warp = threadIdx.x / 32;
@@ -299,9 +304,10 @@ __global__ void attention_tiled_kernel(const float* q, int count, int q_stride, 
 }
 
 template <int D>
-void launch_attention(const float* q, int count, int q_stride, int first_position,
-                      const float* k_cache, const float* v_cache, const AttentionShape& shape,
-                      float* workspace, float* out, cudaStream_t stream) {
+void launch_attention(const float* q, int count, int q_stride, const int* first_position,
+                      int max_keys, const float* k_cache, const float* v_cache,
+                      const AttentionShape& shape, float* workspace, float* out,
+                      cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   if (count >= kTiledMinQueries) {
     const dim3 grid((count + kWarps * kQueriesPerWarp - 1) / (kWarps * kQueriesPerWarp),
@@ -312,7 +318,7 @@ void launch_attention(const float* q, int count, int q_stride, int first_positio
     UQ_CUDA_CHECK_LAUNCH("attention_tiled_kernel");
     return;
   }
-  int visible = first_position + count;
+  int visible = max_keys;
   if (shape.sliding_window > 0) visible = std::min(visible, shape.sliding_window);
   const int splits = (visible + kSplitKeys - 1) / kSplitKeys;
   attention_split_kernel<D><<<dim3(splits, shape.heads, count), kWarps * 32, 0, stream>>>(
@@ -417,7 +423,7 @@ void rms_norm(const float* x, int rows, int dim, const float* weight, float eps,
 }
 
 void rope(float* x, int rows, int row_stride, int heads, int head_dim,
-          const float* inverse_frequencies, int first_position, cudaStream_t stream) {
+          const float* inverse_frequencies, const int* first_position, cudaStream_t stream) {
   const std::size_t items = static_cast<std::size_t>(rows) * heads * (head_dim / 2);
   rope_kernel<<<blocks_for(items), kThreads, 0, stream>>>(x, rows, row_stride, heads, head_dim,
                                                           inverse_frequencies, first_position);
@@ -425,7 +431,7 @@ void rope(float* x, int rows, int row_stride, int heads, int head_dim,
 }
 
 void store_kv(const float* k, const float* v, int rows, int row_stride, int kv_width,
-              int first_position, float* k_cache, float* v_cache, cudaStream_t stream) {
+              const int* first_position, float* k_cache, float* v_cache, cudaStream_t stream) {
   store_kv_kernel<<<blocks_for(static_cast<std::size_t>(rows) * kv_width), kThreads, 0, stream>>>(
       k, v, rows, row_stride, kv_width, first_position, k_cache, v_cache);
   UQ_CUDA_CHECK_LAUNCH("store_kv_kernel");
@@ -437,9 +443,9 @@ std::size_t attention_workspace_floats(const AttentionShape& shape, int count, i
   return splits * static_cast<std::size_t>(count) * shape.heads * (shape.head_dim + 2);
 }
 
-void attention(const float* q, int count, int q_stride, int first_position, const float* k_cache,
-               const float* v_cache, const AttentionShape& shape, float* workspace, float* out,
-               cudaStream_t stream) {
+void attention(const float* q, int count, int q_stride, const int* first_position, int max_keys,
+               const float* k_cache, const float* v_cache, const AttentionShape& shape,
+               float* workspace, float* out, cudaStream_t stream) {
   if (shape.head_dim % 32 != 0 || shape.head_dim < 32 || shape.head_dim > 256) {
     fail("cuda attention: head_dim ", shape.head_dim, " is not a multiple of 32 in [32, 256]");
   }
@@ -449,29 +455,29 @@ void attention(const float* q, int count, int q_stride, int first_position, cons
   }
   switch (shape.head_dim / 32) {
     case 1:
-      return launch_attention<1>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<1>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 2:
-      return launch_attention<2>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<2>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 3:
-      return launch_attention<3>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<3>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 4:
-      return launch_attention<4>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<4>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 5:
-      return launch_attention<5>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<5>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 6:
-      return launch_attention<6>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<6>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     case 7:
-      return launch_attention<7>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<7>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
     default:
-      return launch_attention<8>(q, count, q_stride, first_position, k_cache, v_cache, shape,
-                                 workspace, out, stream);
+      return launch_attention<8>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
+                                 shape, workspace, out, stream);
   }
 }
 

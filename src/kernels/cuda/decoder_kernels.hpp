@@ -28,15 +28,17 @@ void gather_rows(const AffineDeviceWeight& table, const std::int32_t* ids, int c
 void rms_norm(const float* x, int rows, int dim, const float* weight, float eps, float* out,
               cudaStream_t stream);
 
-// Rotates `heads` heads of `rows` rows in place (row r at position first_position + r);
+// Positions come from device memory (*first_position), so that a captured CUDA graph of a
+// decode step replays at any position.
+// Rotates `heads` heads of `rows` rows in place (row r at position *first_position + r);
 // row r starts at x + r * row_stride. inverse_frequencies has head_dim / 2 entries.
 void rope(float* x, int rows, int row_stride, int heads, int head_dim,
-          const float* inverse_frequencies, int first_position, cudaStream_t stream);
+          const float* inverse_frequencies, const int* first_position, cudaStream_t stream);
 
 // Copies keys and values of `rows` tokens (row r at k + r * row_stride) into one layer's cache
-// laid out [capacity][kv_heads][head_dim], at positions first_position...
+// laid out [capacity][kv_heads][head_dim], at positions *first_position...
 void store_kv(const float* k, const float* v, int rows, int row_stride, int kv_width,
-              int first_position, float* k_cache, float* v_cache, cudaStream_t stream);
+              const int* first_position, float* k_cache, float* v_cache, cudaStream_t stream);
 
 struct AttentionShape {
   int heads = 0;
@@ -49,13 +51,14 @@ struct AttentionShape {
 std::size_t attention_workspace_floats(const AttentionShape& shape, int count, int keys);
 
 // out[r, h*head_dim..] = softmax(q k^T / sqrt(head_dim)) v for the queries at positions
-// first_position + r, over the cached keys they see (the cache already holds them).
+// *first_position + r, over the cached keys they see (the cache already holds them);
+// max_keys >= *first_position + count bounds the keys (it sizes the decode split).
 // q row r starts at q + r * q_stride. Many queries (a prompt): query tiles share key/value
 // tiles staged in shared memory (flash-attention style). Few queries (decode): the keys are
 // split over blocks, each keeps a partial softmax, and a second kernel combines them.
-void attention(const float* q, int count, int q_stride, int first_position, const float* k_cache,
-               const float* v_cache, const AttentionShape& shape, float* workspace, float* out,
-               cudaStream_t stream);
+void attention(const float* q, int count, int q_stride, const int* first_position, int max_keys,
+               const float* k_cache, const float* v_cache, const AttentionShape& shape,
+               float* workspace, float* out, cudaStream_t stream);
 
 // out[r, i] = silu(gate[r, i]) * up[r, i]; gate row r at gate_up + r * 2 * width, up after it.
 void swiglu(const float* gate_up, int rows, int width, float* out, cudaStream_t stream);

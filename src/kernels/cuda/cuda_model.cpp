@@ -136,6 +136,7 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   if (rows <= work.rows) return;
   work.rows = rows;
   work.ids = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(rows));
+  work.host_ids = PinnedBuffer<std::int32_t>(static_cast<std::size_t>(rows));
   work.x = DeviceBuffer<float>(size(config.hidden_size));
   work.normed = DeviceBuffer<float>(size(config.hidden_size));
   work.qkv = DeviceBuffer<float>(size(q_width + 2 * kv_width));
@@ -145,6 +146,7 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   work.logits = DeviceBuffer<float>(size(config.vocab_size));
   reserve(work.chosen, 1);
   reserve(work.position, 1);
+  if (work.host_words.size() == 0) work.host_words = PinnedBuffer<int>(2);
 }
 
 std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
@@ -194,9 +196,11 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   reserve_workspace(rows, attention_workspace_floats(shape, rows, max_keys));
   Workspace& work = workspace_;
   const cudaStream_t stream = stream_.get();
-  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), ids.data(), ids.size_bytes(),
+  std::copy(ids.begin(), ids.end(), work.host_ids.data());
+  work.host_words.data()[0] = position;
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), work.host_ids.data(), ids.size_bytes(),
                                 cudaMemcpyHostToDevice, stream));
-  UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), &position, sizeof(int),
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), work.host_words.data(), sizeof(int),
                                 cudaMemcpyHostToDevice, stream));
   const bool replay = graphable && graph->graph.ready() && graph->buffers == graph_buffers(cache);
   if (replay) {
@@ -209,14 +213,15 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   const int kept = mode == LogitsMode::Last ? 1 : rows;
   std::vector<float> logits;
   if (chosen != nullptr) {
-    UQ_CUDA_CHECK(cudaMemcpyAsync(chosen, work.chosen.data(), sizeof(std::int32_t),
-                                  cudaMemcpyDeviceToHost, stream));
+    UQ_CUDA_CHECK(cudaMemcpyAsync(work.host_words.data() + 1, work.chosen.data(),
+                                  sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream));
   } else {
     logits.resize(static_cast<std::size_t>(kept) * static_cast<std::size_t>(vocab));
     UQ_CUDA_CHECK(cudaMemcpyAsync(logits.data(), work.logits.data(), logits.size() * sizeof(float),
                                   cudaMemcpyDeviceToHost, stream));
   }
   stream_.synchronize();
+  if (chosen != nullptr) *chosen = work.host_words.data()[1];
   if (graphable && !replay && !graph->unavailable) {
     // The eager step sized every buffer; the next steps replay a graph of it. A capture the
     // runtime refuses only costs the replay.

@@ -14,6 +14,7 @@
 #include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_linear.hpp"
+#include "kernels/cuda/pinned_buffer.hpp"
 #include "kernels/cuda/stream.hpp"
 #include "model/causal_lm.hpp"
 #include "model/decoder.hpp"
@@ -85,7 +86,9 @@ class CudaModel final : public CausalLM {
     DeviceBuffer<std::int32_t> ids;
     DeviceBuffer<float> x, normed, qkv, attended, gate_up, activated, logits, attention;
     DeviceBuffer<std::int32_t> chosen;
-    DeviceBuffer<int> position;  // first position of the ids being run
+    DeviceBuffer<int> position;           // first position of the ids being run
+    PinnedBuffer<std::int32_t> host_ids;  // staging: ids in
+    PinnedBuffer<int> host_words;         // staging: [0] position in, [1] chosen id out
     LinearScratch scratch;
   };
   void reserve_workspace(int rows, std::size_t attention_floats) const;

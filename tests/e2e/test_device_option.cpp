@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "model/device_placement.hpp"
 #include "support/test_support.hpp"
@@ -15,9 +16,18 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using uq::test::run_uq;
 
-std::vector<std::string> eval_args(const std::string& device) {
+// The first ~6 KB of data/val.txt (whole lines): a few windows of 128, fast on any CPU.
+std::string short_val_text(const uq::test::TempDir& dir) {
+  std::string text = uq::test::read_text(uq::test::source_path("data/val.txt"));
+  text.resize(text.rfind('\n', 6000) + 1);
+  const auto path = dir / "val_head.txt";
+  std::ofstream(path, std::ios::binary) << text;
+  return path.string();
+}
+
+std::vector<std::string> eval_args(const std::string& data, const std::string& device) {
   return {"eval",   uq::test::bundled_model().string(),
-          "--data", uq::test::source_path("data/val.txt").string(),
+          "--data", data,
           "--ctx",  "128",
           "--json", "--device",
           device,   "--quiet"};
@@ -25,20 +35,22 @@ std::vector<std::string> eval_args(const std::string& device) {
 
 TEST(DeviceOption, WithoutGpuCudaIsOneErrorAndAutoIsCpu) {
   if (uq::cuda_available()) GTEST_SKIP() << "a GPU is present (tests/cuda cover it)";
-  const auto refused = run_uq(eval_args("cuda"));
+  uq::test::TempDir dir;
+  const std::string data = short_val_text(dir);
+  const auto refused = run_uq(eval_args(data, "cuda"));
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_THAT(refused.err, StartsWith("error: option --device cuda: "));
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
 
-  const auto automatic = run_uq(eval_args("auto"));
-  const auto cpu = run_uq(eval_args("cpu"));
+  const auto automatic = run_uq(eval_args(data, "auto"));
+  const auto cpu = run_uq(eval_args(data, "cpu"));
   ASSERT_EQ(automatic.exit_code, 0) << automatic.err;
   ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
   const auto automatic_report = nlohmann::json::parse(automatic.out);
   EXPECT_EQ(automatic_report["device"], "cpu");
   EXPECT_EQ(automatic_report["ppl"], nlohmann::json::parse(cpu.out)["ppl"]);
 
-  const auto unknown = run_uq(eval_args("tpu"));
+  const auto unknown = run_uq(eval_args(data, "tpu"));
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_THAT(unknown.err, HasSubstr("unknown device 'tpu'"));
 }

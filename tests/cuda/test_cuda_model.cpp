@@ -8,7 +8,11 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <random>
 
+#include "io/hf_config.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/device.hpp"
@@ -103,6 +107,78 @@ std::string format_name(const ::testing::TestParamInfo<int>& param) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaModelTest, ::testing::Values(16, 8, 4), format_name);
+
+// The bundled model's weights under a config that turns on what it lacks: tied embeddings,
+// biases on every projection, a sliding window on every layer, llama3 RoPE scaling. Biases are
+// random, so each of them moves the logits.
+TEST(CudaModelVariants, TiedBiasedSlidingLlama3MatchesCpu) {
+  if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+  uq::ModelConfig config = uq::load_model_config(uq::test::bundled_model() / "config.json");
+  config.tie_word_embeddings = true;
+  config.attention_bias = true;
+  config.o_proj_bias = true;
+  config.mlp_bias = true;
+  config.sliding_window = 48;
+  config.layer_uses_sliding_window.assign(static_cast<std::size_t>(config.num_hidden_layers), true);
+  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
+  config.rope_scaling.factor = 8.0;
+  config.rope_scaling.original_max_position_embeddings = 128;
+  const uq::Checkpoint checkpoint = uq::Checkpoint::open(uq::test::bundled_model());
+  const uq::TensorSource stored = uq::checkpoint_tensors(checkpoint);
+  std::map<std::string, std::vector<float>> biases;
+  std::mt19937 random(7);
+  std::normal_distribution<float> draw(0.0f, 0.05f);
+  const std::int64_t q_width = config.num_attention_heads * config.head_dim;
+  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
+  for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+    const std::pair<std::string, std::int64_t> shapes[] = {
+        {"self_attn.q_proj", q_width},
+        {"self_attn.k_proj", kv_width},
+        {"self_attn.v_proj", kv_width},
+        {"self_attn.o_proj", config.hidden_size},
+        {"mlp.gate_proj", config.intermediate_size},
+        {"mlp.up_proj", config.intermediate_size},
+        {"mlp.down_proj", config.hidden_size}};
+    for (const auto& [name, width] : shapes) {
+      auto& bias = biases[prefix + name + ".bias"];
+      bias.resize(static_cast<std::size_t>(width));
+      for (auto& b : bias) b = draw(random);
+    }
+  }
+  uq::TensorSource tensors;
+  tensors.contains = [&](const std::string& name) {
+    return biases.contains(name) || stored.contains(name);
+  };
+  tensors.tensor = [&](const std::string& name) {
+    const auto found = biases.find(name);
+    if (found == biases.end()) return stored.tensor(name);
+    uq::TensorView view;
+    view.name = name;
+    view.dtype = uq::DType::F32;
+    view.shape = {static_cast<std::int64_t>(found->second.size())};
+    view.data = reinterpret_cast<const std::byte*>(found->second.data());
+    view.nbytes = found->second.size() * sizeof(float);
+    return view;
+  };
+  const auto cpu = std::make_shared<const uq::Model>(config, tensors, uq::float_weights(tensors));
+  const uq::cuda::CudaModel gpu(cpu);
+  const auto& ids = uq::test::bundled().val_ids;
+  // 150 prompt tokens (tiled attention past the window), then decode steps (split attention).
+  auto gpu_sequence = gpu.start_sequence();
+  auto cpu_sequence = cpu->start_sequence();
+  const std::span<const std::int32_t> head(ids.data(), 150);
+  EXPECT_LT(relative_l2(gpu_sequence->forward(head, LogitsMode::All),
+                        cpu_sequence->forward(head, LogitsMode::All)),
+            1e-3);
+  for (int step = 0; step < 4; ++step) {
+    const std::span<const std::int32_t> next(ids.data() + 150 + step, 1);
+    EXPECT_LT(relative_l2(gpu_sequence->forward(next, LogitsMode::Last),
+                          cpu_sequence->forward(next, LogitsMode::Last)),
+              1e-3)
+        << "step " << step;
+  }
+}
 
 // The first ~24 KB of data/val.txt (whole lines): 20+ windows of 128, seconds on a CPU.
 std::string short_val_text(const uq::test::TempDir& dir) {

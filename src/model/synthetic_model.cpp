@@ -62,16 +62,19 @@ std::shared_ptr<Weight> random_affine(std::int64_t out, std::int64_t in, int bit
   parallel_fill(words, seed, [&](std::int64_t i, std::uint64_t word) {
     codes[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(word >> 32);
   });
-  // Codes uniform on [0, 2^bits - 1]: w = scale * q + bias uniform with the float spread.
+  // Codes uniform on {0, .., n - 1}, n = 2^bits, have standard deviation sqrt((n^2 - 1) / 12):
+  // scales give w = scale * q + bias the float weights' 0.02 (per group within +-25%), centred.
   const std::int64_t groups = out * (in / group_size);
-  const float levels = static_cast<float>((1 << bits) - 1);
+  const double levels = static_cast<double>(1 << bits);
+  const auto code_spread = static_cast<float>(std::sqrt((levels * levels - 1.0) / 12.0));
+  const auto centre = static_cast<float>((levels - 1.0) / 2.0);
   std::vector<std::uint16_t> scales(static_cast<std::size_t>(groups));
   std::vector<std::uint16_t> biases(static_cast<std::size_t>(groups));
   parallel_fill(groups, seed + 1, [&](std::int64_t i, std::uint64_t word) {
     const float jitter = 0.75f + 0.5f * static_cast<float>(word >> 40) * 0x1.0p-24f;
-    const float scale = 2.0f * kStandardDeviation * std::sqrt(3.0f) / levels * jitter;
+    const float scale = kStandardDeviation / code_spread * jitter;
     scales[static_cast<std::size_t>(i)] = f32_to_bf16(scale);
-    biases[static_cast<std::size_t>(i)] = f32_to_bf16(-scale * levels / 2.0f);
+    biases[static_cast<std::size_t>(i)] = f32_to_bf16(-scale * centre);
   });
   const auto as_bytes = [](const std::vector<std::uint16_t>& v) {
     return std::span<const std::byte>(reinterpret_cast<const std::byte*>(v.data()), v.size() * 2);

@@ -78,13 +78,11 @@ CudaModel::CudaModel(std::shared_ptr<const Model> model) : model_(std::move(mode
   const ModelConfig& config = model_->config();
   embedding_ = std::make_shared<const DeviceMatrix>(
       std::vector<NamedWeight>{{"model.embed_tokens", &model_->embed_tokens()}});
-  weight_bytes_ += embedding_->bytes();
   if (config.tie_word_embeddings) {
     lm_head_ = std::make_unique<DeviceLinear>(embedding_);
   } else {
     lm_head_ = std::make_unique<DeviceLinear>(
         std::vector<DeviceLinear::Part>{{{"lm_head", &model_->lm_head()}, nullptr}});
-    weight_bytes_ += lm_head_->bytes();
   }
   const auto& layers = model_->layers();
   for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -108,9 +106,6 @@ CudaModel::CudaModel(std::shared_ptr<const Model> model) : model_(std::move(mode
         std::vector<DeviceLinear::Part>{part("mlp.down_proj", source.down_proj, source.down_bias)});
     layer.input_norm = upload_vector(source.input_norm);
     layer.post_attention_norm = upload_vector(source.post_attention_norm);
-    weight_bytes_ += layer.qkv->bytes() + layer.o->bytes() + layer.gate_up->bytes() +
-                     layer.down->bytes() + layer.input_norm.bytes() +
-                     layer.post_attention_norm.bytes();
     layers_.push_back(std::move(layer));
   }
   // The model's vectors, final norm among them, by name (named_vectors lists it last).

@@ -64,8 +64,6 @@ class CudaModel final : public CausalLM {
 
   const ModelConfig& config() const override { return model_->config(); }
   std::unique_ptr<ModelSequence> start_sequence() const override;
-  // Bytes of weights on the device (matrices and vectors).
-  std::size_t weight_bytes() const { return weight_bytes_; }
 
   // Runs ids at positions cache.length()..; returns logits (All / Last), or with `chosen`
   // nothing but writes the last row's argmax into *chosen. With `graph`, a one-token greedy
@@ -73,8 +71,6 @@ class CudaModel final : public CausalLM {
   // of hundreds), or runs eagerly and captures one.
   std::vector<float> run(std::span<const std::int32_t> ids, DeviceKVCache& cache, LogitsMode mode,
                          std::int32_t* chosen, DecodeGraph* graph = nullptr) const;
-  // Blocks until the device has finished every queued stage (timing).
-  void synchronize() const { stream_.synchronize(); }
 
  private:
   struct Layer {
@@ -107,7 +103,6 @@ class CudaModel final : public CausalLM {
   std::vector<Layer> layers_;
   DeviceBuffer<float> final_norm_;
   DeviceBuffer<float> inverse_frequencies_;
-  std::size_t weight_bytes_ = 0;
   mutable Workspace workspace_;
 };
 

@@ -127,10 +127,6 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
       AffineHostWeight{name, out_, in_, first.bits(), first.group_size(), codes, scales, biases});
 }
 
-std::size_t DeviceMatrix::bytes() const {
-  return bf16_.bytes() + f32_.bytes() + (affine_ ? affine_->bytes() : 0);
-}
-
 DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const LinearContext& context,
                                              float* direct) const {
   LinearScratch& scratch = *context.scratch;
@@ -208,12 +204,6 @@ DeviceLinear::DeviceLinear(const std::vector<Part>& parts) {
 
 DeviceLinear::DeviceLinear(std::shared_ptr<const DeviceMatrix> matrix) : out_(matrix->out()) {
   groups_.push_back(std::move(matrix));
-}
-
-std::size_t DeviceLinear::bytes() const {
-  std::size_t total = 0;
-  for (const auto& group : groups_) total += group->bytes();
-  return total;
 }
 
 void DeviceLinear::apply(const float* x, int rows, float* y, int y_stride, bool accumulate,

@@ -55,7 +55,6 @@ class DeviceMatrix {
 
   int out() const { return out_; }
   int in() const { return in_; }
-  std::size_t bytes() const;
   // Raw product of x [rows, in]: y = a (+ b where b is not null), both [rows, out] in scratch,
   // or, where the format allows and `direct` is not null, a = direct, b = null, written there.
   struct Product {
@@ -90,7 +89,6 @@ class DeviceLinear {
   explicit DeviceLinear(std::shared_ptr<const DeviceMatrix> matrix);
 
   int out() const { return out_; }
-  std::size_t bytes() const;
   // y[r, 0..out) at row stride y_stride = (accumulate ? y : 0) + x[r] W^T + bias.
   void apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
              const LinearContext& context) const;

@@ -16,6 +16,7 @@
 #include "io/atomic_file.hpp"
 #include "model/decoder.hpp"
 #include "run_options.hpp"
+#include "synthetic_bench.hpp"
 
 namespace uq::cli {
 namespace {
@@ -135,11 +136,25 @@ void register_bench(CLI::App& app) {
     CompareOptions compare;
     std::string data = "data/val.txt";
     RunOptions run;
+    std::string synthetic;
+    std::int64_t synthetic_layers = 0;
+    std::string formats = "bf16,8,4,3";
   };
   static Options options;
   auto* command =
       app.add_subcommand("bench", "Compare the float model with every backend on this machine");
-  command->add_option("MODEL", options.model, "Hugging Face model directory")->required();
+  command->add_option("MODEL", options.model, "Hugging Face model directory");
+  command
+      ->add_option("--synthetic", options.synthetic,
+                   "Instead of MODEL: prompt/decode speed of random weights of this preset's "
+                   "shape (llama3-8b, llama2-7b, tiny), generated in memory")
+      ->excludes("MODEL");
+  command->add_option("--layers", options.synthetic_layers,
+                      "With --synthetic: decoder layers (default: the preset's)");
+  command
+      ->add_option("--formats", options.formats,
+                   "With --synthetic: comma-separated formats, bf16 or bits (affine)")
+      ->capture_default_str();
   command->add_option("--input-shape", options.input_shape, "BATCH,SEQUENCE of the timed prompt")
       ->capture_default_str();
   command->add_option("--bits", options.bits, "Bits per weight")->capture_default_str();
@@ -168,6 +183,21 @@ void register_bench(CLI::App& app) {
     apply_run_options(options.run);
     for (const auto& plot : options.plots) check_plot_path(plot);
     const auto shape = parse_input_shape(options.input_shape);
+    if (!options.synthetic.empty()) {
+      if (shape[0] != 1) fail("option --input-shape: --synthetic measures batch 1");
+      SyntheticBenchOptions synthetic;
+      synthetic.preset = options.synthetic;
+      synthetic.layers = options.synthetic_layers;
+      synthetic.formats = split_list(options.formats);
+      synthetic.group_size = options.compare.group_size;
+      synthetic.prompt_tokens = shape[1];
+      synthetic.decode_tokens = options.compare.decode_tokens;
+      synthetic.device = options.run.device;
+      synthetic.json = options.json;
+      run_synthetic_bench(synthetic);
+      return;
+    }
+    if (options.model.empty()) fail("uq bench: give MODEL or --synthetic PRESET");
     if (!std::filesystem::is_regular_file(options.data)) {
       fail("option --data: '", options.data, "' is not a file (give a validation text)");
     }

@@ -2,16 +2,18 @@
 
 #include <algorithm>
 #include <chrono>
-#include <future>
+#include <functional>
 #include <map>
 
 #include "api/backend.hpp"
 #include "api/module_quantization.hpp"
+#include "calibration/calibrate_model.hpp"
 #include "core/error.hpp"
 #include "core/interrupt.hpp"
 #include "core/progress.hpp"
 #include "io/formats/layout_writer.hpp"
 #include "io/hf_config.hpp"
+#include "io/read_ahead.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
@@ -49,11 +51,18 @@ TensorView float_matrix(const Checkpoint& checkpoint, const ModuleShape& module)
   return view;
 }
 
-std::shared_ptr<FloatWeight> float_rows(const TensorView& view, std::int64_t first,
+std::size_t row_bytes(const TensorView& view) {
+  return static_cast<std::size_t>(view.shape[1]) * dtype_size(view.dtype);
+}
+
+// `count` rows of `view`'s matrix stored at `data`, borrowed (not copied).
+std::shared_ptr<FloatWeight> float_rows(const TensorView& view, const std::byte* data,
                                         std::int64_t count) {
-  const auto row_bytes = static_cast<std::size_t>(view.shape[1]) * dtype_size(view.dtype);
-  return std::make_shared<FloatWeight>(view.dtype, count, view.shape[1],
-                                       view.data + static_cast<std::size_t>(first) * row_bytes);
+  return FloatWeight::borrow({view.name,
+                              view.dtype,
+                              {count, view.shape[1]},
+                              data,
+                              static_cast<std::size_t>(count) * row_bytes(view)});
 }
 
 std::vector<float> vector_values(const Checkpoint& checkpoint, const VectorShape& vector) {
@@ -66,14 +75,40 @@ std::vector<float> vector_values(const Checkpoint& checkpoint, const VectorShape
   return values;
 }
 
-void prefetch(const Checkpoint& checkpoint, const std::string& name) {
-  if (checkpoint.contains(name)) checkpoint.file_of(name).prefetch(name);
-}
-
 std::vector<std::string> paths_of(const std::vector<ModuleShape>& modules) {
   std::vector<std::string> paths;
   for (const auto& module : modules) paths.push_back(module.path);
   return paths;
+}
+
+const ModuleShape& module_named(const std::vector<ModuleShape>& modules, const std::string& path) {
+  const auto found = std::find_if(modules.begin(), modules.end(),
+                                  [&path](const ModuleShape& m) { return m.path == path; });
+  if (found == modules.end()) fail("module '", path, "' is not part of this architecture");
+  return *found;
+}
+
+// The model over the checkpoint's mapped bytes: its float weights borrow
+// them, so a computation makes resident only the pages it touches and the
+// caller drops them once used.
+std::shared_ptr<Model> mapped_model(const StreamSource& source,
+                                    const std::vector<ModuleShape>& modules,
+                                    const fs::path& model_dir) {
+  const WeightFactory borrowed = [&](const std::string& path) -> std::shared_ptr<Weight> {
+    return FloatWeight::borrow(float_matrix(source.checkpoint, module_named(modules, path)));
+  };
+  auto model =
+      std::make_shared<Model>(source.config, checkpoint_tensors(source.checkpoint), borrowed);
+  if (const fs::path tokenizer = model_dir / "tokenizer.json"; fs::exists(tokenizer)) {
+    model->set_tokenizer(std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer)));
+  }
+  model->set_source_directory(model_dir);
+  return model;
+}
+
+void release(const Checkpoint& checkpoint, const std::string& module_path) {
+  const std::string name = module_path + ".weight";
+  checkpoint.file_of(name).release(name);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -92,7 +127,7 @@ void plan_from_first_rows(const Backend& backend, const UnifiedQuantizationConfi
   }
   for (const auto& module : modules) {
     const TensorView view = float_matrix(source.checkpoint, module);
-    std::shared_ptr<Weight> weight = float_rows(view, 0, 1);
+    std::shared_ptr<Weight> weight = float_rows(view, view.data, 1);
     if (const int bits = module_bits(module.path, module.tied_paths, config); bits != 0) {
       std::string note;
       if (auto quantized = backend.quantize(module.path, *weight, bits, config, note)) {
@@ -119,24 +154,32 @@ void plan_from_first_rows(const Backend& backend, const UnifiedQuantizationConfi
 // biases) are gathered and written after the last chunk.
 class ModuleStreamer {
  public:
+  // A module's float rows [first, first + count), asked for in order.
+  using RowChunks = std::function<const std::byte*(std::int64_t first, std::int64_t count)>;
+
   ModuleStreamer(const Backend& backend, const UnifiedQuantizationConfig& config,
                  LayoutEncoder& encoder, LayoutOutput& output, QuantizationReport& report)
       : backend_(backend), config_(config), encoder_(encoder), output_(output), report_(report) {}
 
-  // `file` holds `view`; its pages are dropped after each chunk.
-  void write(const ModuleShape& module, const SafetensorsFile& file, const TensorView& view,
-             int bits) {
+  // Rows per chunk: chunk_size for row-independent formats, else the whole matrix.
+  std::int64_t chunk_rows(const ModuleShape& module, int bits) const {
+    return bits == 0 || backend_.rows_independent(bits, config_)
+               ? std::min<std::int64_t>(config_.chunk_size, module.out_features)
+               : module.out_features;
+  }
+
+  // `view` is the module's float matrix, whose rows come from `rows_at`.
+  void write(const ModuleShape& module, const TensorView& view, int bits,
+             const RowChunks& rows_at) {
     const std::int64_t out = module.out_features;
-    const std::int64_t rows = bits == 0 || backend_.rows_independent(bits, config_)
-                                  ? std::min<std::int64_t>(config_.chunk_size, out)
-                                  : out;
+    const std::int64_t rows = chunk_rows(module, bits);
     std::vector<LayoutTensor> gathered;
     std::size_t bytes = 0;
     bool quantized = false;
     for (std::int64_t first = 0; first < out; first += rows) {
       throw_if_interrupted();
       const std::int64_t count = std::min(rows, out - first);
-      std::shared_ptr<Weight> weight = float_rows(view, first, count);
+      std::shared_ptr<Weight> weight = float_rows(view, rows_at(first, count), count);
       if (first == 0) {
         weight = quantize_module(backend_, module.path, weight, bits, config_, report_);
         quantized = report_.layers.back().bits != 0;
@@ -147,7 +190,6 @@ class ModuleStreamer {
       }
       bytes += weight->storage_bytes();
       auto tensors = encoder_.module_tensors(module.path, *weight);
-      file.release(view.name);
       if (count == out) {
         for (const auto& tensor : tensors) output_.add(tensor);
         return;
@@ -157,6 +199,25 @@ class ModuleStreamer {
     for (const auto& tensor : gathered) output_.add(tensor);
     report_.layers.back().parameters = out * module.in_features;
     report_.layers.back().bytes = bytes;
+  }
+
+  // The same from a float weight that may borrow the mapping of `checkpoint`,
+  // whose pages of this module are dropped as the chunks are done with.
+  void write_weight(const ModuleShape& module, const Weight& weight, int bits,
+                    const Checkpoint& checkpoint) {
+    const auto* dense = dynamic_cast<const FloatWeight*>(&weight);
+    if (dense == nullptr) fail("module '", module.path, "' is ", weight.describe(), ", not float");
+    const TensorView view{module.path + ".weight",
+                          dense->dtype(),
+                          {dense->out_features(), dense->in_features()},
+                          dense->bytes().data(),
+                          dense->bytes().size()};
+    const SafetensorsFile& file = checkpoint.file_of(view.name);
+    write(module, view, bits, [&](std::int64_t first, std::int64_t) {
+      if (first > 0) file.release(view.name);
+      return view.data + static_cast<std::size_t>(first) * row_bytes(view);
+    });
+    file.release(view.name);
   }
 
  private:
@@ -191,15 +252,98 @@ class ModuleStreamer {
   QuantizationReport& report_;
 };
 
+// Round-to-nearest: every module chunk by chunk, in file order, with the
+// output planned ahead where the layout allows. A helper thread reads the
+// chunks with pread a few ahead (nothing is mapped: no page faults, no pages
+// to drop) while this one quantizes and writes.
+void stream_rounded(const UnifiedQuantizationConfig& config, const StreamSource& source,
+                    const std::vector<ModuleShape>& modules, LayoutEncoder& encoder,
+                    LayoutOutput& output, ModuleStreamer& streamer, const Backend& backend) {
+  plan_from_first_rows(backend, config, source, modules, encoder, output);
+  const Checkpoint& checkpoint = source.checkpoint;
+  std::vector<ReadRange> ranges;
+  std::size_t largest_chunk = 0;
+  for (const auto& module : modules) {
+    const TensorView view = float_matrix(checkpoint, module);
+    const SafetensorsFile& file = checkpoint.file_of(view.name);
+    const std::int64_t rows =
+        streamer.chunk_rows(module, module_bits(module.path, module.tied_paths, config));
+    for (std::int64_t first = 0; first < module.out_features; first += rows) {
+      const auto count = std::min(rows, module.out_features - first);
+      ranges.push_back(
+          {file.path(),
+           file.file_offset(view.name) + static_cast<std::uint64_t>(first) * row_bytes(view),
+           static_cast<std::size_t>(count) * row_bytes(view)});
+      largest_chunk = std::max(largest_chunk, ranges.back().bytes);
+    }
+  }
+  // Enough ahead to keep the disk busy through a chunk's quantization.
+  ReadAhead reader(std::move(ranges), std::max<std::size_t>(3 * largest_chunk, 64u << 20));
+  Progress progress("quantize", static_cast<std::int64_t>(modules.size()));
+  for (const auto& module : modules) {
+    progress.advance(0, module.path);
+    streamer.write(module, float_matrix(checkpoint, module),
+                   module_bits(module.path, module.tied_paths, config),
+                   [&reader](std::int64_t, std::int64_t) { return reader.next().data(); });
+    progress.advance();
+  }
+}
+
+// Calibrated methods: the embedding (round-to-nearest) first, then each
+// decoder block as soon as calibration is done with it, then lm_head. Only
+// the block being calibrated is resident: its pages are dropped and its
+// quantized weights written and freed before the next block starts.
+void stream_calibrated(const UnifiedQuantizationConfig& config, const StreamSource& source,
+                       const std::vector<ModuleShape>& modules, Model& model,
+                       LayoutEncoder& encoder, LayoutOutput& output, ModuleStreamer& streamer,
+                       QuantizationReport& report) {
+  const Checkpoint& checkpoint = source.checkpoint;
+  auto slots = model.weight_slots();  // in module order
+  std::size_t next = 0;               // modules[next] is written next
+  // The module's weight as calibration left it (AWQ may have scaled a float one).
+  const auto round_to_nearest = [&](const CalibratedLayer* calibrated) {
+    const ModuleShape& module = modules[next];
+    streamer.write_weight(module, *slots[next].weight,
+                          module_bits(module.path, module.tied_paths, config), checkpoint);
+    note_round_to_nearest(config, calibrated, report);
+  };
+  round_to_nearest(nullptr);
+  ++next;
+  calibrate_blocks(
+      model, calibration_options(config), calibration_grids(config, report.backend),
+      [&](std::int64_t, std::vector<CalibratedLayer> layers) {
+        for (const auto& layer : layers) {
+          const ModuleShape& module = modules[next];
+          if (layer.path != module.path) fail("calibrated '", layer.path, "' out of order");
+          const int bits = module_bits(module.path, module.tied_paths, config);
+          if (bits != 0 && layer.weight) {
+            for (const auto& tensor : encoder.module_tensors(module.path, *layer.weight)) {
+              output.add(tensor);
+            }
+            report.layers.push_back(calibrated_line(layer, bits, config));
+          } else {
+            round_to_nearest(&layer);
+          }
+          // Done with: the float pages go, and the quantized weight with the
+          // mapped one back in its slot.
+          slots[next].weight = FloatWeight::borrow(float_matrix(checkpoint, module));
+          release(checkpoint, module.path);
+          ++next;
+        }
+      });
+  for (; next < modules.size(); ++next) round_to_nearest(nullptr);
+}
+
 }  // namespace
 
 std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
     const fs::path& model_dir, UnifiedQuantizationConfig config, const std::string& note) {
   validate(config);
   const auto start = std::chrono::steady_clock::now();
-  StreamSource source = open_source(model_dir);
-  const fs::path tokenizer_path = model_dir / "tokenizer.json";
-  if (!fs::exists(tokenizer_path)) fail(tokenizer_path.string(), ": file not found");
+  const StreamSource source = open_source(model_dir);
+  if (!fs::exists(model_dir / "tokenizer.json")) {
+    fail((model_dir / "tokenizer.json").string(), ": file not found");
+  }
   QuantizationReport report;
   if (!note.empty()) report.warnings.push_back(note);
   std::tie(report.backend, report.backend_reason) = resolve_backend(config);
@@ -208,32 +352,52 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
   const auto modules = module_shapes(source.config);
   warn_unmatched_patterns(config, paths_of(modules), report.warnings);
   const Checkpoint& checkpoint = source.checkpoint;
-  Progress progress("quantize", static_cast<std::int64_t>(modules.size()));
-  // The model asks for its matrices in its own order; each is read, quantized
-  // and its pages dropped before the next.
+  auto model = mapped_model(source, modules, model_dir);
+  // Each module leaves the mapping as it is done with: quantized (or copied,
+  // when kept float) from its mapped bytes, which are then dropped.
   std::map<std::string, LayerQuantization> layers;
-  const WeightFactory quantized_weights = [&](const std::string& path) -> std::shared_ptr<Weight> {
+  const auto round_to_nearest = [&](WeightSlot& slot, const CalibratedLayer* calibrated) {
     throw_if_interrupted();
-    const auto module = std::find_if(modules.begin(), modules.end(),
-                                     [&path](const ModuleShape& m) { return m.path == path; });
-    if (module == modules.end()) fail("module '", path, "' is not part of this architecture");
-    progress.advance(0, path);
-    const TensorView view = float_matrix(checkpoint, *module);
-    std::shared_ptr<Weight> weight = float_rows(view, 0, module->out_features);
-    checkpoint.file_of(view.name).release(view.name);
+    const auto& mapped = dynamic_cast<const FloatWeight&>(*slot.weight);
     QuantizationReport module_report;
-    weight = quantize_module(backend, path, std::move(weight),
-                             module_bits(path, module->tied_paths, config), config, module_report);
-    layers.emplace(path, std::move(module_report.layers.front()));
+    slot.weight =
+        quantize_module(backend, slot.path,
+                        std::make_shared<FloatWeight>(mapped.dtype(), mapped.out_features(),
+                                                      mapped.in_features(), mapped.bytes().data()),
+                        module_bits(slot.path, slot.tied_paths, config), config, module_report);
+    note_round_to_nearest(config, calibrated, module_report);
+    release(checkpoint, slot.path);
+    layers.emplace(slot.path, std::move(module_report.layers.front()));
     report.warnings.insert(report.warnings.end(), module_report.warnings.begin(),
                            module_report.warnings.end());
-    progress.advance();
-    return weight;
+    report.not_calibrated.insert(report.not_calibrated.end(), module_report.not_calibrated.begin(),
+                                 module_report.not_calibrated.end());
   };
-  auto model =
-      std::make_shared<Model>(source.config, checkpoint_tensors(checkpoint), quantized_weights);
-  model->set_tokenizer(std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path)));
-  model->set_source_directory(model_dir);
+  auto slots = model->weight_slots();
+  if (config.method != "rtn") {
+    calibrate_blocks(
+        *model, calibration_options(config), calibration_grids(config, report.backend),
+        [&](std::int64_t, std::vector<CalibratedLayer> block) {
+          for (auto& calibrated : block) {
+            auto slot = std::find_if(slots.begin(), slots.end(), [&](const WeightSlot& s) {
+              return s.path == calibrated.path;
+            });
+            const int bits = module_bits(calibrated.path, {}, config);
+            if (bits != 0 && calibrated.weight) {
+              layers.emplace(calibrated.path, calibrated_line(calibrated, bits, config));
+              release(checkpoint, calibrated.path);
+            } else {
+              round_to_nearest(*slot, &calibrated);
+            }
+          }
+        });
+  }
+  Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
+  for (auto& slot : slots) {
+    progress.advance(0, slot.path);
+    if (!layers.contains(slot.path)) round_to_nearest(slot, nullptr);
+    progress.advance();
+  }
   for (const auto& module : modules) report.layers.push_back(std::move(layers.at(module.path)));
   report.seconds = seconds_since(start);
   return {std::move(model), Quantizer(std::move(config), std::move(report))};
@@ -253,29 +417,21 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   warn_unmatched_patterns(config, paths_of(modules), report.warnings);
   const auto encoder = backend.encoder(source.config.dtype, config);
   LayoutOutput output(out_dir, encoder->metadata(), encoder->shard_policy());
-  plan_from_first_rows(backend, config, source, modules, *encoder, output);
   ModuleStreamer streamer(backend, config, *encoder, output, report);
   const Checkpoint& checkpoint = source.checkpoint;
-  Progress progress("quantize", static_cast<std::int64_t>(modules.size()));
-  // The disk reads the next matrix (in a helper thread: the kernel's
-  // read-ahead request blocks) while this one is quantized.
-  std::future<void> next_read;
-  for (std::size_t i = 0; i < modules.size(); ++i) {
-    const ModuleShape& module = modules[i];
-    progress.advance(0, module.path);
-    if (next_read.valid()) next_read.get();
-    if (i + 1 < modules.size()) {
-      next_read = std::async(
-          std::launch::async,
-          [&checkpoint, name = modules[i + 1].path + ".weight"] { prefetch(checkpoint, name); });
+  if (config.method != "rtn") {
+    const auto model = mapped_model(source, modules, model_dir);
+    stream_calibrated(config, source, modules, *model, *encoder, output, streamer, report);
+    // AWQ folds scales into the norms: the model's vectors are the ones to save.
+    for (const auto& [name, values] : model->named_vectors()) {
+      output.add(vector_tensor(name, *values, source.config.dtype));
     }
-    const TensorView view = float_matrix(checkpoint, module);
-    streamer.write(module, checkpoint.file_of(view.name), view,
-                   module_bits(module.path, module.tied_paths, config));
-    progress.advance();
-  }
-  for (const auto& vector : vector_shapes(source.config)) {
-    output.add(vector_tensor(vector.name, vector_values(checkpoint, vector), source.config.dtype));
+  } else {
+    stream_rounded(config, source, modules, *encoder, output, streamer, backend);
+    for (const auto& vector : vector_shapes(source.config)) {
+      output.add(
+          vector_tensor(vector.name, vector_values(checkpoint, vector), source.config.dtype));
+    }
   }
   output.commit(encoder->config(source.config.raw), encoder->json_files(), model_dir);
   report.seconds = seconds_since(start);

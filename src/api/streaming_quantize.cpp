@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -154,49 +155,82 @@ void plan_from_first_rows(const Backend& backend, const UnifiedQuantizationConfi
 // biases) are gathered and written after the last chunk.
 class ModuleStreamer {
  public:
-  // A module's float rows [first, first + count), asked for in order.
+  // A module's float rows [first, first + count), asked for in the order of row_blocks().
   using RowChunks = std::function<const std::byte*(std::int64_t first, std::int64_t count)>;
 
   ModuleStreamer(const Backend& backend, const UnifiedQuantizationConfig& config,
                  LayoutEncoder& encoder, LayoutOutput& output, QuantizationReport& report)
       : backend_(backend), config_(config), encoder_(encoder), output_(output), report_(report) {}
 
-  // Rows per chunk: chunk_size for row-independent formats, else the whole matrix.
-  std::int64_t chunk_rows(const ModuleShape& module, int bits) const {
-    return bits == 0 || backend_.rows_independent(bits, config_)
-               ? std::min<std::int64_t>(config_.chunk_size, module.out_features)
-               : module.out_features;
+  // The (first row, count) blocks write() asks of its RowChunks, in order:
+  // chunk_size rows at a time, of each of the format's interleaved row parts
+  // in turn (Backend::interleaved_row_parts), or the whole matrix.
+  std::vector<std::pair<std::int64_t, std::int64_t>> row_blocks(const ModuleShape& module,
+                                                                const TensorView& view,
+                                                                int bits) const {
+    const Chunking chunking = chunking_of(module, view, bits);
+    const std::int64_t part_rows = module.out_features / chunking.parts;
+    std::vector<std::pair<std::int64_t, std::int64_t>> blocks;
+    for (std::int64_t first = 0; first < part_rows; first += chunking.rows) {
+      const std::int64_t count = std::min(chunking.rows, part_rows - first);
+      for (std::int64_t p = 0; p < chunking.parts; ++p) {
+        blocks.emplace_back(p * part_rows + first, count);
+      }
+    }
+    return blocks;
   }
 
   // `view` is the module's float matrix, whose rows come from `rows_at`.
   void write(const ModuleShape& module, const TensorView& view, int bits,
              const RowChunks& rows_at) {
     const std::int64_t out = module.out_features;
-    const std::int64_t rows = chunk_rows(module, bits);
-    std::vector<LayoutTensor> gathered;
+    const std::int64_t parts = chunking_of(module, view, bits).parts;
+    const auto blocks = row_blocks(module, view, bits);
+    std::vector<Gathered> gathered;
+    std::vector<std::byte> joined;  // the parts' rows of one chunk, one after another
     std::size_t bytes = 0;
     bool quantized = false;
-    for (std::int64_t first = 0; first < out; first += rows) {
+    for (std::size_t b = 0; b < blocks.size(); b += static_cast<std::size_t>(parts)) {
       throw_if_interrupted();
-      const std::int64_t count = std::min(rows, out - first);
-      std::shared_ptr<Weight> weight = float_rows(view, rows_at(first, count), count);
-      if (first == 0) {
+      const std::int64_t count = blocks[b].second;
+      const std::byte* rows = nullptr;
+      if (parts == 1) {
+        rows = rows_at(blocks[b].first, count);
+      } else {
+        const std::size_t part_bytes = static_cast<std::size_t>(count) * row_bytes(view);
+        joined.resize(part_bytes * static_cast<std::size_t>(parts));
+        for (std::int64_t p = 0; p < parts; ++p) {
+          const auto& [first, rows_in_part] = blocks[b + static_cast<std::size_t>(p)];
+          std::memcpy(joined.data() + static_cast<std::size_t>(p) * part_bytes,
+                      rows_at(first, rows_in_part), part_bytes);
+        }
+        rows = joined.data();
+      }
+      std::shared_ptr<Weight> weight = float_rows(view, rows, count * parts);
+      if (b == 0) {
         weight = quantize_module(backend_, module.path, weight, bits, config_, report_);
         quantized = report_.layers.back().bits != 0;
       } else if (quantized) {
         std::string note;
         weight = backend_.quantize(module.path, *weight, bits, config_, note);
-        if (!weight) fail("module '", module.path, "': rows from ", first, " stayed float: ", note);
+        if (!weight) {
+          fail("module '", module.path, "': rows from ", blocks[b].first, " stayed float: ", note);
+        }
       }
       bytes += weight->storage_bytes();
       auto tensors = encoder_.module_tensors(module.path, *weight);
-      if (count == out) {
+      if (count * parts == out) {
         for (const auto& tensor : tensors) output_.add(tensor);
         return;
       }
-      append_chunk(module, first, count, tensors, gathered);
+      append_chunk(module, parts, b == 0, count, tensors, gathered);
     }
-    for (const auto& tensor : gathered) output_.add(tensor);
+    for (auto& tensor : gathered) {
+      for (const auto& part : tensor.parts) {
+        tensor.layout.owned.insert(tensor.layout.owned.end(), part.begin(), part.end());
+      }
+      output_.add(tensor.layout);
+    }
     report_.layers.back().parameters = out * module.in_features;
     report_.layers.back().bytes = bytes;
   }
@@ -221,27 +255,68 @@ class ModuleStreamer {
   }
 
  private:
-  void append_chunk(const ModuleShape& module, std::int64_t first, std::int64_t count,
-                    std::vector<LayoutTensor>& tensors, std::vector<LayoutTensor>& gathered) {
-    for (const auto& tensor : tensors) {
-      if (tensor.shape.empty() || tensor.shape[0] != count) {
-        fail("module '", module.path, "': the layout's tensor '", tensor.name,
-             "' does not split by rows; the backend must not declare rows_independent");
-      }
+  // A tensor written after the last chunk: its rows part by part.
+  struct Gathered {
+    LayoutTensor layout;
+    std::vector<std::vector<std::byte>> parts;
+  };
+
+  // Rows [a, a + rows) of each of `parts` equal row parts make one chunk.
+  struct Chunking {
+    std::int64_t parts;
+    std::int64_t rows;
+  };
+  Chunking chunking_of(const ModuleShape& module, const TensorView& view, int bits) const {
+    const Chunking rows{1, config_.chunk_size};
+    if (bits == 0 || backend_.rows_independent(bits, config_)) return rows;
+    const int parts = backend_.interleaved_row_parts(bits, config_);
+    if (parts == 0 || module.out_features % parts != 0) return {1, module.out_features};
+    // A module the format keeps float (quanto's embedding) streams plain rows.
+    std::string note;
+    if (!backend_.quantize(module.path, *float_rows(view, view.data, 1), bits, config_, note)) {
+      return rows;
     }
-    if (first == 0) {
-      auto shape = tensors[0].shape;
-      shape[0] = module.out_features;
-      output_.begin(tensors[0].name, tensors[0].dtype, shape);
+    return {parts, config_.chunk_size};
+  }
+
+  void append_chunk(const ModuleShape& module, std::int64_t parts, bool first_chunk,
+                    std::int64_t count, std::vector<LayoutTensor>& tensors,
+                    std::vector<Gathered>& gathered) {
+    const auto does_not_split = [&](const LayoutTensor& tensor) {
+      fail("module '", module.path, "': the layout's tensor '", tensor.name,
+           "' does not split by rows; the backend must not stream it in chunks");
+    };
+    const LayoutTensor& codes = tensors[0];
+    if (codes.shape.empty() || codes.shape[0] % count != 0) does_not_split(codes);
+    if (first_chunk) {
+      auto shape = codes.shape;
+      shape[0] = shape[0] / count * (module.out_features / parts);
+      output_.begin(codes.name, codes.dtype, shape);
       for (std::size_t i = 1; i < tensors.size(); ++i) {
-        gathered.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape, {}, {}});
-        gathered.back().shape[0] = module.out_features;
+        gathered.push_back({{tensors[i].name, tensors[i].dtype, tensors[i].shape, {}, {}},
+                            std::vector<std::vector<std::byte>>(static_cast<std::size_t>(parts))});
+        auto& shape_i = gathered.back().layout.shape;
+        if (!shape_i.empty()) shape_i[0] = shape_i[0] / (count * parts) * module.out_features;
       }
     }
-    output_.append(tensors[0].bytes());
+    output_.append(codes.bytes());
     for (std::size_t i = 1; i < tensors.size(); ++i) {
-      const auto bytes = tensors[i].bytes();
-      gathered[i - 1].owned.insert(gathered[i - 1].owned.end(), bytes.begin(), bytes.end());
+      const auto& tensor = tensors[i];
+      const auto bytes = tensor.bytes();
+      auto& target = gathered[i - 1];
+      if (tensor.shape.empty()) {  // the same for every chunk
+        if (first_chunk) target.parts[0].assign(bytes.begin(), bytes.end());
+        continue;
+      }
+      if (tensor.shape[0] % (count * parts) != 0) does_not_split(tensor);
+      const std::size_t part_bytes = bytes.size() / static_cast<std::size_t>(parts);
+      for (std::int64_t p = 0; p < parts; ++p) {
+        const auto begin = bytes.begin() +
+                           static_cast<std::ptrdiff_t>(p) * static_cast<std::ptrdiff_t>(part_bytes);
+        target.parts[static_cast<std::size_t>(p)].insert(
+            target.parts[static_cast<std::size_t>(p)].end(), begin,
+            begin + static_cast<std::ptrdiff_t>(part_bytes));
+      }
     }
   }
 
@@ -266,14 +341,11 @@ void stream_rounded(const UnifiedQuantizationConfig& config, const StreamSource&
   for (const auto& module : modules) {
     const TensorView view = float_matrix(checkpoint, module);
     const SafetensorsFile& file = checkpoint.file_of(view.name);
-    const std::int64_t rows =
-        streamer.chunk_rows(module, module_bits(module.path, module.tied_paths, config));
-    for (std::int64_t first = 0; first < module.out_features; first += rows) {
-      const auto count = std::min(rows, module.out_features - first);
-      ranges.push_back(
-          {file.path(),
-           file.file_offset(view.name) + static_cast<std::uint64_t>(first) * row_bytes(view),
-           static_cast<std::size_t>(count) * row_bytes(view)});
+    const auto offset = file.file_offset(view.name);
+    for (const auto& [first, count] :
+         streamer.row_blocks(module, view, module_bits(module.path, module.tied_paths, config))) {
+      ranges.push_back({file.path(), offset + static_cast<std::uint64_t>(first) * row_bytes(view),
+                        static_cast<std::size_t>(count) * row_bytes(view)});
       largest_chunk = std::max(largest_chunk, ranges.back().bytes);
     }
   }

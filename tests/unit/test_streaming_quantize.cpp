@@ -113,7 +113,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, StreamingEqualsInMemory,
                                            Case{"mlx", 6, 100, "layer_bits"},
                                            Case{"custom", 4, 5, ""}, Case{"custom", 8, 300, "skip"},
                                            Case{"quanto", 4, 64, ""}, Case{"quanto", 8, 9, "skip"},
-                                           Case{"bnb", 4, 33, "skip"}, Case{"bnb", 8, 17, ""}),
+                                           Case{"quanto", 2, 5, "layer_bits"},
+                                           Case{"quanto", 4, 7, "skip"}, Case{"bnb", 4, 33, "skip"},
+                                           Case{"bnb", 8, 17, ""}),
                          [](const ::testing::TestParamInfo<Case>& test) {
                            return std::string(test.param.backend) +
                                   std::to_string(test.param.bits) + "_chunk" +

@@ -42,6 +42,18 @@ class Backend {
   // one matrix at a time.
   virtual bool rows_independent(int bits, const UnifiedQuantizationConfig& config) const = 0;
 
+  // For a format that is not rows_independent but still streams in row
+  // chunks: k > 0 when its layout interleaves the matrix's k equal row parts
+  // (quanto packs row r with row r + out/2 at 4 bits). Rows [a, a + c) of
+  // every part, quantized together as one k·c-row weight, then give the
+  // layout's first tensor's share for rows [a, a + c) of the first part, and
+  // each other tensor's rows part by part (a tensor without dimensions is the
+  // same for every chunk). 0: one whole matrix at a time.
+  virtual int interleaved_row_parts(int /*bits*/,
+                                    const UnifiedQuantizationConfig& /*config*/) const {
+    return 0;
+  }
+
   // The writer of the backend's native layout (io/formats/layout_writer.hpp)
   // for a model stored in `model_dtype`; the in-memory save and streaming
   // quantization both write through it.

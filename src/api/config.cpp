@@ -79,10 +79,6 @@ void validate(UnifiedQuantizationConfig& config) {
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
-  if (config.memory_efficient && config.method != "rtn") {
-    fail("memory_efficient: streaming quantizes round-to-nearest only; method ", config.method,
-         " needs the loaded model");
-  }
   if (config.device != "auto" && config.device != "cpu" && config.device != "cuda") {
     fail("unknown device '", config.device, "' (known: cpu, cuda, auto)");
   }

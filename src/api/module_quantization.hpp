@@ -8,6 +8,7 @@
 
 #include "api/config.hpp"
 #include "api/quantize.hpp"
+#include "calibration/calibrate_model.hpp"
 
 namespace uq {
 
@@ -34,5 +35,21 @@ std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::strin
                                         std::shared_ptr<Weight> weight, int bits,
                                         const UnifiedQuantizationConfig& config,
                                         QuantizationReport& report);
+
+// The grid each decoder linear of a calibrated method (config.method) is
+// quantized on with `backend`, or nullptr with a note (kept float, already
+// quantized). `config` must outlive the returned function.
+GridFor calibration_grids(const UnifiedQuantizationConfig& config, const std::string& backend);
+CalibrationOptions calibration_options(const UnifiedQuantizationConfig& config);
+
+// The report line of a module that calibration quantized to `bits`.
+LayerQuantization calibrated_line(const CalibratedLayer& layer, int bits,
+                                  const UnifiedQuantizationConfig& config);
+// After quantize_module in a calibrated run: a module it quantized was
+// rounded to nearest instead; its line says why (`calibrated`: the
+// calibration's result for it, null when calibration does not cover it) and
+// it is listed as not calibrated.
+void note_round_to_nearest(const UnifiedQuantizationConfig& config,
+                           const CalibratedLayer* calibrated, QuantizationReport& report);
 
 }  // namespace uq

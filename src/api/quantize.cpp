@@ -96,19 +96,11 @@ std::shared_ptr<Weight> quantize_module(const Backend& backend, const std::strin
   return weight;
 }
 
-namespace {
-
-// Runs the calibrated method over the decoder linears of `model` (in place):
-// path -> what it did.
-std::map<std::string, CalibratedLayer> calibrate(Model& model,
-                                                 const UnifiedQuantizationConfig& config,
-                                                 const std::string& backend) {
-  std::map<std::string, int> bits_by_path;
-  for (const auto& slot : model.weight_slots())
-    bits_by_path[slot.path] = module_bits(slot.path, slot.tied_paths, config);
-  const GridFor grid_for = [&](const std::string& path, const Weight& weight,
-                               std::string& note) -> std::unique_ptr<QuantGrid> {
-    const int bits = bits_by_path.at(path);
+GridFor calibration_grids(const UnifiedQuantizationConfig& config, const std::string& backend) {
+  return [&config, backend](const std::string& path, const Weight& weight,
+                            std::string& note) -> std::unique_ptr<QuantGrid> {
+    // Decoder linears, the only modules calibrated, have no tied aliases.
+    const int bits = module_bits(path, {}, config);
     if (bits == 0) {
       note = "kept in float (layer_bits/skip)";
       return nullptr;
@@ -120,11 +112,49 @@ std::map<std::string, CalibratedLayer> calibrate(Model& model,
     }
     return make_grid(backend, bits, config.group_size, weight.in_features(), dense->dtype(), note);
   };
-  const CalibrationOptions options{
+}
+
+CalibrationOptions calibration_options(const UnifiedQuantizationConfig& config) {
+  return {
       config.method, config.calibration_data, config.calibration_samples, config.calibration_ctx,
       config.seed,   config.act_order};
+}
+
+LayerQuantization calibrated_line(const CalibratedLayer& calibrated, int bits,
+                                  const UnifiedQuantizationConfig& config) {
+  LayerQuantization layer;
+  layer.path = calibrated.path;
+  layer.parameters = calibrated.weight->out_features() * calibrated.weight->in_features();
+  layer.method = config.method;
+  layer.bits = bits;
+  layer.scheme = calibrated.weight->describe();
+  layer.bytes = calibrated.weight->storage_bytes();
+  layer.reconstruction_error = calibrated.reconstruction_error;
+  layer.error_measure = calibrated.error_measure;
+  layer.note = calibrated.note;
+  return layer;
+}
+
+void note_round_to_nearest(const UnifiedQuantizationConfig& config,
+                           const CalibratedLayer* calibrated, QuantizationReport& report) {
+  LayerQuantization& layer = report.layers.back();
+  if (config.method == "rtn" || layer.bits == 0) return;
+  layer.note = calibrated != nullptr
+                   ? "round-to-nearest: " + calibrated->note
+                   : "round-to-nearest: calibration covers the decoder blocks' linears";
+  report.not_calibrated.push_back(layer.path);
+}
+
+namespace {
+
+// Runs the calibrated method over the decoder linears of `model` (in place):
+// path -> what it did.
+std::map<std::string, CalibratedLayer> calibrate(Model& model,
+                                                 const UnifiedQuantizationConfig& config,
+                                                 const std::string& backend) {
   std::map<std::string, CalibratedLayer> calibrated;
-  for (auto& layer : calibrate_model(model, options, grid_for)) {
+  for (auto& layer :
+       calibrate_model(model, calibration_options(config), calibration_grids(config, backend))) {
     calibrated.emplace(layer.path, std::move(layer));
   }
   return calibrated;
@@ -194,26 +224,10 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
     const int bits = module_bits(slot.path, slot.tied_paths, config);
     const auto found = calibrated.find(slot.path);
     if (bits != 0 && found != calibrated.end() && found->second.weight) {
-      LayerQuantization layer;
-      layer.path = slot.path;
-      layer.parameters = slot.weight->out_features() * slot.weight->in_features();
-      layer.method = config.method;
-      layer.bits = bits;
-      layer.scheme = slot.weight->describe();
-      layer.bytes = slot.weight->storage_bytes();
-      layer.reconstruction_error = found->second.reconstruction_error;
-      layer.error_measure = found->second.error_measure;
-      layer.note = found->second.note;
-      report.layers.push_back(std::move(layer));
+      report.layers.push_back(calibrated_line(found->second, bits, config));
     } else {
       slot.weight = quantize_module(backend, slot.path, slot.weight, bits, config, report);
-      LayerQuantization& layer = report.layers.back();
-      if (config.method != "rtn" && layer.bits != 0) {
-        layer.note = found != calibrated.end()
-                         ? "round-to-nearest: " + found->second.note
-                         : "round-to-nearest: calibration covers the decoder blocks' linears";
-        report.not_calibrated.push_back(slot.path);
-      }
+      note_round_to_nearest(config, found != calibrated.end() ? &found->second : nullptr, report);
     }
     progress.advance();
   }
@@ -235,13 +249,6 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(const std::filesyste
   const auto too_large = config.memory_efficient ? std::nullopt : streaming_reason(path);
   if (!config.memory_efficient && !too_large) {
     return quantize_model(std::shared_ptr<const Model>(load_model(path)), std::move(config));
-  }
-  if (config.method != "rtn") {
-    // GPTQ/AWQ run the float model on calibration text and HQQ refines whole
-    // matrices: the streaming path quantizes row chunks round-to-nearest only.
-    fail("method ", config.method, " needs the model loaded, but ",
-         too_large ? *too_large : std::string("memory_efficient streams it from disk"),
-         " (use method rtn to stream)");
   }
   config.memory_efficient = true;
   auto result = quantize_model_streaming(path, std::move(config), too_large.value_or(""));

@@ -1,8 +1,9 @@
 #pragma once
 // Streaming quantization (memory_efficient): the float model is never held.
-// Matrices are read from the memory-mapped checkpoint shards one at a time
-// (or `chunk_size` rows at a time where the format allows), quantized, and
-// their mapped pages dropped once used.
+// Round-to-nearest reads `chunk_size` rows at a time (a whole matrix where the
+// format does not split by rows) on a read-ahead thread; the calibrated
+// methods (gptq, awq, hqq) run on a model over the memory-mapped shards one
+// decoder block at a time, dropping each block's pages once it is written.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -24,9 +25,10 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
 
 // Quantizes the Hugging Face model at `model_dir` straight into the backend's
 // layout at `out_dir` (staged: it appears complete or not at all). Memory holds
-// one chunk of rows of float input plus one matrix's quantized output (for
-// backends whose formats are not row-independent, one float matrix). The files
-// equal quantize_model + save_model's byte for byte. Returns the config and report.
+// a few chunks of rows of float input plus one matrix's scales (bnb: one float
+// matrix; calibrated methods: one decoder block and the calibration
+// activations). The files equal quantize_model + save_model's byte for byte.
+// Returns the config and report.
 Quantizer quantize_to_directory(const std::filesystem::path& model_dir,
                                 const std::filesystem::path& out_dir,
                                 UnifiedQuantizationConfig config, const std::string& note = {});

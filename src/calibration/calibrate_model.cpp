@@ -117,18 +117,14 @@ std::vector<CalibratedLayer> hqq_block(Model& model, std::int64_t index, const G
 
 }  // namespace
 
-std::vector<CalibratedLayer> calibrate_model(Model& model, const CalibrationOptions& options,
-                                             const GridFor& grid_for) {
+void calibrate_blocks(Model& model, const CalibrationOptions& options, const GridFor& grid_for,
+                      const BlockCalibrated& done) {
   const std::int64_t blocks = model.config().num_hidden_layers;
   const auto linears = static_cast<std::int64_t>(block_linears().size());
-  std::vector<CalibratedLayer> results;
-  const auto append = [&results](std::vector<CalibratedLayer> block) {
-    for (auto& layer : block) results.push_back(std::move(layer));
-  };
   if (options.method == "hqq") {
     Progress progress("hqq", blocks * linears);
-    for (std::int64_t b = 0; b < blocks; ++b) append(hqq_block(model, b, grid_for, progress));
-    return results;
+    for (std::int64_t b = 0; b < blocks; ++b) done(b, hqq_block(model, b, grid_for, progress));
+    return;
   }
   if (options.method != "gptq" && options.method != "awq") {
     fail("calibration method '", options.method, "' is unknown (known: gptq, awq, hqq)");
@@ -138,15 +134,26 @@ std::vector<CalibratedLayer> calibrate_model(Model& model, const CalibrationOpti
   GptqOptions gptq;
   gptq.act_order = options.act_order;
   for (std::int64_t b = 0; b < blocks; ++b) {
+    std::vector<CalibratedLayer> block;
     if (options.method == "gptq") {
-      append(gptq_block(model, b, inputs, grid_for, gptq, progress));
+      block = gptq_block(model, b, inputs, grid_for, gptq, progress);
     } else {
       progress.advance(0, "model.layers." + std::to_string(b));
-      append(awq_block(model, b, inputs, grid_for));
+      block = awq_block(model, b, inputs, grid_for);
       progress.advance(linears);
     }
     if (b + 1 < blocks) inputs.advance(model, b);
+    done(b, std::move(block));
   }
+}
+
+std::vector<CalibratedLayer> calibrate_model(Model& model, const CalibrationOptions& options,
+                                             const GridFor& grid_for) {
+  std::vector<CalibratedLayer> results;
+  calibrate_blocks(model, options, grid_for,
+                   [&results](std::int64_t, std::vector<CalibratedLayer> block) {
+                     for (auto& layer : block) results.push_back(std::move(layer));
+                   });
   return results;
 }
 

@@ -7,6 +7,7 @@
 // linear on its own. Only the decoder blocks' linears are calibrated;
 // embeddings and lm_head are left to the caller (round-to-nearest).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,20 @@ struct CalibrationOptions {
   bool act_order = false;  // gptq
 };
 
+// Called once per decoder block, in order, with its seven linears' results
+// (model order) once nothing reads that block's weights any more (the next
+// block's inputs are computed): a streaming caller writes them out and drops
+// the block's pages, so that one block is held at a time.
+using BlockCalibrated =
+    std::function<void(std::int64_t block, std::vector<CalibratedLayer> layers)>;
+
 // Quantizes the decoder linears of `model` in place (each slot gets its
-// format's Weight). One entry per decoder linear, in model order. Throws
+// format's Weight), block by block, handing each block to `done`. Throws
 // uq::Error naming the calibration file or option that is unusable.
+void calibrate_blocks(Model& model, const CalibrationOptions& options, const GridFor& grid_for,
+                      const BlockCalibrated& done);
+
+// calibrate_blocks collecting every block: one entry per decoder linear, in model order.
 std::vector<CalibratedLayer> calibrate_model(Model& model, const CalibrationOptions& options,
                                              const GridFor& grid_for);
 

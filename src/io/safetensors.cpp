@@ -257,23 +257,8 @@ void SafetensorsFile::release(std::string_view name) const {
   ::madvise(reinterpret_cast<void*>(start), stop - start, MADV_DONTNEED);
 }
 
-void SafetensorsFile::prefetch(std::string_view name) const {
-  const Entry& found = entry(name);
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;  // advice only: the mapping reads the bytes when touched
-  // Plain reads through a small buffer fill the page cache at the disk's
-  // sequential speed without growing this process's resident set.
-  std::vector<char> buffer(4u << 20);
-  auto offset = static_cast<off_t>(data_offset_ + found.begin);
-  const auto end = static_cast<off_t>(data_offset_ + found.end);
-  while (offset < end) {
-    const auto want =
-        static_cast<std::size_t>(std::min<off_t>(end - offset, static_cast<off_t>(buffer.size())));
-    const ssize_t got = ::pread(fd, buffer.data(), want, offset);
-    if (got <= 0) break;
-    offset += got;
-  }
-  ::close(fd);
+std::uint64_t SafetensorsFile::file_offset(std::string_view name) const {
+  return data_offset_ + entry(name).begin;
 }
 
 }  // namespace uq

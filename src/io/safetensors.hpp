@@ -50,10 +50,8 @@ class SafetensorsFile {
   // Tells the kernel the pages lying wholly inside this tensor's bytes may be
   // dropped (streaming use); reading the tensor again faults them back in.
   void release(std::string_view name) const;
-  // Reads this tensor's bytes into the page cache (blocking: meant for a helper
-  // thread, so that the next matrix loads while the current one is quantized);
-  // the process's resident set does not grow. Failures are ignored.
-  void prefetch(std::string_view name) const;
+  // Where this tensor's bytes begin in the file (to read them with pread, past the mapping).
+  std::uint64_t file_offset(std::string_view name) const;
 
  private:
   struct Entry {

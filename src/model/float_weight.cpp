@@ -113,7 +113,7 @@ void gemv(const std::byte* w, std::size_t row_bytes, const float* x, std::int64_
 
 }  // namespace
 
-FloatWeight::FloatWeight(DType dtype, std::int64_t out_features, std::int64_t in_features,
+FloatWeight::FloatWeight(Borrowed, DType dtype, std::int64_t out_features, std::int64_t in_features,
                          const void* data)
     : dtype_(dtype), out_features_(out_features), in_features_(in_features) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
@@ -122,11 +122,20 @@ FloatWeight::FloatWeight(DType dtype, std::int64_t out_features, std::int64_t in
   if (out_features <= 0 || in_features <= 0) {
     fail("float weight: invalid shape [", out_features, ", ", in_features, "]");
   }
-  data_.resize(static_cast<std::size_t>(out_features * in_features) * dtype_size(dtype));
-  std::memcpy(data_.data(), data, data_.size());
+  data_ = {static_cast<const std::byte*>(data),
+           static_cast<std::size_t>(out_features * in_features) * dtype_size(dtype)};
 }
 
-std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) {
+FloatWeight::FloatWeight(DType dtype, std::int64_t out_features, std::int64_t in_features,
+                         const void* data)
+    : FloatWeight(Borrowed{}, dtype, out_features, in_features, data) {
+  owned_.assign(data_.begin(), data_.end());
+  data_ = owned_;
+}
+
+namespace {
+
+void check_float_matrix(const TensorView& tensor) {
   if (tensor.shape.size() != 2) {
     fail("tensor '", tensor.name, "': expected a 2-D weight, got ", tensor.shape.size(),
          " dimensions");
@@ -135,7 +144,19 @@ std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) 
     fail("tensor '", tensor.name, "': unsupported dtype ", dtype_name(tensor.dtype),
          " for a float weight (expected F32, F16 or BF16)");
   }
+}
+
+}  // namespace
+
+std::shared_ptr<FloatWeight> FloatWeight::from_tensor(const TensorView& tensor) {
+  check_float_matrix(tensor);
   return std::make_shared<FloatWeight>(tensor.dtype, tensor.shape[0], tensor.shape[1], tensor.data);
+}
+
+std::shared_ptr<FloatWeight> FloatWeight::borrow(const TensorView& tensor) {
+  check_float_matrix(tensor);
+  return std::shared_ptr<FloatWeight>(
+      new FloatWeight(Borrowed{}, tensor.dtype, tensor.shape[0], tensor.shape[1], tensor.data));
 }
 
 std::string FloatWeight::describe() const {

@@ -20,6 +20,12 @@ class FloatWeight final : public Weight {
   FloatWeight(DType dtype, std::int64_t out_features, std::int64_t in_features, const void* data);
   // From a 2-D float tensor [out, in]; throws uq::Error naming the tensor otherwise.
   static std::shared_ptr<FloatWeight> from_tensor(const TensorView& tensor);
+  // Borrows the bytes of a 2-D float tensor instead of copying them (a
+  // memory-mapped checkpoint that must outlive the weight): only the pages a
+  // computation touches become resident. Streaming calibration runs on these.
+  static std::shared_ptr<FloatWeight> borrow(const TensorView& tensor);
+  FloatWeight(const FloatWeight&) = delete;
+  FloatWeight& operator=(const FloatWeight&) = delete;
 
   std::int64_t out_features() const override { return out_features_; }
   std::int64_t in_features() const override { return in_features_; }
@@ -38,6 +44,9 @@ class FloatWeight final : public Weight {
   void matmul_reference(const float* x, std::int64_t rows, float* y) const;
 
  private:
+  struct Borrowed {};
+  FloatWeight(Borrowed, DType dtype, std::int64_t out_features, std::int64_t in_features,
+              const void* data);
   void matmul_gemv(const float* x, std::int64_t rows, float* y) const;
   void matmul_gemm(const float* x, std::int64_t rows, float* y) const;
   const std::byte* row_bytes(std::int64_t row) const;
@@ -45,7 +54,8 @@ class FloatWeight final : public Weight {
   DType dtype_;
   std::int64_t out_features_;
   std::int64_t in_features_;
-  std::vector<std::byte> data_;
+  std::vector<std::byte> owned_;  // empty when borrowed
+  std::span<const std::byte> data_;
 };
 
 }  // namespace uq

@@ -102,7 +102,43 @@ DType affine_param_dtype_for(DType weight_dtype) {
   }
 }
 
+namespace {
+
+// Bit widths dividing 32: whole words of codes, no code straddles two words
+// (a loop the compiler vectorizes; streaming quantization spends its time here).
+template <int Bits>
+void pack_whole_words(std::span<const std::uint8_t> codes, std::uint32_t* words) {
+  constexpr std::size_t kPerWord = 32 / Bits;
+  const std::size_t full = codes.size() / kPerWord;
+  for (std::size_t w = 0; w < full; ++w) {
+    std::uint32_t word = 0;
+    for (std::size_t j = 0; j < kPerWord; ++j) {
+      word |= static_cast<std::uint32_t>(codes[w * kPerWord + j]) << (j * Bits);
+    }
+    words[w] = word;
+  }
+  if (const std::size_t rest = codes.size() - full * kPerWord; rest > 0) {
+    std::uint32_t word = 0;
+    for (std::size_t j = 0; j < rest; ++j) {
+      word |= static_cast<std::uint32_t>(codes[full * kPerWord + j]) << (j * Bits);
+    }
+    words[full] = word;
+  }
+}
+
+}  // namespace
+
 void pack_codes(std::span<const std::uint8_t> codes, int bits, std::uint32_t* words) {
+  switch (bits) {
+    case 2:
+      return pack_whole_words<2>(codes, words);
+    case 4:
+      return pack_whole_words<4>(codes, words);
+    case 8:
+      return pack_whole_words<8>(codes, words);
+    default:
+      break;
+  }
   const auto total_bits = static_cast<std::int64_t>(codes.size()) * bits;
   std::fill(words, words + (total_bits + 31) / 32, 0u);
   for (std::size_t i = 0; i < codes.size(); ++i) {

@@ -2,7 +2,8 @@
 // checkpoint quantized with --memory-efficient stays under 25% of its size in
 // peak RSS (the child's own VmHWM) and equals the in-memory result bit for bit;
 // SIGINT/SIGKILL mid-run leave no output that loads as complete, and a rerun
-// overwrites cleanly.
+// overwrites cleanly. Calibrated methods stream block by block to the same
+// files as in memory.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -124,6 +125,44 @@ TEST(StreamingCli, StreamsOnItsOwnWhenTheModelDoesNotFit) {
   test::expect_same_files(dir / "memory", dir / "auto");
   const auto generated =
       run_uq({"generate", (dir / "auto").string(), "--prompt", "The", "--max-new-tokens", "4"});
+  EXPECT_EQ(generated.exit_code, 0) << generated.err;
+}
+
+TEST(StreamingCli, CalibratedMethodsStreamBlockByBlock) {
+  TempDir dir;
+  const std::string model = test::bundled_model().string();
+  const std::string data = test::source_path("data/train.txt").string();
+  for (const std::string method : {"gptq", "hqq"}) {
+    std::vector<std::string> args{"quantize",
+                                  model,
+                                  "--method",
+                                  method,
+                                  "--calibration-data",
+                                  data,
+                                  "--calibration-samples",
+                                  "8",
+                                  "--calibration-ctx",
+                                  "64",
+                                  "--json",
+                                  "--quiet"};
+    auto memory_args = args;
+    memory_args.insert(memory_args.end(), {"-o", (dir / (method + "_memory")).string()});
+    const auto in_memory = run_uq(memory_args);
+    ASSERT_EQ(in_memory.exit_code, 0) << in_memory.err;
+    auto streamed_args = args;
+    streamed_args.insert(streamed_args.end(), {"-o", (dir / (method + "_streamed")).string(),
+                                               "--memory-efficient", "--chunk-size", "100"});
+    const auto streamed = run_uq(streamed_args);
+    ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+    const auto summary = nlohmann::json::parse(streamed.out);
+    EXPECT_TRUE(summary["streamed"].get<bool>());
+    EXPECT_EQ(summary["method"], method);
+    // The same report, reconstruction errors included.
+    EXPECT_EQ(summary["layers"], nlohmann::json::parse(in_memory.out)["layers"]);
+    test::expect_same_files(dir / (method + "_memory"), dir / (method + "_streamed"));
+  }
+  const auto generated = run_uq(
+      {"generate", (dir / "gptq_streamed").string(), "--prompt", "The", "--max-new-tokens", "4"});
   EXPECT_EQ(generated.exit_code, 0) << generated.err;
 }
 

@@ -166,14 +166,18 @@ TEST(AffinePacking, KnownWords) {
 
 TEST(AffinePacking, EveryWidthMatchesTheBitStreamAndRoundTrips) {
   std::mt19937 rng(7);
-  for (int bits = 1; bits <= 8; ++bits) {
-    std::vector<std::uint8_t> codes(96);
-    for (auto& c : codes) c = static_cast<std::uint8_t>(rng() & ((1u << bits) - 1u));
-    std::vector<std::uint32_t> words(96 * bits / 32);
-    pack_codes(codes, bits, words.data());
-    EXPECT_EQ(words, reference_layout(codes, bits)) << "bits " << bits;
-    for (std::size_t i = 0; i < codes.size(); ++i) {
-      ASSERT_EQ(unpack_code(words.data(), static_cast<std::int64_t>(i), bits), codes[i]);
+  // 93 codes: the last word is partial (and garbage in it must be overwritten).
+  for (const std::size_t count : {96u, 93u}) {
+    for (int bits = 1; bits <= 8; ++bits) {
+      std::vector<std::uint8_t> codes(count);
+      for (auto& c : codes) c = static_cast<std::uint8_t>(rng() & ((1u << bits) - 1u));
+      std::vector<std::uint32_t> words((count * static_cast<std::size_t>(bits) + 31) / 32,
+                                       0xdeadbeefu);
+      pack_codes(codes, bits, words.data());
+      EXPECT_EQ(words, reference_layout(codes, bits)) << "bits " << bits << ", " << count;
+      for (std::size_t i = 0; i < codes.size(); ++i) {
+        ASSERT_EQ(unpack_code(words.data(), static_cast<std::int64_t>(i), bits), codes[i]);
+      }
     }
   }
 }

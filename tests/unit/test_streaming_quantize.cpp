@@ -14,6 +14,7 @@
 #include "core/thread_pool.hpp"
 #include "io/byte_size.hpp"
 #include "io/formats/layout_writer.hpp"
+#include "io/hf_config.hpp"
 #include "io/safetensors.hpp"
 #include "model/decoder.hpp"
 #include "model/parameter_names.hpp"
@@ -112,13 +113,120 @@ INSTANTIATE_TEST_SUITE_P(Backends, StreamingEqualsInMemory,
                                            Case{"mlx", 6, 100, "layer_bits"},
                                            Case{"custom", 4, 5, ""}, Case{"custom", 8, 300, "skip"},
                                            Case{"quanto", 4, 64, ""}, Case{"quanto", 8, 9, "skip"},
-                                           Case{"bnb", 4, 33, "skip"}, Case{"bnb", 8, 17, ""}),
+                                           Case{"quanto", 2, 5, "layer_bits"},
+                                           Case{"quanto", 4, 7, "skip"}, Case{"bnb", 4, 33, "skip"},
+                                           Case{"bnb", 8, 17, ""}),
                          [](const ::testing::TestParamInfo<Case>& test) {
                            return std::string(test.param.backend) +
                                   std::to_string(test.param.bits) + "_chunk" +
                                   std::to_string(test.param.chunk_size) +
                                   (*test.param.extra ? "_" : "") + test.param.extra;
                          });
+
+struct CalibratedCase {
+  const char* method;
+  const char* backend;
+  int bits;
+  const char* extra;  // a layer_bits/skip variation
+};
+
+std::string calibrated_case_name(const ::testing::TestParamInfo<CalibratedCase>& test) {
+  return std::string(test.param.method) + "_" + test.param.backend +
+         std::to_string(test.param.bits) + (*test.param.extra ? "_" : "") + test.param.extra;
+}
+
+UnifiedQuantizationConfig calibrated_config(const CalibratedCase& c) {
+  UnifiedQuantizationConfig config;
+  config.method = c.method;
+  config.backend = c.backend;
+  config.bits = c.bits;
+  config.chunk_size = 50;
+  config.calibration_data = test::source_path("data/train.txt").string();
+  config.calibration_samples = 2;
+  config.calibration_ctx = 32;
+  config.seed = 3;
+  const std::string extra = c.extra;
+  // A decoder linear left float and one on another grid: rounded or kept
+  // inside a calibrated block.
+  if (extra == "skip") config.skip = {"layers.1.mlp.down_proj"};
+  if (extra == "layer_bits") config.layer_bits = {{"model.layers.0.self_attn.v_proj", 8}};
+  return config;
+}
+
+// The streamed files (and the streamed in-memory model) equal the in-memory
+// run's, and so do the reports, layer by layer.
+void expect_calibrated_streaming_equals_in_memory(const fs::path& model_dir,
+                                                  const UnifiedQuantizationConfig& config) {
+  TempDir dir;
+  auto [model, quantizer] =
+      quantize_model(std::shared_ptr<const Model>(load_model(model_dir)), config);
+  quantizer.save_model(*model, dir / "memory");
+  const Quantizer streamed = quantize_to_directory(model_dir, dir / "streamed", config);
+  test::expect_same_files(dir / "memory", dir / "streamed");
+  auto streaming_config = config;
+  streaming_config.memory_efficient = true;
+  auto [streamed_model, streamed_in_memory] = quantize_model(model_dir, streaming_config);
+  streamed_in_memory.save_model(*streamed_model, dir / "streamed_model");
+  test::expect_same_files(dir / "memory", dir / "streamed_model");
+  for (const Quantizer* other :
+       std::initializer_list<const Quantizer*>{&streamed, &streamed_in_memory}) {
+    const auto& expected = quantizer.report();
+    const auto& got = other->report();
+    ASSERT_EQ(got.layers.size(), expected.layers.size());
+    for (std::size_t i = 0; i < expected.layers.size(); ++i) {
+      const auto& a = expected.layers[i];
+      const auto& b = got.layers[i];
+      EXPECT_EQ(a.path, b.path);
+      EXPECT_EQ(a.scheme, b.scheme) << a.path;
+      EXPECT_EQ(a.bits, b.bits) << a.path;
+      EXPECT_EQ(a.method, b.method) << a.path;
+      EXPECT_EQ(a.note, b.note) << a.path;
+      EXPECT_EQ(a.reconstruction_error, b.reconstruction_error) << a.path;
+      EXPECT_EQ(a.bytes, b.bytes) << a.path;
+    }
+    EXPECT_EQ(got.not_calibrated, expected.not_calibrated);
+    EXPECT_EQ(got.warnings, expected.warnings);
+  }
+  // Calibration ran: every decoder linear not skipped carries its measured error.
+  std::size_t calibrated = 0;
+  for (const auto& layer : streamed.report().layers) {
+    if (layer.method == config.method) {
+      ++calibrated;
+      EXPECT_GE(layer.reconstruction_error, 0.0) << layer.path;
+    }
+  }
+  const auto decoder_linears =
+      static_cast<std::size_t>(7 * load_model_config(model_dir / "config.json").num_hidden_layers);
+  EXPECT_EQ(calibrated, decoder_linears - config.skip.size());
+}
+
+class CalibratedStreamingEqualsInMemory : public ::testing::TestWithParam<CalibratedCase> {};
+
+TEST_P(CalibratedStreamingEqualsInMemory, ByteForByte) {
+  expect_calibrated_streaming_equals_in_memory(test::bundled_model(),
+                                               calibrated_config(GetParam()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, CalibratedStreamingEqualsInMemory,
+                         ::testing::Values(CalibratedCase{"hqq", "mlx", 4, ""},
+                                           CalibratedCase{"hqq", "quanto", 4, "skip"},
+                                           CalibratedCase{"gptq", "mlx", 4, "skip"},
+                                           CalibratedCase{"gptq", "quanto", 8, ""},
+                                           CalibratedCase{"awq", "mlx", 3, "layer_bits"}),
+                         calibrated_case_name);
+
+TEST(CalibratedStreaming, SyntheticShardedCheckpoint) {
+  TempDir dir;
+  SyntheticCheckpointOptions options;
+  options.preset = "tiny";
+  options.layers = 3;
+  options.max_shard_bytes = 1'000'000;  // blocks spread over several shards
+  options.seed = 9;
+  options.tokenizer_dir = test::bundled_model();
+  write_synthetic_checkpoint(options, dir / "synth");
+  expect_calibrated_streaming_equals_in_memory(dir / "synth",
+                                               calibrated_config({"gptq", "mlx", 4, ""}));
+}
 
 TEST(StreamingQuantize, InMemoryModelEqualsLoadedThenQuantized) {
   UnifiedQuantizationConfig config;

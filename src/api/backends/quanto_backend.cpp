@@ -48,6 +48,14 @@ bool QuantoBackend::rows_independent(int /*bits*/,
   return false;
 }
 
+int QuantoBackend::interleaved_row_parts(int bits,
+                                         const UnifiedQuantizationConfig& /*config*/) const {
+  // qint8: a scale per row; qint4/qint2: 8/bits code rows share a byte row,
+  // R/2 (R/4) group rows apart (quant/quanto_affine.hpp).
+  if (bits == 8) return 1;
+  return bits == 2 || bits == 4 ? 8 / bits : 0;
+}
+
 std::unique_ptr<LayoutEncoder> QuantoBackend::encoder(
     DType model_dtype, const UnifiedQuantizationConfig& /*config*/) const {
   return quanto_encoder(model_dtype);

@@ -12,6 +12,7 @@ class QuantoBackend final : public Backend {
                                    const UnifiedQuantizationConfig& config,
                                    std::string& note) const override;
   bool rows_independent(int bits, const UnifiedQuantizationConfig& config) const override;
+  int interleaved_row_parts(int bits, const UnifiedQuantizationConfig& config) const override;
   std::unique_ptr<LayoutEncoder> encoder(DType model_dtype,
                                          const UnifiedQuantizationConfig& config) const override;
 };

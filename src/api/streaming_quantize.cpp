@@ -202,7 +202,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
   if (!fs::exists(tokenizer_path)) fail(tokenizer_path.string(), ": file not found");
   QuantizationReport report;
   if (!note.empty()) report.warnings.push_back(note);
-  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  apply_choice(resolve_backend(config), report);
   config.backend = report.backend;
   const Backend& backend = *find_backend(report.backend);
   const auto modules = module_shapes(source.config);
@@ -246,7 +246,7 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   const StreamSource source = open_source(model_dir);
   QuantizationReport report;
   if (!note.empty()) report.warnings.push_back(note);
-  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  apply_choice(resolve_backend(config), report);
   config.backend = report.backend;
   const Backend& backend = *find_backend(report.backend);
   const auto modules = module_shapes(source.config);

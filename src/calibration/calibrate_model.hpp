@@ -25,6 +25,11 @@ struct CalibrationOptions {
   bool act_order = false;  // gptq
 };
 
+// The calibration windows of `options` drawn from the model's tokenization of
+// calibration_data. Throws uq::Error naming the file or option that is unusable.
+std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
+                                                    const CalibrationOptions& options);
+
 // Quantizes the decoder linears of `model` in place (each slot gets its
 // format's Weight). One entry per decoder linear, in model order. Throws
 // uq::Error naming the calibration file or option that is unusable.

@@ -108,7 +108,7 @@ def avoid_int8pack_crash():
 
 
 def logits(args):
-    from optimum.quanto import requantize
+    from optimum.quanto import QTensor, requantize
 
     avoid_int8pack_crash()
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -129,7 +129,10 @@ def logits(args):
                          f"unexpected {sorted(set(state) - loaded)[:5]}")
     ids = torch.tensor([[int(x) for x in args.ids.split(",")]])
     with torch.no_grad():
-        theirs = model(ids).logits[0].float()
+        theirs = model(ids).logits[0]
+        if isinstance(theirs, QTensor):  # lm_head's output quantization
+            theirs = theirs.dequantize()
+        theirs = theirs.float()
         float_state = {k: v.float() for k, v in state.items()
                        if not k.endswith(("._data", "._scale", "._shift", "input_scale",
                                           "output_scale"))}

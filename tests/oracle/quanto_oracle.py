@@ -15,6 +15,9 @@
       (quanto's unpacking; quantized activations quantized-dequantized in
       float32 with the saved input/output scales, as quanto's QModuleMixin
       hooks do), and "logits_quanto": quanto's own forward in the model dtype.
+  batch JOBS
+      runs each line of the file JOBS (the arguments of one of the commands
+      above, separated by tabs) in this one process: torch starts once.
 """
 import argparse
 import json
@@ -148,7 +151,7 @@ def logits(args):
     save_file({"logits": ours.contiguous(), "logits_quanto": theirs.contiguous()}, args.out)
 
 
-def main():
+def parser_of_commands():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quantize")
@@ -164,7 +167,22 @@ def main():
     lg.add_argument("dir")
     lg.add_argument("out")
     lg.add_argument("--ids", required=True)
+    sub.add_parser("batch").add_argument("jobs")
+    return parser
+
+
+def main():
+    parser = parser_of_commands()
     args = parser.parse_args()
+    if args.command != "batch":
+        return run(args)
+    with open(args.jobs) as f:
+        for line in f:
+            if line.strip():
+                run(parser.parse_args(line.rstrip("\n").split("\t")))
+
+
+def run(args):
     {"quantize": quantize, "logits": logits}[args.command](args)
 
 

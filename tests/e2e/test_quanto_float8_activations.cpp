@@ -186,6 +186,35 @@ TEST(QuantoFloat8Layout, BadOptionsNameTheOption) {
   }
 }
 
+// A quantization map naming an unknown activation qtype, or activations
+// without their scales, is refused with one error line naming the culprit.
+TEST(QuantoFloat8Layout, DamagedMapOrScalesGiveOneErrorLine) {
+  TempDir dir;
+  auto [model, quantizer] = quantize_model(test::bundled().model, quanto_config("qfloat8", "none"));
+  quantizer.save_model(*model, dir / "q");
+  const std::string q = "model.layers.1.self_attn.v_proj";
+  auto map = test::read_json(dir / "q" / "quantization_map.json");
+  map[q]["activations"] = "qint3";
+  std::ofstream(dir / "q" / "quantization_map.json") << map.dump();
+  const auto logits = [&] {
+    return test::run_uq(
+        {"logits", (dir / "q").string(), "--ids", "1,2", "-o", (dir / "l.safetensors").string()});
+  };
+  auto result = logits();
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(result.err.rfind("error: ", 0), 0u) << result.err;
+  EXPECT_NE(result.err.find("'" + q + "' activations"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("qint3"), std::string::npos) << result.err;
+
+  map[q]["activations"] = "qint8";  // but input_scale is 1 and stays: valid
+  std::ofstream(dir / "q" / "quantization_map.json") << map.dump();
+  EXPECT_EQ(logits().exit_code, 0);
+  std::ofstream(dir / "q" / "quantization_map.json") << "{not json";
+  result = logits();
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("quantization_map.json"), std::string::npos) << result.err;
+}
+
 // ---- real optimum-quanto ----------------------------------------------------
 
 // Runs quanto_oracle.py commands (each an argument list) in one Python process.

@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/float8_kernels.hpp"
 #include "kernels/cpu/tiled_gemm.hpp"
 #include "quant/float8.hpp"
 
@@ -82,16 +83,10 @@ void Float8Weight::matmul(const float* x, std::int64_t rows, float* y) const {
                     });
     return;
   }
+  const cpu::Float8Matrix matrix{codes_.data(), scales_.data(), decode_.data(), out_, in_, format_};
+  const cpu::KernelIsa isa = cpu::best_kernel_isa();
   parallel_for(0, out_, items_per_task(rows * in_), [&](std::int64_t lo, std::int64_t hi) {
-    for (std::int64_t o = lo; o < hi; ++o) {
-      const std::uint8_t* codes = codes_.data() + o * in_;
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const float* row = x + r * in_;
-        float sum = 0.0f;
-        for (std::int64_t i = 0; i < in_; ++i) sum += decode_[codes[i]] * row[i];
-        y[r * out_ + o] = sum * scales_[static_cast<std::size_t>(o)];
-      }
-    }
+    cpu::float8_gemv_rows(matrix, x, rows, lo, hi, y, isa);
   });
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // A weight matrix stored as float8 codes (e4m3fn or e5m2) with one scale per
 // output channel: optimum-quanto's qfloat8 weights (quant/float8.hpp).
-// matmul decodes codes through a 256-entry table: a row-parallel GEMV for a
-// few rows, tiles decoded to float32 and sgemm (kernels/cpu/tiled_gemm) for more.
+// matmul: a row-parallel GEMV for a few rows (kernels/cpu/float8_kernels),
+// tiles decoded through a 256-entry table to float32 and sgemm
+// (kernels/cpu/tiled_gemm) for more.
 #include <array>
 #include <cstdint>
 #include <memory>

@@ -160,6 +160,22 @@ TEST(QuantoFloat8Layout, RoundTripGivesIdenticalLogits) {
   }
 }
 
+// `--memory-efficient` streams the matrices one at a time into the same files.
+TEST(QuantoFloat8Layout, StreamingWritesTheSameFiles) {
+  TempDir dir;
+  for (const bool streamed : {false, true}) {
+    std::vector<std::string> argv{"quantize",  test::bundled_model().string(),
+                                  "-o",        (dir / (streamed ? "s" : "m")).string(),
+                                  "--backend", "quanto",
+                                  "--bits",    "8",
+                                  "--weights", "qfloat8_e5m2",
+                                  "--quiet"};
+    if (streamed) argv.push_back("--memory-efficient");
+    ASSERT_EQ(test::run_uq(argv).exit_code, 0);
+  }
+  test::expect_same_files(dir / "m", dir / "s");
+}
+
 TEST(QuantoFloat8Layout, BadOptionsNameTheOption) {
   TempDir dir;
   struct Case {

@@ -160,6 +160,27 @@ TEST(QuantoFloat8Layout, RoundTripGivesIdenticalLogits) {
   }
 }
 
+// `--backend auto` (the default) picks quanto for activation quantization and
+// says why in --json; plain 4-bit requests get mlx.
+TEST(QuantoFloat8Layout, AutoChoosesQuantoForActivations) {
+  TempDir dir;
+  const auto result =
+      test::run_uq({"quantize", test::bundled_model().string(), "-o", (dir / "a").string(),
+                    "--bits", "8", "--activations", "qfloat8", "--calibration-data",
+                    test::source_path("data/train.txt").string(), "--calibration-samples", "2",
+                    "--calibration-ctx", "16", "--json", "--quiet"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto summary = nlohmann::json::parse(result.out);
+  EXPECT_EQ(summary["backend"], "quanto");
+  EXPECT_NE(summary["backend_reason"].get<std::string>().find("activation"), std::string::npos);
+  EXPECT_EQ(test::read_json(dir / "a" / "quantization_map.json")["lm_head"]["activations"],
+            "qfloat8_e4m3fn");
+  const auto plain = test::run_uq({"quantize", test::bundled_model().string(), "-o",
+                                   (dir / "b").string(), "--bits", "4", "--json", "--quiet"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(nlohmann::json::parse(plain.out)["backend"], "mlx");
+}
+
 // `--memory-efficient` streams the matrices one at a time into the same files.
 TEST(QuantoFloat8Layout, StreamingWritesTheSameFiles) {
   TempDir dir;

@@ -26,6 +26,6 @@ echo "== the quantized model against the original"
 $UQ eval "$OUT" --data data/val.txt --reference "$MODEL"
 $UQ generate "$OUT" -p "$PROMPT" -n 32
 echo
-echo "== every backend against the float model (chart: out/demo-bench.svg)"
+echo "== every backend against the float model (chart: out/demo-bench.svg and .png)"
 $UQ bench "$MODEL" --data data/val.txt --input-shape 1,512 --bits 4 --eval-windows 8 \
-  --plot out/demo-bench.svg
+  --plot out/demo-bench.svg --plot out/demo-bench.png

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   python3-venv python3-dev pybind11-dev  # the Python module (python/)
   ccache
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
+  librsvg2-dev fonts-dejavu-core  # PNG charts (uq bench --plot FILE.png)
 )
 
 missing=()
@@ -27,7 +28,7 @@ fi
 # runs reuse it. UQ_SKIP_VENV=1 skips it (tests needing it then skip).
 UQ_VENV="${UQ_VENV:-$HOME/.cache/unified_quantization/venv}"
 PY_PACKAGES=(numpy safetensors torch transformers tokenizers "mlx[cpu]" mlx-lm bitsandbytes
-             optimum-quanto pytest peft gguf llama-cpp-python)
+             optimum-quanto pytest peft gguf llama-cpp-python pillow)
 if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
   stamp="$UQ_VENV/.uq-packages"
   want="${PY_PACKAGES[*]}"
@@ -38,5 +39,23 @@ if [ "${UQ_SKIP_VENV:-0}" != 1 ]; then
     # llama-cpp-python builds llama.cpp from source (once: the venv is cached).
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$UQ_VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
     echo "$want" >"$stamp"
+  fi
+  # llama.cpp's own HF -> GGUF converter is not a PyPI package of its own; the
+  # llama-cpp-python sdist (PyPI) vendors it. Its script, `conversion/` and
+  # `gguf-py/` are unpacked beside the venv for the GGUF oracle tests.
+  version="$("$UQ_VENV/bin/python" -c \
+    'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
+  converter="$HOME/.cache/unified_quantization/llama.cpp-$version"
+  if [ ! -f "$converter/convert_hf_to_gguf.py" ]; then
+    echo "setup: unpacking llama.cpp's convert_hf_to_gguf.py from llama-cpp-python $version"
+    download="$(mktemp -d)"
+    "$UQ_VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$download" \
+      "llama-cpp-python==$version"
+    mkdir -p "$converter.tmp"
+    tar xzf "$download"/llama_cpp_python-*.tar.gz -C "$converter.tmp" --strip-components=3 \
+      "llama_cpp_python-$version/vendor/llama.cpp/convert_hf_to_gguf.py" \
+      "llama_cpp_python-$version/vendor/llama.cpp/conversion" \
+      "llama_cpp_python-$version/vendor/llama.cpp/gguf-py"
+    rm -rf "$download" "$converter" && mv "$converter.tmp" "$converter"
   fi
 fi

@@ -1,5 +1,7 @@
 // GPU benchmark of the affine GEMV against cuBLAS bf16 and the device copy bandwidth.
 // Usage: bench_cuda_gemv [--json FILE] [--quick]
+// Shapes (out x in) 4096x4096, 14336x4096, 4096x14336, 128256x4096 (4-bit; 14336x4096 also 2, 3
+// and 8 bits) x rows 1, 8, 16, 32, 512; --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
 // Timing: CUDA graphs of `kBatch` launches, each on the next of several weight copies (so the
 // 50 MB L2 cannot hold them), replayed `kReps` times between events; median per launch.
 #include <algorithm>
@@ -75,11 +77,34 @@ struct Shape {
   int out, in;
 };
 
+constexpr double kNotTimed = -1.0;
+
 struct Row {
   Shape shape;
   int bits, rows;
-  double auto_us, gbs, tensor_us, simt_us, cublas_us;
+  double auto_us, gbs, tflops, tensor_us, simt_us, tiled_us, tiled_bf16_us, cublas_us;
 };
+
+// Random bf16 bits of magnitude 2^-7 .. 2^-3 and either sign: cheap enough for 10^9 elements.
+std::vector<std::uint16_t> random_bf16(std::mt19937_64& rng, std::size_t n) {
+  std::vector<std::uint16_t> v(n);
+  for (std::size_t k = 0; k < n; k += 4) {
+    std::uint64_t bits = rng();
+    for (std::size_t j = k; j < std::min(n, k + 4); ++j, bits >>= 16) {
+      const auto r = static_cast<std::uint32_t>(bits & 0xFFFF);
+      v[j] =
+          static_cast<std::uint16_t>((r & 0x8000u) | ((120u + ((r >> 7) & 3u)) << 7) | (r & 0x7Fu));
+    }
+  }
+  return v;
+}
+
+std::string us_or_dash(double us) {
+  if (us == kNotTimed) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", us);
+  return text;
+}
 
 }  // namespace
 
@@ -114,15 +139,14 @@ int main(int argc, char** argv) try {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const std::vector<Shape> shapes =
       quick ? std::vector<Shape>{{14336, 4096}}
-            : std::vector<Shape>{{4096, 4096}, {14336, 4096}, {4096, 14336}};
-  const std::vector<int> bit_list = quick ? std::vector<int>{4} : std::vector<int>{2, 3, 4, 8};
-  const std::vector<int> row_list = {1, 2, 4, 8, 16};
-  constexpr int kMaxRows = 16;
+            : std::vector<Shape>{{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
+  const std::vector<int> row_list = {1, 8, 16, 32, 512};
+  const int max_rows = row_list.back();
   std::vector<Row> results;
 
   for (const Shape shape : shapes) {
     const std::size_t elements = std::size_t(shape.out) * shape.in;
-    std::vector<float> x_host(std::size_t(kMaxRows) * shape.in);
+    std::vector<float> x_host(std::size_t(max_rows) * shape.in);
     for (auto& v : x_host) v = normal(rng);
     std::vector<std::uint16_t> x_bf16_host(x_host.size());
     for (std::size_t k = 0; k < x_host.size(); ++k) x_bf16_host[k] = uq::f32_to_bf16(x_host[k]);
@@ -130,14 +154,13 @@ int main(int argc, char** argv) try {
     x.upload(x_host);
     DeviceBuffer<std::uint16_t> x_bf16(x_host.size());
     x_bf16.upload(x_bf16_host);
-    DeviceBuffer<float> y(std::size_t(kMaxRows) * shape.out);
-    DeviceBuffer<std::uint16_t> y_bf16(std::size_t(kMaxRows) * shape.out);
+    DeviceBuffer<float> y(std::size_t(max_rows) * shape.out);
+    DeviceBuffer<std::uint16_t> y_bf16(std::size_t(max_rows) * shape.out);
 
     // cuBLAS bf16 baseline: y[rows, out] = x[rows, in] . W^T with W [out, in] row-major.
-    std::vector<double> cublas_us(kMaxRows + 1);
+    std::vector<double> cublas_us(max_rows + 1);
     {
-      std::vector<std::uint16_t> w_host(elements);
-      for (auto& v : w_host) v = uq::f32_to_bf16(0.02f * normal(rng));
+      const std::vector<std::uint16_t> w_host = random_bf16(rng, elements);
       std::vector<DeviceBuffer<std::uint16_t>> copies;
       const int n = copies_for(elements * 2, props.l2_cache_bytes);
       for (int c = 0; c < n; ++c) {
@@ -156,7 +179,8 @@ int main(int argc, char** argv) try {
       }
     }
 
-    for (int bits : bit_list) {
+    const bool all_bits = !quick && shape.out == 14336 && shape.in == 4096;
+    for (int bits : all_bits ? std::vector<int>{2, 3, 4, 8} : std::vector<int>{4}) {
       std::vector<std::uint32_t> codes(elements * bits / 32);
       for (auto& word : codes) word = static_cast<std::uint32_t>(rng());
       std::vector<std::uint16_t> scales(elements / kGroupSize), biases(elements / kGroupSize);
@@ -177,35 +201,52 @@ int main(int argc, char** argv) try {
           });
         };
         const double auto_us = time_kernel(GemvKernel::automatic);
-        const double tensor_us = time_kernel(GemvKernel::tensor_cores);
-        const double simt_us = time_kernel(GemvKernel::simt);
+        // Past 16 rows the 1..16-row kernels loop over 16-row passes: not worth timing.
+        const bool skinny = rows <= 16;
+        const double tensor_us = skinny ? time_kernel(GemvKernel::tensor_cores) : kNotTimed;
+        const double simt_us = skinny ? time_kernel(GemvKernel::simt) : kNotTimed;
+        const double tiled_us = time_kernel(GemvKernel::tiled);
+        const double tiled_bf16_us = time_us(stream.get(), [&](int i) {
+          affine_gemv_cuda(copies[i % n], reinterpret_cast<const __nv_bfloat16*>(x_bf16.data()),
+                           rows, y.data(), stream.get(), GemvKernel::tiled);
+        });
+        const double flops = 2.0 * rows * double(elements);
         results.push_back({shape, bits, rows, auto_us, double(first.bytes()) / (auto_us * 1e3),
-                           tensor_us, simt_us, cublas_us[rows]});
+                           flops / (auto_us * 1e6), tensor_us, simt_us, tiled_us, tiled_bf16_us,
+                           cublas_us[rows]});
       }
     }
   }
 
   std::printf(
       "\nx f32, group %d. us: the default (automatic) kernel; GB/s: its weight bytes "
-      "(codes + scales + biases) / time; tensor_us, simt_us: each kernel forced\n",
+      "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; tensor_us, simt_us, "
+      "tiled_us: each kernel forced (- = not timed); tiled_bf16: tiled with x bf16; x cuBLAS: "
+      "cublas_us / us\n",
       kGroupSize);
-  std::printf("%-12s %4s %4s %9s %9s %7s %9s %9s %11s %8s\n", "out x in", "bits", "rows", "us",
-              "GB/s", "%copy", "tensor_us", "simt_us", "cublas_us", "speedup");
+  std::printf("%-12s %4s %4s %9s %7s %6s %7s %9s %9s %9s %10s %10s %9s\n", "out x in", "bits",
+              "rows", "us", "GB/s", "%copy", "TFLOP/s", "tensor_us", "simt_us", "tiled_us",
+              "tiled_bf16", "cublas_us", "x cuBLAS");
   for (const Row& r : results)
-    std::printf("%5dx%-6d %4d %4d %9.2f %9.0f %6.0f%% %9.2f %9.2f %11.2f %7.2fx\n", r.shape.out,
-                r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs, r.tensor_us,
-                r.simt_us, r.cublas_us, r.cublas_us / r.auto_us);
+    std::printf("%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %9s %9s %9s %10.2f %10.2f %8.2fx\n",
+                r.shape.out, r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs,
+                r.tflops, us_or_dash(r.tensor_us).c_str(), us_or_dash(r.simt_us).c_str(),
+                us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us,
+                r.cublas_us / r.auto_us);
 
   if (!json_path.empty()) {
     std::ofstream json(json_path);
     json << "{\"device\": \"" << props.name << "\", \"copy_gbs\": " << copy_gbs
-         << ", \"group_size\": " << kGroupSize << ", \"results\": [";
+         << ", \"group_size\": " << kGroupSize << ", \"x\": \"f32\", \"results\": [";
     for (std::size_t k = 0; k < results.size(); ++k) {
       const Row& r = results[k];
       json << (k ? ", " : "") << "{\"out\": " << r.shape.out << ", \"in\": " << r.shape.in
            << ", \"bits\": " << r.bits << ", \"rows\": " << r.rows << ", \"us\": " << r.auto_us
-           << ", \"tensor_us\": " << r.tensor_us << ", \"weight_gbs\": " << r.gbs
-           << ", \"simt_us\": " << r.simt_us << ", \"cublas_bf16_us\": " << r.cublas_us << "}";
+           << ", \"weight_gbs\": " << r.gbs << ", \"tflops\": " << r.tflops
+           << ", \"tensor_us\": " << r.tensor_us << ", \"simt_us\": " << r.simt_us
+           << ", \"tiled_us\": " << r.tiled_us << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
+           << ", \"cublas_bf16_us\": " << r.cublas_us
+           << ", \"ratio_to_cublas\": " << r.cublas_us / r.auto_us << "}";
     }
     json << "]}\n";
   }

@@ -52,8 +52,9 @@ run() {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu \
     --format=csv | tee "$out/gpu.txt"
   "$dir/test_affine_gemv" 2>&1 | tee "$out/test.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|error" || true
+  # Failures are in the logs; the benchmark runs regardless.
   compute-sanitizer --tool memcheck "$dir/test_affine_gemv" \
-    --gtest_filter='*MoreThanSixteen*:Bits/AffineGemvCuda.*/2' 2>&1 | tee "$out/memcheck.log" | tail -3
+    --gtest_filter='*MoreThanSixteen*:Bits/AffineGemvCuda.*/2' 2>&1 | tee "$out/memcheck.log" | tail -3 || true
   "$dir/bench_cuda_gemv" --json "$out/bench.json" 2>&1 | tee "$out/bench.log"
 }
 

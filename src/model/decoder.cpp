@@ -46,6 +46,19 @@ std::vector<float> load_bias(const TensorSource& tensors, const std::string& mod
   return load_vector(tensors, name, size);
 }
 
+class CpuSequence final : public ModelSequence {
+ public:
+  explicit CpuSequence(const Model& model) : model_(model), cache_(model.make_cache()) {}
+  std::int64_t length() const override { return cache_.length(); }
+  std::vector<float> forward(std::span<const std::int32_t> ids, LogitsMode mode) override {
+    return model_.forward(ids, cache_, mode);
+  }
+
+ private:
+  const Model& model_;
+  KVCache cache_;
+};
+
 void add_bias(float* y, std::int64_t rows, const std::vector<float>& bias) {
   if (bias.empty()) return;
   const auto width = static_cast<std::int64_t>(bias.size());
@@ -152,6 +165,10 @@ std::vector<std::pair<std::string, const std::vector<float>*>> Model::named_vect
 
 KVCache Model::make_cache() const {
   return KVCache(config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim);
+}
+
+std::unique_ptr<ModelSequence> Model::start_sequence() const {
+  return std::make_unique<CpuSequence>(*this);
 }
 
 std::vector<float> Model::forward(std::span<const std::int32_t> ids, LogitsMode mode) const {

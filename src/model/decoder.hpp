@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/hf_config.hpp"
+#include "model/causal_lm.hpp"
 #include "model/generate.hpp"
 #include "model/kv_cache.hpp"
 #include "model/rope.hpp"
@@ -22,8 +23,6 @@ namespace uq {
 
 class Tokenizer;
 struct NamedLoraAdapter;
-
-enum class LogitsMode { All, Last };
 
 // A replaceable weight, named by its HF module path. Assigning to `weight`
 // swaps the matrix the model uses (e.g. for a quantized one).
@@ -44,13 +43,13 @@ struct DecoderLayer {
   std::vector<float> gate_bias, up_bias, down_bias;
 };
 
-class Model {
+class Model final : public CausalLM {
  public:
   // Reads every parameter from `tensors`; the linear/embedding matrices come
   // from `make_weight`. Throws uq::Error naming a missing or misshapen tensor.
   Model(ModelConfig config, const TensorSource& tensors, const WeightFactory& make_weight);
 
-  const ModelConfig& config() const { return config_; }
+  const ModelConfig& config() const override { return config_; }
   // Null unless the model was loaded with its tokenizer.
   const std::shared_ptr<const Tokenizer>& tokenizer() const { return tokenizer_; }
   void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) {
@@ -94,7 +93,9 @@ class Model {
                              LogitsMode mode = LogitsMode::All) const;
   // Logits of `ids` from an empty cache.
   std::vector<float> forward(std::span<const std::int32_t> ids,
-                             LogitsMode mode = LogitsMode::All) const;
+                             LogitsMode mode = LogitsMode::All) const override;
+  // A sequence over a CPU KVCache (perplexity and generate run through it).
+  std::unique_ptr<ModelSequence> start_sequence() const override;
 
   GenerationResult generate(std::span<const std::int32_t> prompt,
                             const GenerationOptions& options) const {

@@ -4,7 +4,8 @@
 #include <chrono>
 
 #include "core/error.hpp"
-#include "model/decoder.hpp"
+#include "io/hf_config.hpp"
+#include "model/causal_lm.hpp"
 
 namespace uq {
 namespace {
@@ -20,7 +21,7 @@ double GenerationResult::tokens_per_second() const {
   return seconds > 0.0 ? static_cast<double>(new_tokens) / seconds : 0.0;
 }
 
-GenerationResult generate(const Model& model, std::span<const std::int32_t> prompt,
+GenerationResult generate(const CausalLM& model, std::span<const std::int32_t> prompt,
                           const GenerationOptions& options) {
   if (prompt.empty()) fail("generate: the prompt has no tokens");
   if (options.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0");
@@ -35,21 +36,27 @@ GenerationResult generate(const Model& model, std::span<const std::int32_t> prom
   result.ids.assign(prompt.begin(), prompt.end());
   if (options.max_new_tokens == 0) return result;
 
-  KVCache cache = model.make_cache();
+  const auto sequence = model.start_sequence();
+  // Greedy decoding lets the sequence pick the argmax where the logits are (a
+  // GPU returns only the id); sampling reads the logits here.
+  const bool greedy = options.sampling.temperature == 0.0f;
+  const auto run = [&](std::span<const std::int32_t> ids) {
+    return greedy ? sequence->forward_greedy(ids)
+                  : sampler.next(sequence->forward(ids, LogitsMode::Last));
+  };
   auto start = std::chrono::steady_clock::now();
-  std::vector<float> logits = model.forward(prompt, cache, LogitsMode::Last);
+  std::int32_t token = run(prompt);
   result.prompt_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
   for (std::int64_t step = 0;; ++step) {
-    const std::int32_t token = sampler.next(logits);
     result.ids.push_back(token);
     ++result.new_tokens;
     if (options.on_token) options.on_token(token);
     const bool is_eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(),
                                   token) != config.eos_token_ids.end();
     if ((options.stop_at_eos && is_eos) || step + 1 == options.max_new_tokens) break;
-    logits = model.forward(std::span<const std::int32_t>(&token, 1), cache, LogitsMode::Last);
+    token = run(std::span<const std::int32_t>(&token, 1));
   }
   result.decode_seconds = seconds_since(start);
   return result;

@@ -10,7 +10,7 @@
 
 namespace uq {
 
-class Model;
+class CausalLM;
 
 struct GenerationOptions {
   std::int64_t max_new_tokens = 32;
@@ -30,7 +30,7 @@ struct GenerationResult {
 
 // Throws uq::Error for an empty prompt, ids outside the vocabulary, or a
 // length beyond max_position_embeddings.
-GenerationResult generate(const Model& model, std::span<const std::int32_t> prompt,
+GenerationResult generate(const CausalLM& model, std::span<const std::int32_t> prompt,
                           const GenerationOptions& options);
 
 }  // namespace uq

@@ -5,7 +5,8 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "model/decoder.hpp"
+#include "io/hf_config.hpp"
+#include "model/causal_lm.hpp"
 
 namespace uq {
 
@@ -29,8 +30,8 @@ void check_perplexity_ctx(const ModelConfig& config, std::int64_t ctx) {
   }
 }
 
-PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids, std::int64_t ctx,
-                            const WindowObserver& observe) {
+PerplexityResult perplexity(const CausalLM& model, std::span<const std::int32_t> ids,
+                            std::int64_t ctx, const WindowObserver& observe) {
   const ModelConfig& config = model.config();
   check_perplexity_ctx(config, ctx);
   const auto windows = static_cast<std::int64_t>(ids.size()) / ctx;

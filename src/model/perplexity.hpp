@@ -8,7 +8,7 @@
 
 namespace uq {
 
-class Model;
+class CausalLM;
 struct ModelConfig;
 
 struct PerplexityResult {
@@ -28,8 +28,8 @@ using WindowObserver =
 
 // Throws uq::Error when ctx < 2, ctx > max_position_embeddings, or `ids` holds
 // fewer than ctx ids.
-PerplexityResult perplexity(const Model& model, std::span<const std::int32_t> ids, std::int64_t ctx,
-                            const WindowObserver& observe = {});
+PerplexityResult perplexity(const CausalLM& model, std::span<const std::int32_t> ids,
+                            std::int64_t ctx, const WindowObserver& observe = {});
 
 // Throws uq::Error naming --ctx when ctx < 2 or ctx > max_position_embeddings.
 void check_perplexity_ctx(const ModelConfig& config, std::int64_t ctx);

@@ -51,6 +51,7 @@ json run_identity(const FinetuneOptions& options, std::size_t train_tokens) {
           {"ctx", options.ctx},
           {"gradient_accumulation", options.gradient_accumulation},
           {"lr", options.lr},
+          {"lr_schedule", lr_decay_name(options.lr_schedule)},
           {"warmup_steps", options.warmup_steps},
           {"max_grad_norm", options.max_grad_norm},
           {"weight_decay", options.adamw.weight_decay},
@@ -72,12 +73,14 @@ Trainer::Trainer(std::shared_ptr<Model> model, std::vector<std::int32_t> train_i
       optimizer_(options_.adamw) {
   if (!model_) fail("Trainer: no model");
   check_options(options_, model_->config());
-  if (options_.warmup_steps < 0) options_.warmup_steps = options_.steps / 20;
+  if (options_.warmup_steps < 0) {
+    options_.warmup_steps = options_.lr_schedule == LrDecay::constant ? 0 : options_.steps / 20;
+  }
   if (static_cast<std::int64_t>(train_ids_.size()) < options_.ctx) {
     fail("option --data: ", train_ids_.size(), " tokens, fewer than one window of --ctx ",
          options_.ctx);
   }
-  schedule_ = {options_.lr, options_.warmup_steps, options_.steps};
+  schedule_ = {options_.lr, options_.warmup_steps, options_.steps, options_.lr_schedule};
   std::map<std::string, std::shared_ptr<LoraAdapter>> trained;
   for (const NamedLoraAdapter& named : attach_lora(*model_, options_.lora, options_.seed)) {
     paths_.push_back(named.path);

@@ -1,13 +1,19 @@
-// Both CUDA affine GEMV kernels (tensor cores, simt) against a float64 CPU reference built
-// from the dequantized weights.
+// The CUDA affine GEMV kernels (tensor cores, simt, tiled) against a float64 CPU reference
+// built from the dequantized weights.
 // Fresh random codes, scales, biases and activations every run; outputs poisoned (NaN) before
 // each launch. Bounds (fp32 dequantization and accumulation; the reference uses the very x
 // values the kernel sees, bf16-rounded for bf16 x; the tensor-core kernel splits f32 x into two
 // bf16 parts, 16 significant bits, ~2e-6 relative):
-// - relative L2 error ||y - ref|| / ||ref|| <= 1e-5 where a shape has >= 32 outputs per row;
-// - for every shape, ||y - ref|| / ||ref_abs|| <= 1e-6, ref_abs = sum_i |x_i w_i|: the scale
-//   fp32 rounding works at, robust where few outputs make ||ref|| small by cancellation. One
+// - relative L2 error ||y - ref|| / ||ref|| <= 3e-5 where a shape has >= 32 outputs per row
+//   (1.04e-5 seen on an H200 from the tensor-core kernel's f32 x split and factored sums);
+// - for every shape, ||y - ref|| / ||ref_abs|| <= 4e-6, ref_abs = sum_i |x_i w_i|: the scale
+//   fp32 rounding works at, robust where few outputs make ||ref|| small by cancellation. The
+//   kernels sum scale * (q . x) + bias * sum(x), whose two terms are each up to 2^(bits-1)
+//   times the weight's own, so their rounding reaches ~1e-6 (1.4e-6 seen on an H200); one
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
+// The tiled kernel (and automatic beyond 16 rows, which picks it) rounds weights and x to bf16
+// (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
+// conditioned <= 1e-3 (its expected ~1.6e-3 / sqrt(in) for random signs).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,8 +35,10 @@ using uq::cuda::AffineHostWeight;
 using uq::cuda::DeviceBuffer;
 using uq::cuda::GemvKernel;
 
-constexpr double kRelativeL2Bound = 1e-5;
-constexpr double kConditionedBound = 1e-6;
+constexpr double kRelativeL2Bound = 3e-5;
+constexpr double kConditionedBound = 4e-6;
+constexpr double kBf16RelativeL2Bound = 1e-2;
+constexpr double kBf16ConditionedBound = 1e-3;
 
 struct HostAffine {
   int out, in, bits, group_size;
@@ -97,8 +105,17 @@ struct Reference {
   std::vector<double> y, y_abs;  // sum_i x_i w_i and sum_i |x_i w_i|, [rows, out]
 };
 
-// Runs every rows count 1..max_rows (and x as f32 and bf16) on one uploaded weight.
-void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_size, int max_rows) {
+std::vector<int> rows_up_to(int max_rows) {
+  std::vector<int> rows(static_cast<std::size_t>(max_rows));
+  for (int r = 0; r < max_rows; ++r) rows[static_cast<std::size_t>(r)] = r + 1;
+  return rows;
+}
+
+// Runs each row count of row_counts (ascending), every kernel, x as f32 and bf16 on one
+// uploaded weight.
+void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_size,
+                  const std::vector<int>& row_counts) {
+  const int max_rows = row_counts.back();
   SCOPED_TRACE("out " + std::to_string(out) + " in " + std::to_string(in) + " bits " +
                std::to_string(bits) + " group " + std::to_string(group_size));
   const HostAffine host = random_affine(rng, out, in, bits, group_size);
@@ -140,15 +157,17 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
       cudaMemcpy(x_dev_bf16.data(), x_bf16.data(), x_dev_bf16.bytes(), cudaMemcpyHostToDevice));
   DeviceBuffer<float> y_dev(static_cast<std::size_t>(max_rows) * out);
 
-  for (int rows = 1; rows <= max_rows; ++rows) {
+  for (const int rows : row_counts) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const std::size_t n = static_cast<std::size_t>(rows) * out;
-    for (int variant = 0; variant < 6; ++variant) {
+    for (int variant = 0; variant < 8; ++variant) {
       const bool use_bf16 = variant % 2 == 1;
       constexpr GemvKernel kKernels[] = {GemvKernel::tensor_cores, GemvKernel::simt,
-                                         GemvKernel::automatic};
-      constexpr const char* kNames[] = {", tensor cores", ", simt", ", automatic"};
+                                         GemvKernel::tiled, GemvKernel::automatic};
+      constexpr const char* kNames[] = {", tensor cores", ", simt", ", tiled", ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
+      const bool bf16_product =
+          kernel == GemvKernel::tiled || (kernel == GemvKernel::automatic && rows > 16);
       const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)
@@ -160,9 +179,13 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
       y_dev.download(y);
       y.resize(n);
       const Reference& ref = use_bf16 ? ref_bf16 : ref_f32;
-      EXPECT_LE(relative_l2(y, ref.y, ref.y_abs), kConditionedBound) << what;
+      EXPECT_LE(relative_l2(y, ref.y, ref.y_abs),
+                bf16_product ? kBf16ConditionedBound : kConditionedBound)
+          << what;
       if (out >= 32) {
-        EXPECT_LE(relative_l2(y, ref.y, ref.y), kRelativeL2Bound) << what;
+        EXPECT_LE(relative_l2(y, ref.y, ref.y),
+                  bf16_product ? kBf16RelativeL2Bound : kRelativeL2Bound)
+            << what;
       }
       // Outputs beyond `rows` must stay untouched (still the NaN poison).
       std::vector<float> full(y_dev.size());
@@ -184,11 +207,11 @@ TEST_P(AffineGemvCuda, MatchesFloat64ReferenceForEveryGroupSizeAndRowCount) {
   std::mt19937_64 rng(std::random_device{}());
   for (int group : {32, 64, 128}) {
     // in = 5 and 11 groups: for g32/g64 a partial last atom (and unaligned rows for odd bits).
-    check_weight(rng, 37, 5 * group, bits, group, 16);
-    check_weight(rng, 203, 11 * group, bits, group, 16);
+    check_weight(rng, 37, 5 * group, bits, group, rows_up_to(16));
+    check_weight(rng, 203, 11 * group, bits, group, rows_up_to(16));
     // More than 32 atoms: lanes loop; out = 1 leaves most warps of the block idle.
-    check_weight(rng, 1, 4224 + group, bits, group, 3);
-    check_weight(rng, 9, 4224 + group, bits, group, 5);
+    check_weight(rng, 1, 4224 + group, bits, group, rows_up_to(3));
+    check_weight(rng, 9, 4224 + group, bits, group, rows_up_to(5));
   }
 }
 
@@ -197,7 +220,17 @@ INSTANTIATE_TEST_SUITE_P(Bits, AffineGemvCuda, testing::Values(2, 3, 4, 5, 6, 8)
 TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
   std::mt19937_64 rng(std::random_device{}());
-  check_weight(rng, 45, 256, 4, 64, 37);
+  check_weight(rng, 45, 256, 4, 64, rows_up_to(37));
+}
+
+// Prompt-sized: partial tiles along out (128-row tiles) and rows (128-row tiles), `in` with a
+// half step at the end (in % 64 == 32), every width.
+TEST_P(AffineGemvCuda, TiledMatchesFloat64ReferenceForPromptSizedRows) {
+  const int bits = GetParam();
+  std::mt19937_64 rng(std::random_device{}());
+  check_weight(rng, 300, 7 * 32, bits, 32, {17, 128, 131});
+  check_weight(rng, 129, 3 * 128, bits, 128, {64, 257});
+  check_weight(rng, 5, 2 * 64, bits, 64, {200});
 }
 
 TEST(AffineGemvCudaErrors, RejectsBadShapesNamingTheTensor) {

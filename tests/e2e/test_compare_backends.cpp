@@ -10,6 +10,7 @@
 
 #include "api/backend.hpp"
 #include "api/compare_backends.hpp"
+#include "api/svg_to_png.hpp"
 #include "core/error.hpp"
 #include "model/decoder.hpp"
 #include "support/test_support.hpp"
@@ -40,10 +41,22 @@ bool supports(const Backend& backend, int bits) {
 TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
   TempDir dir;
   const auto chart = dir / "chart.svg";
-  const auto result =
-      test::run_uq({"bench", test::bundled_model().string(), "--json", "--input-shape", "2,64",
-                    "--eval-windows", "2", "--decode-tokens", "8", "--data",
-                    test::source_path("data/val.txt").string(), "--plot", chart.string()});
+  const auto png = dir / "chart.png";
+  std::vector<std::string> args{"bench",
+                                test::bundled_model().string(),
+                                "--json",
+                                "--input-shape",
+                                "2,64",
+                                "--eval-windows",
+                                "2",
+                                "--decode-tokens",
+                                "8",
+                                "--data",
+                                test::source_path("data/val.txt").string(),
+                                "--plot",
+                                chart.string()};
+  if (png_rendering_available()) args.insert(args.end(), {"--plot", png.string()});
+  const auto result = test::run_uq(args);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   // stderr is a pipe here: no progress bar, and stdout is exactly one JSON object.
   EXPECT_EQ(result.err, "");
@@ -118,6 +131,22 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
                             "decode tokens/s (higher is faster)", "perplexity (lower is better)"}) {
     EXPECT_NE(std::find(texts.begin(), texts.end(), label), texts.end()) << label;
   }
+
+  if (!png_rendering_available()) GTEST_SKIP() << "built without librsvg: no PNG chart";
+  // The PNG is the SVG rasterized at 2x: every series is painted in its colour, and the labels
+  // (black text) cover a real area.
+  const auto raster = test::run_oracle("png_chart.py", {chart.string(), png.string()});
+  ASSERT_EQ(raster.exit_code, 0) << raster.err;
+  const auto png_info = nlohmann::json::parse(raster.out);
+  EXPECT_EQ(png_info["format"], "PNG");
+  EXPECT_EQ(png_info["width"], 1960);
+  EXPECT_EQ(png_info["height"], 880);
+  ASSERT_EQ(png_info["series"].size(), expected.size()) << png_info.dump();
+  for (const auto& name : expected) {
+    // A scatter point alone (radius 7 at 2x) covers ~600 pixels; its bar adds more.
+    EXPECT_GT(png_info["series"][name]["pixels"].get<int>(), 400) << name;
+  }
+  EXPECT_GT(png_info["dark_pixels"].get<int>(), 5000);
 }
 
 TEST(Bench, CosineIsOneForTheOriginalAndFallsMonotonicallyWithBits) {
@@ -174,7 +203,7 @@ TEST(Bench, BadOptionsNameTheOption) {
       {{"bench", model, "--data", data, "--input-shape", "1,x"}, "--input-shape"},
       {{"bench", model, "--data", data, "--input-shape", "1,2,3"}, "--input-shape"},
       {{"bench", model, "--data", data, "--input-shape", "1,5000"}, "input_shape"},
-      {{"bench", model, "--data", data, "--plot", "chart.png"}, "--plot"},
+      {{"bench", model, "--data", data, "--plot", "chart.pdf"}, "--plot"},
       {{"bench", model, "--data", data, "--backends", "nope"}, "backends"},
       {{"bench", model, "--data", data, "--bits", "9"}, "bits"},
       {{"bench", model, "--data", "/nonexistent/val.txt"}, "--data"},

@@ -1,7 +1,7 @@
 // GGUF end to end: `uq export --format gguf` of the bundled model, imported
 // back (load_model on the .gguf) and checked against the float model; the
-// file as the `gguf` package (PyPI) reads it; files written the way llama.cpp's
-// converter writes them, and by llama.cpp's own quantizer, loaded here; and,
+// file as the `gguf` package (PyPI) reads it; files written by llama.cpp's own
+// converter (convert_hf_to_gguf.py) and quantizer, loaded here; and,
 // through llama-cpp-python, our files run in llama.cpp itself.
 #include <gtest/gtest.h>
 
@@ -49,14 +49,15 @@ class Gguf : public ::testing::Test {
     }
     return path;
   }
-  // The bundled model written by the converter oracle, once per process.
-  static std::filesystem::path converted_file() {
-    const auto path = *directory_ / "converted" / "model.gguf";
+  // The bundled model converted by llama.cpp's convert_hf_to_gguf.py to
+  // `outtype` (f16, q8_0), once per process.
+  static std::filesystem::path converted_file(const std::string& outtype) {
+    const auto path = *directory_ / ("converted-" + outtype) / "model.gguf";
     if (!std::filesystem::exists(path)) {
       std::filesystem::create_directories(path.parent_path());
       const auto result = test::run_oracle(
           "gguf_oracle.py",
-          {"convert", test::bundled_model().string(), path.parent_path().string()});
+          {"convert", test::bundled_model().string(), outtype, path.parent_path().string()});
       EXPECT_EQ(result.exit_code, 0) << result.err;
     }
     return path;
@@ -261,23 +262,29 @@ TEST_F(Gguf, OurQuantizersMatchGgufPackageBytes) {
   }
 }
 
-// A file written the way llama.cpp's convert_hf_to_gguf.py writes a Llama
-// (gguf.GGUFWriter, F16 matrices, permuted q/k) loads here and equals our F16 export.
-TEST_F(Gguf, ConverterStyleFileLoads) {
-  if (!test::python_available()) GTEST_SKIP() << "oracle venv missing";
-  const auto converted = GgufFile::open(converted_file());
-  const auto ours = GgufFile::open(file("F16"));
-  for (const auto& tensor : converted->tensors()) {
-    const auto& mine = ours->tensor(tensor.name);
-    EXPECT_EQ(tensor.type, mine.type) << tensor.name;
-    EXPECT_EQ(tensor.dims, mine.dims) << tensor.name;
-    const auto a = converted->tensor_data(tensor), b = ours->tensor_data(mine);
-    ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << tensor.name;
+// llama.cpp's own converter (convert_hf_to_gguf.py, run by the oracle) writes
+// the bundled model as F16 and as Q8_0: both load here, every tensor (names,
+// types, dims, bytes) equals our export of the same type, and so do the logits.
+TEST_F(Gguf, LlamaCppConverterFilesLoadAndEqualOurExports) {
+  if (!llama_cpp_available()) GTEST_SKIP() << "llama-cpp-python missing from the oracle venv";
+  for (const auto& [outtype, type] :
+       std::vector<std::pair<std::string, std::string>>{{"f16", "F16"}, {"q8_0", "Q8_0"}}) {
+    SCOPED_TRACE(outtype);
+    const auto converted = GgufFile::open(converted_file(outtype));
+    const auto ours = GgufFile::open(file(type));
+    ASSERT_EQ(converted->tensors().size(), ours->tensors().size());
+    for (const auto& tensor : converted->tensors()) {
+      const auto& mine = ours->tensor(tensor.name);
+      EXPECT_EQ(ggml_type_name(tensor.type), ggml_type_name(mine.type)) << tensor.name;
+      EXPECT_EQ(tensor.dims, mine.dims) << tensor.name;
+      const auto a = converted->tensor_data(tensor), b = ours->tensor_data(mine);
+      ASSERT_EQ(a.size(), b.size()) << tensor.name;
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << tensor.name;
+    }
+    const auto model = load_model(converted_file(outtype));
+    const auto ids = eval_ids().first(64);
+    EXPECT_EQ(max_abs_diff(model->forward(ids), load_model(file(type))->forward(ids)), 0.0);
   }
-  const auto model = load_model(converted_file());
-  const auto ids = eval_ids().first(64);
-  EXPECT_LT(max_abs_diff(model->forward(ids), test::bundled().model->forward(ids)), 1e-3);
 }
 
 // Our files run in llama.cpp: its logits match ours, and so does the perplexity.
@@ -318,7 +325,7 @@ TEST_F(Gguf, LlamaCppQuantizedFileLoadsAndMatchesOurBytes) {
   test::TempDir quantized;
   const auto result = test::run_oracle(
       "gguf_oracle.py",
-      {"llama_quantize", converted_file().string(), "Q4_K_M", quantized.path().string()});
+      {"llama_quantize", converted_file("f16").string(), "Q4_K_M", quantized.path().string()});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto ours_path = quantized / "ours.gguf";
   const auto exported = test::run_uq({"export", file("F16").string(), "--format", "gguf", "--type",

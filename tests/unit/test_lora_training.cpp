@@ -327,6 +327,27 @@ TEST(LrSchedule, WarmsUpLinearlyThenDecaysAlongACosine) {
   EXPECT_NEAR(schedule.at(110), 0.0, 1e-15);
 }
 
+TEST(LrSchedule, ConstantAndLinearDecayAfterTheWarmUp) {
+  const LrSchedule constant{
+      .peak = 1e-3, .warmup_steps = 10, .total_steps = 110, .decay = LrDecay::constant};
+  EXPECT_DOUBLE_EQ(constant.at(5), 5e-4);
+  EXPECT_DOUBLE_EQ(constant.at(10), 1e-3);
+  EXPECT_DOUBLE_EQ(constant.at(109), 1e-3);
+  const LrSchedule linear{
+      .peak = 1e-3, .warmup_steps = 0, .total_steps = 100, .decay = LrDecay::linear};
+  EXPECT_DOUBLE_EQ(linear.at(0), 1e-3);
+  EXPECT_NEAR(linear.at(25), 7.5e-4, 1e-15);
+  EXPECT_NEAR(linear.at(100), 0.0, 1e-15);
+  EXPECT_EQ(parse_lr_decay("cosine"), LrDecay::cosine);
+  EXPECT_STREQ(lr_decay_name(parse_lr_decay("linear")), "linear");
+  try {
+    parse_lr_decay("step");
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("--lr-schedule"), std::string::npos);
+  }
+}
+
 TEST(GradientClipping, ScalesToTheMaxNormOnlyWhenAbove) {
   std::vector<float> a = {3.0f}, b = {4.0f};
   std::vector<std::vector<float>*> gradients = {&a, &b};

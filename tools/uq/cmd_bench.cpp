@@ -1,7 +1,8 @@
-// `uq bench MODEL [--input-shape 1,512] [--bits 4] [--backends LIST] [--plot FILE.svg] [--json]`:
-// the float model and every backend measured side by side (compare_backends).
+// `uq bench MODEL [--input-shape 1,512] [--bits 4] [--backends LIST] [--plot FILE.svg|.png]...
+// [--json]`: the float model and every backend measured side by side (compare_backends).
+#include <algorithm>
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -9,10 +10,13 @@
 
 #include "api/compare_backends.hpp"
 #include "api/comparison_chart.hpp"
+#include "api/svg_to_png.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
+#include "io/atomic_file.hpp"
 #include "model/decoder.hpp"
 #include "run_options.hpp"
+#include "synthetic_bench.hpp"
 
 namespace uq::cli {
 namespace {
@@ -78,21 +82,38 @@ nlohmann::json comparison_json(const BackendComparison& comparison, const std::s
           {"skipped", skipped}};
 }
 
+// Refuses a chart path before the minutes of measuring, not after.
+void check_plot_path(const std::string& plot) {
+  const auto extension = std::filesystem::path(plot).extension();
+  if (extension != ".svg" && extension != ".png") {
+    fail("option --plot '", plot, "': charts are written as .svg or .png");
+  }
+  if (extension == ".png" && !png_rendering_available()) {
+    fail("option --plot '", plot, "': this build writes SVG charts only (built without librsvg)");
+  }
+}
+
 void print_table(const BackendComparison& comparison) {
   std::printf(
       "%d-bit comparison; prompt %lldx%lld; perplexity over %lld tokens (%lld windows of %lld)\n\n",
       comparison.bits, static_cast<long long>(comparison.batch),
       static_cast<long long>(comparison.sequence), static_cast<long long>(comparison.eval_tokens),
       static_cast<long long>(comparison.eval_windows), static_cast<long long>(comparison.ctx));
-  std::printf("%-8s %-4s %-14s %8s %9s %6s %9s %10s %10s %9s %9s %10s\n", "backend", "dev",
-              "scheme", "quant s", "disk MiB", "bits/w", "peak MiB", "prompt t/s", "decode t/s",
-              "ppl", "cosine", "KL");
+  // Backend and scheme columns as wide as their longest entry, so the numbers line up.
+  int backend_width = 7, scheme_width = 6;
   for (const auto& row : comparison.rows) {
-    std::printf("%-8s %-4s %-14s %8.3f %9.3f %6.3f %9.2f %10.0f %10.1f %9.3f %9.6f %10.3g\n",
-                row.backend.c_str(), row.device.c_str(), row.scheme.c_str(), row.quantize_seconds,
-                row.disk_mib, row.bits_per_weight, row.peak_memory_mib,
-                row.prompt_tokens_per_second, row.decode_tokens_per_second, row.perplexity,
-                row.cosine_similarity, row.kl_divergence);
+    backend_width = std::max(backend_width, static_cast<int>(row.backend.size()));
+    scheme_width = std::max(scheme_width, static_cast<int>(row.scheme.size()));
+  }
+  std::printf("%-*s %-4s %-*s %8s %9s %6s %9s %10s %10s %9s %9s %10s\n", backend_width, "backend",
+              "dev", scheme_width, "scheme", "quant s", "disk MiB", "bits/w", "peak MiB",
+              "prompt t/s", "decode t/s", "ppl", "cosine", "KL");
+  for (const auto& row : comparison.rows) {
+    std::printf("%-*s %-4s %-*s %8.3f %9.3f %6.3f %9.2f %10.0f %10.1f %9.3f %9.6f %10.3g\n",
+                backend_width, row.backend.c_str(), row.device.c_str(), scheme_width,
+                row.scheme.c_str(), row.quantize_seconds, row.disk_mib, row.bits_per_weight,
+                row.peak_memory_mib, row.prompt_tokens_per_second, row.decode_tokens_per_second,
+                row.perplexity, row.cosine_similarity, row.kl_divergence);
   }
   for (const auto& skip : comparison.skipped) {
     std::printf("skipped %s: %s\n", skip.backend.c_str(), skip.reason.c_str());
@@ -110,16 +131,30 @@ void register_bench(CLI::App& app) {
     std::string input_shape = "1,512";
     int bits = 4;
     std::string backends;
-    std::string plot;
+    std::vector<std::string> plots;
     bool json = false;
     CompareOptions compare;
     std::string data = "data/val.txt";
     RunOptions run;
+    std::string synthetic;
+    std::int64_t synthetic_layers = 0;
+    std::string formats = "bf16,8,4,3";
   };
   static Options options;
   auto* command =
       app.add_subcommand("bench", "Compare the float model with every backend on this machine");
-  command->add_option("MODEL", options.model, "Hugging Face model directory")->required();
+  command->add_option("MODEL", options.model, "Hugging Face model directory");
+  command
+      ->add_option("--synthetic", options.synthetic,
+                   "Instead of MODEL: prompt/decode speed of random weights of this preset's "
+                   "shape (llama3-8b, llama2-7b, tiny), generated in memory")
+      ->excludes("MODEL");
+  command->add_option("--layers", options.synthetic_layers,
+                      "With --synthetic: decoder layers (default: the preset's)");
+  command
+      ->add_option("--formats", options.formats,
+                   "With --synthetic: comma-separated formats, bf16 or bits (affine)")
+      ->capture_default_str();
   command->add_option("--input-shape", options.input_shape, "BATCH,SEQUENCE of the timed prompt")
       ->capture_default_str();
   command->add_option("--bits", options.bits, "Bits per weight")->capture_default_str();
@@ -140,15 +175,29 @@ void register_bench(CLI::App& app) {
   command
       ->add_option("--decode-tokens", options.compare.decode_tokens, "Tokens timed one at a time")
       ->capture_default_str();
-  command->add_option("--plot", options.plot, "Write the chart to FILE.svg");
+  command->add_option("--plot", options.plots,
+                      "Write the chart to FILE.svg or FILE.png (repeat for both)");
   command->add_flag("--json", options.json, "Print one JSON object on stdout");
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
-    if (!options.plot.empty() && std::filesystem::path(options.plot).extension() != ".svg") {
-      fail("option --plot '", options.plot, "': only .svg charts are written");
-    }
+    for (const auto& plot : options.plots) check_plot_path(plot);
     const auto shape = parse_input_shape(options.input_shape);
+    if (!options.synthetic.empty()) {
+      if (shape[0] != 1) fail("option --input-shape: --synthetic measures batch 1");
+      SyntheticBenchOptions synthetic;
+      synthetic.preset = options.synthetic;
+      synthetic.layers = options.synthetic_layers;
+      synthetic.formats = split_list(options.formats);
+      synthetic.group_size = options.compare.group_size;
+      synthetic.prompt_tokens = shape[1];
+      synthetic.decode_tokens = options.compare.decode_tokens;
+      synthetic.device = options.run.device;
+      synthetic.json = options.json;
+      run_synthetic_bench(synthetic);
+      return;
+    }
+    if (options.model.empty()) fail("uq bench: give MODEL or --synthetic PRESET");
     if (!std::filesystem::is_regular_file(options.data)) {
       fail("option --data: '", options.data, "' is not a file (give a validation text)");
     }
@@ -158,16 +207,18 @@ void register_bench(CLI::App& app) {
     const auto model = load_model(options.model);
     const BackendComparison comparison =
         compare_backends(model, shape, options.bits, options.compare);
-    if (!options.plot.empty()) {
-      std::ofstream out(options.plot, std::ios::binary);
-      out << comparison_chart_svg(comparison);
-      if (!out.flush()) fail("option --plot: cannot write '", options.plot, "'");
+    if (!options.plots.empty()) {
+      const std::string svg = comparison_chart_svg(comparison);
+      for (const auto& plot : options.plots) {
+        write_file_atomic(
+            plot, std::filesystem::path(plot).extension() == ".png" ? svg_to_png(svg) : svg);
+      }
     }
     if (options.json) {
       std::printf("%s\n", comparison_json(comparison, options.model).dump().c_str());
     } else {
       print_table(comparison);
-      if (!options.plot.empty()) std::printf("chart written to %s\n", options.plot.c_str());
+      for (const auto& plot : options.plots) std::printf("chart written to %s\n", plot.c_str());
     }
   });
 }

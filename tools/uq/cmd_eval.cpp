@@ -16,6 +16,7 @@
 #include "io/tokenizer/tokenizer.hpp"
 #include "io/tokenizer/utf8.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "model/perplexity.hpp"
 #include "run_options.hpp"
 
@@ -120,7 +121,8 @@ void register_eval(CLI::App& app) {
       if (comparison) comparison->add(window, logits);
       progress.advance();
     };
-    const PerplexityResult result = perplexity(*model, ids, options.ctx, observe);
+    const PlacedModel placed = place_model(model, options.run.device);
+    const PerplexityResult result = perplexity(*placed.model, ids, options.ctx, observe);
     progress.finish();
     if (!std::isfinite(result.perplexity)) {
       fail(options.model, ": the model's logits are not finite (NaN or infinite weights?)");
@@ -129,7 +131,8 @@ void register_eval(CLI::App& app) {
       nlohmann::json report = {
           {"ppl", result.perplexity},  {"tokens", result.tokens},
           {"windows", result.windows}, {"ctx", options.ctx},
-          {"seconds", result.seconds}, {"tokens_per_second", result.tokens_per_second()}};
+          {"seconds", result.seconds}, {"tokens_per_second", result.tokens_per_second()},
+          {"device", placed.device}};
       if (comparison) {
         report["cosine_similarity"] = comparison->cosine_similarity();
         report["kl_divergence"] = comparison->kl_divergence();

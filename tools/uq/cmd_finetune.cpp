@@ -93,8 +93,12 @@ void register_finetune(CLI::App& app) {
   command->add_option("--batch", options.train.batch, "Windows per batch")->capture_default_str();
   command->add_option("--ctx", options.train.ctx, "Tokens per window")->capture_default_str();
   command->add_option("--lr", options.train.lr, "Peak learning rate")->capture_default_str();
+  command->add_option_function<std::string>(
+      "--lr-schedule",
+      [](const std::string& name) { options.train.lr_schedule = parse_lr_decay(name); },
+      "constant (default), linear or cosine decay after the warm-up");
   command->add_option("--warmup", options.train.warmup_steps,
-                      "Warm-up steps (default: 5% of --steps)");
+                      "Warm-up steps (default: none for constant, else 5% of --steps)");
   command
       ->add_option("--grad-accum", options.train.gradient_accumulation,
                    "Batches accumulated per optimizer step")

@@ -10,6 +10,7 @@
 #include "io/tokenizer/tokenizer.hpp"
 #include "io/tokenizer/utf8.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "run_options.hpp"
 
 namespace uq::cli {
@@ -72,7 +73,8 @@ void register_generate(CLI::App& app) {
         }
       };
     }
-    const GenerationResult result = model->generate(prompt_ids, generation);
+    const PlacedModel placed = place_model(model, options.run.device);
+    const GenerationResult result = generate(*placed.model, prompt_ids, generation);
     if (options.json) {
       const nlohmann::json report = {{"ids", result.ids},
                                      {"prompt_tokens", prompt_ids.size()},

@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "run_options.hpp"
 
 namespace uq::cli {
@@ -54,7 +55,7 @@ void register_logits(CLI::App& app) {
     apply_run_options(options.run);
     const auto ids = parse_ids(options.ids);
     const auto model = load_model_with_adapter(options.model, options.adapter);
-    const auto logits = model->forward(ids, LogitsMode::All);
+    const auto logits = place_model(model, options.run.device).model->forward(ids, LogitsMode::All);
     SafetensorsWriter writer(options.output);
     writer.add("logits", DType::F32,
                {static_cast<std::int64_t>(ids.size()), model->config().vocab_size},

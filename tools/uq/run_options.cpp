@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "core/thread_pool.hpp"
+#include "model/device_placement.hpp"
 
 namespace uq::cli {
 
@@ -13,12 +14,7 @@ void add_run_options(CLI::App& command, RunOptions& options) {
 }
 
 void apply_run_options(const RunOptions& options) {
-  if (options.device == "cuda") {
-    fail("option --device cuda: this build has no CUDA device yet (use cpu or auto)");
-  }
-  if (options.device != "cpu" && options.device != "auto") {
-    fail("option --device: unknown device '", options.device, "' (expected cpu, cuda or auto)");
-  }
+  check_device_option(options.device);
   if (options.threads < 0) fail("option --threads must be >= 1");
   if (options.threads > 0) set_num_threads(options.threads);
   set_progress_quiet(options.quiet);

@@ -6,14 +6,23 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {
 
 namespace detail {
-#define UQ_EXTERN_AFFINE_GEMV(BITS)                                                              \
-  extern template void launch_affine_gemv_bits<BITS, float>(const GemvArgs&, int, const float*); \
-  extern template void launch_affine_gemv_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,        \
-                                                                    const __nv_bfloat16*);
+#define UQ_EXTERN_AFFINE_GEMV(BITS)                                                               \
+  extern template void launch_affine_gemv_simt_bits<BITS, float>(const GemvArgs&, int,            \
+                                                                 const float*);                   \
+  extern template void launch_affine_gemv_simt_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,    \
+                                                                         const __nv_bfloat16*);   \
+  extern template void launch_affine_gemv_mma_bits<BITS, float>(const GemvArgs&, int,             \
+                                                                const float*);                    \
+  extern template void launch_affine_gemv_mma_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,     \
+                                                                        const __nv_bfloat16*);    \
+  extern template void launch_affine_gemv_tiled<BITS, float>(const GemvArgs&, int, const float*); \
+  extern template void launch_affine_gemv_tiled<BITS, __nv_bfloat16>(const GemvArgs&, int,        \
+                                                                     const __nv_bfloat16*);
 UQ_EXTERN_AFFINE_GEMV(2)
 UQ_EXTERN_AFFINE_GEMV(3)
 UQ_EXTERN_AFFINE_GEMV(4)
@@ -25,14 +34,22 @@ UQ_EXTERN_AFFINE_GEMV(8)
 
 namespace {
 
+// Which kernel runs: automatic picks by rows, from the measurements in docs/PERFORMANCE.md.
+GemvKernel resolve(GemvKernel kernel, int rows) {
+  if (kernel != GemvKernel::automatic) return kernel;
+  if (rows <= 2) return GemvKernel::simt;
+  if (rows <= detail::kMaxRows) return GemvKernel::tensor_cores;
+  return GemvKernel::tiled;
+}
+
 template <int BITS, class XT>
 void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size, const XT* x) {
-  if (kernel == GemvKernel::automatic)
-    kernel = args.rows <= 2 ? GemvKernel::simt : GemvKernel::tensor_cores;
-  if (kernel == GemvKernel::tensor_cores)
+  if (kernel == GemvKernel::tiled)
+    detail::launch_affine_gemv_tiled<BITS>(args, group_size, x);
+  else if (kernel == GemvKernel::tensor_cores)
     detail::launch_affine_gemv_mma_bits<BITS>(args, group_size, x);
   else
-    detail::launch_affine_gemv_bits<BITS>(args, group_size, x);
+    detail::launch_affine_gemv_simt_bits<BITS>(args, group_size, x);
 }
 
 template <class XT>
@@ -43,14 +60,17 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  for (int done = 0; done < rows; done += detail::kMaxRows) {
+  kernel = resolve(kernel, rows);
+  // The tiled kernel takes every row in one launch; the others 16 rows per pass.
+  const int pass_rows = kernel == GemvKernel::tiled ? rows : detail::kMaxRows;
+  for (int done = 0; done < rows; done += pass_rows) {
     const detail::GemvArgs args{w.codes(),
                                 w.scales(),
                                 w.biases(),
                                 y + static_cast<std::size_t>(done) * w.out(),
                                 w.out(),
                                 w.in(),
-                                std::min(detail::kMaxRows, rows - done),
+                                std::min(pass_rows, rows - done),
                                 stream};
     const XT* x_part = x + static_cast<std::size_t>(done) * w.in();
     switch (w.bits()) {

@@ -1,0 +1,290 @@
+#include "kernels/cuda/cuda_model.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "kernels/cuda/decoder_kernels.hpp"
+#include "model/rope.hpp"
+
+namespace uq::cuda {
+namespace {
+
+DeviceBuffer<float> upload_vector(const std::vector<float>& values) {
+  DeviceBuffer<float> buffer(values.size());
+  buffer.upload(values);
+  return buffer;
+}
+
+template <class T>
+void reserve(DeviceBuffer<T>& buffer, std::size_t count) {
+  if (buffer.size() < count) buffer = DeviceBuffer<T>(count);
+}
+
+class CudaSequence final : public ModelSequence {
+ public:
+  explicit CudaSequence(const CudaModel& model)
+      : model_(model),
+        cache_(static_cast<int>(model.config().num_hidden_layers),
+               static_cast<int>(model.config().num_key_value_heads * model.config().head_dim)) {}
+  std::int64_t length() const override { return cache_.length(); }
+  std::vector<float> forward(std::span<const std::int32_t> ids, LogitsMode mode) override {
+    return model_.run(ids, cache_, mode, nullptr);
+  }
+  std::int32_t forward_greedy(std::span<const std::int32_t> ids) override {
+    std::int32_t chosen = 0;
+    model_.run(ids, cache_, LogitsMode::Last, &chosen, &graph_);
+    return chosen;
+  }
+
+ private:
+  const CudaModel& model_;
+  DeviceKVCache cache_;
+  DecodeGraph graph_;
+};
+
+}  // namespace
+
+std::optional<std::string> cuda_unsupported_reason(const Model& model) {
+  for (const auto& [path, weight] : model.named_weights()) {
+    if (auto reason = cuda_unsupported_reason(NamedWeight{path, weight.get()})) return reason;
+  }
+  return std::nullopt;
+}
+
+void DeviceKVCache::reserve(std::int64_t positions) {
+  if (positions <= capacity_) return;
+  const std::int64_t capacity = std::max<std::int64_t>({positions, 2 * capacity_, 256});
+  const std::size_t layer_floats = static_cast<std::size_t>(capacity) * kv_width_;
+  DeviceBuffer<float> keys(layer_floats * layers_);
+  DeviceBuffer<float> values(layer_floats * layers_);
+  const std::size_t kept = static_cast<std::size_t>(length_) * kv_width_ * sizeof(float);
+  for (int layer = 0; layer < layers_ && kept > 0; ++layer) {
+    UQ_CUDA_CHECK(cudaMemcpy(keys.data() + layer * layer_floats, this->keys(layer), kept,
+                             cudaMemcpyDeviceToDevice));
+    UQ_CUDA_CHECK(cudaMemcpy(values.data() + layer * layer_floats, this->values(layer), kept,
+                             cudaMemcpyDeviceToDevice));
+  }
+  keys_ = std::move(keys);
+  values_ = std::move(values);
+  capacity_ = capacity;
+}
+
+CudaModel::CudaModel(std::shared_ptr<const Model> model) : model_(std::move(model)) {
+  if (auto reason = cuda_unsupported_reason(*model_)) fail(*reason);
+  cublas_workspace_ = DeviceBuffer<unsigned char>(std::size_t{32} << 20);
+  UQ_CUDA_CHECK(
+      cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
+  UQ_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  const ModelConfig& config = model_->config();
+  embedding_ = std::make_shared<const DeviceMatrix>(
+      std::vector<NamedWeight>{{"model.embed_tokens", &model_->embed_tokens()}});
+  if (config.tie_word_embeddings) {
+    lm_head_ = std::make_unique<DeviceLinear>(embedding_);
+  } else {
+    lm_head_ = std::make_unique<DeviceLinear>(
+        std::vector<DeviceLinear::Part>{{{"lm_head", &model_->lm_head()}, nullptr}});
+  }
+  const auto& layers = model_->layers();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const DecoderLayer& source = layers[i];
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    const auto part = [&](const std::string& name, const std::shared_ptr<Weight>& weight,
+                          const std::vector<float>& bias) {
+      return DeviceLinear::Part{{prefix + name, weight.get()}, &bias};
+    };
+    Layer layer;
+    layer.qkv = std::make_unique<DeviceLinear>(
+        std::vector<DeviceLinear::Part>{part("self_attn.q_proj", source.q_proj, source.q_bias),
+                                        part("self_attn.k_proj", source.k_proj, source.k_bias),
+                                        part("self_attn.v_proj", source.v_proj, source.v_bias)});
+    layer.o = std::make_unique<DeviceLinear>(
+        std::vector<DeviceLinear::Part>{part("self_attn.o_proj", source.o_proj, source.o_bias)});
+    layer.gate_up = std::make_unique<DeviceLinear>(
+        std::vector<DeviceLinear::Part>{part("mlp.gate_proj", source.gate_proj, source.gate_bias),
+                                        part("mlp.up_proj", source.up_proj, source.up_bias)});
+    layer.down = std::make_unique<DeviceLinear>(
+        std::vector<DeviceLinear::Part>{part("mlp.down_proj", source.down_proj, source.down_bias)});
+    layer.input_norm = upload_vector(source.input_norm);
+    layer.post_attention_norm = upload_vector(source.post_attention_norm);
+    layers_.push_back(std::move(layer));
+  }
+  // The model's vectors, final norm among them, by name (named_vectors lists it last).
+  for (const auto& [name, values] : model_->named_vectors()) {
+    if (name == "model.norm.weight") final_norm_ = upload_vector(*values);
+  }
+  inverse_frequencies_ = upload_vector(Rope(config).inverse_frequencies());
+}
+
+std::unique_ptr<ModelSequence> CudaModel::start_sequence() const {
+  return std::make_unique<CudaSequence>(*this);
+}
+
+void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const {
+  const ModelConfig& config = model_->config();
+  const auto size = [rows](std::int64_t width) {
+    return static_cast<std::size_t>(rows) * static_cast<std::size_t>(width);
+  };
+  const std::int64_t q_width = config.num_attention_heads * config.head_dim;
+  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
+  Workspace& work = workspace_;
+  reserve(work.attention, attention_floats);
+  if (rows <= work.rows) return;
+  work.rows = rows;
+  work.ids = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(rows));
+  work.host_ids = PinnedBuffer<std::int32_t>(static_cast<std::size_t>(rows));
+  work.x = DeviceBuffer<float>(size(config.hidden_size));
+  work.normed = DeviceBuffer<float>(size(config.hidden_size));
+  work.qkv = DeviceBuffer<float>(size(q_width + 2 * kv_width));
+  work.attended = DeviceBuffer<float>(size(q_width));
+  work.gate_up = DeviceBuffer<float>(size(2 * config.intermediate_size));
+  work.activated = DeviceBuffer<float>(size(config.intermediate_size));
+  work.logits = DeviceBuffer<float>(size(config.vocab_size));
+  reserve(work.chosen, 1);
+  reserve(work.position, 1);
+  if (work.host_words.size() == 0) work.host_words = PinnedBuffer<int>(2);
+}
+
+std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
+  const Workspace& work = workspace_;
+  return {work.ids.data(),
+          work.x.data(),
+          work.normed.data(),
+          work.qkv.data(),
+          work.attended.data(),
+          work.gate_up.data(),
+          work.activated.data(),
+          work.logits.data(),
+          work.attention.data(),
+          work.chosen.data(),
+          work.position.data(),
+          work.scratch.split.data(),
+          work.scratch.product.data(),
+          cache.keys(0),
+          cache.values(0),
+          reinterpret_cast<const void*>(static_cast<std::intptr_t>(cache.capacity()))};
+}
+
+std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCache& cache,
+                                  LogitsMode mode, std::int32_t* chosen, DecodeGraph* graph) const {
+  const ModelConfig& config = model_->config();
+  const auto count = static_cast<std::int64_t>(ids.size());
+  if (count == 0) fail("forward: no token ids");
+  const std::int64_t first_position = cache.length();
+  if (first_position + count > config.max_position_embeddings) {
+    fail("forward: ", first_position + count, " positions exceed max_position_embeddings (",
+         config.max_position_embeddings, ")");
+  }
+  for (const std::int32_t id : ids) {
+    if (id < 0 || id >= config.vocab_size) {
+      fail("token id ", id, " outside the vocabulary [0, ", config.vocab_size, ")");
+    }
+  }
+  const int rows = static_cast<int>(count);
+  const int position = static_cast<int>(first_position);
+  const bool graphable = graph != nullptr && chosen != nullptr && rows == 1;
+  cache.reserve(first_position + count);
+  // A graph replays at any position up to the cache's capacity: its attention is sized for it.
+  const int max_keys = graphable ? static_cast<int>(cache.capacity()) : position + rows;
+  const AttentionShape shape{static_cast<int>(config.num_attention_heads),
+                             static_cast<int>(config.num_key_value_heads),
+                             static_cast<int>(config.head_dim), 0};
+  reserve_workspace(rows, attention_workspace_floats(shape, rows, max_keys));
+  Workspace& work = workspace_;
+  const cudaStream_t stream = stream_.get();
+  std::copy(ids.begin(), ids.end(), work.host_ids.data());
+  work.host_words.data()[0] = position;
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), work.host_ids.data(), ids.size_bytes(),
+                                cudaMemcpyHostToDevice, stream));
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), work.host_words.data(), sizeof(int),
+                                cudaMemcpyHostToDevice, stream));
+  const bool replay = graphable && graph->graph.ready() && graph->buffers == graph_buffers(cache);
+  if (replay) {
+    graph->graph.launch(stream);
+  } else {
+    enqueue_forward(rows, mode, chosen != nullptr, max_keys, cache);
+  }
+  cache.advance(count);
+  const int vocab = static_cast<int>(config.vocab_size);
+  const int kept = mode == LogitsMode::Last ? 1 : rows;
+  std::vector<float> logits;
+  if (chosen != nullptr) {
+    UQ_CUDA_CHECK(cudaMemcpyAsync(work.host_words.data() + 1, work.chosen.data(),
+                                  sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream));
+  } else {
+    logits.resize(static_cast<std::size_t>(kept) * static_cast<std::size_t>(vocab));
+    UQ_CUDA_CHECK(cudaMemcpyAsync(logits.data(), work.logits.data(), logits.size() * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream));
+  }
+  stream_.synchronize();
+  if (chosen != nullptr) *chosen = work.host_words.data()[1];
+  if (graphable && !replay && !graph->unavailable) {
+    // The eager step sized every buffer; the next steps replay a graph of it. A capture the
+    // runtime refuses only costs the replay.
+    try {
+      graph->graph.capture(stream, [&] { enqueue_forward(1, mode, true, max_keys, cache); });
+      graph->buffers = graph_buffers(cache);
+    } catch (const Error&) {
+      graph->unavailable = true;
+      cudaGetLastError();  // clear the capture's error
+    }
+  }
+  return logits;
+}
+
+void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
+                                DeviceKVCache& cache) const {
+  const ModelConfig& config = model_->config();
+  const int hidden = static_cast<int>(config.hidden_size);
+  const int head_dim = static_cast<int>(config.head_dim);
+  const int heads = static_cast<int>(config.num_attention_heads);
+  const int kv_heads = static_cast<int>(config.num_key_value_heads);
+  const int q_width = heads * head_dim;
+  const int kv_width = kv_heads * head_dim;
+  const int qkv_width = q_width + 2 * kv_width;
+  const int inner = static_cast<int>(config.intermediate_size);
+  const int vocab = static_cast<int>(config.vocab_size);
+  const auto eps = static_cast<float>(config.rms_norm_eps);
+  AttentionShape shape{heads, kv_heads, head_dim, 0};
+  Workspace& work = workspace_;
+  const cudaStream_t stream = stream_.get();
+  const LinearContext context{stream, cublas_.get(), &work.scratch};
+  const int* position = work.position.data();
+
+  embedding_->gather(work.ids.data(), rows, work.x.data(), stream);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    const int index = static_cast<int>(i);
+    shape.sliding_window = config.layer_uses_sliding_window[i] && config.sliding_window
+                               ? static_cast<int>(*config.sliding_window)
+                               : 0;
+    rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(), stream);
+    layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    float* q = work.qkv.data();
+    float* k = q + q_width;
+    float* v = k + kv_width;
+    // The key heads follow the query heads in each row: one launch rotates both.
+    rope(q, rows, qkv_width, heads + kv_heads, head_dim, inverse_frequencies_.data(), position,
+         stream);
+    store_kv(k, v, rows, qkv_width, kv_width, position, cache.keys(index), cache.values(index),
+             stream);
+    attention(q, rows, qkv_width, position, max_keys, cache.keys(index), cache.values(index), shape,
+              work.attention.data(), work.attended.data(), stream);
+    layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
+    rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps, work.normed.data(),
+             stream);
+    layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false, context);
+    swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
+    layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
+  }
+  const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
+  const int kept = rows - first_row;
+  const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
+  rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
+  lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  if (greedy) {
+    argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,
+           work.chosen.data(), stream);
+  }
+}
+
+}  // namespace uq::cuda

@@ -1,0 +1,102 @@
+#pragma once
+// Linear layers on the GPU, weights uploaded once from the CPU model's Weight objects:
+//   FloatWeight bf16 -> bf16 matrix, multiplied by cuBLAS (bf16 in, fp32 compute) with the f32
+//     activations split into bf16 high + low parts, stacked as twice the rows, so one pass over
+//     the weights gives a product accurate to ~16 significant bits of x;
+//   FloatWeight f32 / f16 -> f32 matrix, cuBLAS sgemm;
+//   AffineWeight (MLX layout, bf16 scales) -> AffineDeviceWeight and affine_gemv_cuda.
+// Any other Weight type is refused with a uq::Error naming the layer and its format.
+// Several layers reading the same input (q|k|v, gate|up) are fused into one matrix when their
+// formats match, so one launch reads them all.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/affine_device_weight.hpp"
+#include "kernels/cuda/device_buffer.hpp"
+
+namespace uq {
+class Weight;
+}
+
+namespace uq::cuda {
+
+// Device buffers a product needs besides its input and output; grown on demand.
+struct LinearScratch {
+  DeviceBuffer<__nv_bfloat16> split;  // [2 * rows, in] bf16 parts of x
+  DeviceBuffer<float> product;        // [2 * rows, out] raw products
+};
+
+struct LinearContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  LinearScratch* scratch = nullptr;
+};
+
+struct NamedWeight {
+  std::string name;  // HF module path, for error messages
+  const Weight* weight = nullptr;
+};
+
+// Empty when `weight` can go to the GPU, else why not ("no CUDA kernel for ... yet").
+std::optional<std::string> cuda_unsupported_reason(const NamedWeight& weight);
+
+// The row-concatenation of weights of one format, on the device.
+class DeviceMatrix {
+ public:
+  // All parts must share a format and in_features (see fusable); throws uq::Error otherwise.
+  explicit DeviceMatrix(const std::vector<NamedWeight>& parts);
+  // True when `a` and `b` can share one DeviceMatrix.
+  static bool fusable(const Weight& a, const Weight& b);
+
+  int out() const { return out_; }
+  int in() const { return in_; }
+  // Raw product of x [rows, in]: y = a (+ b where b is not null), both [rows, out] in scratch,
+  // or, where the format allows and `direct` is not null, a = direct, b = null, written there.
+  struct Product {
+    const float* a;
+    const float* b;
+  };
+  Product multiply(const float* x, int rows, const LinearContext& context,
+                   float* direct = nullptr) const;
+  // out[t, :] = W[ids[t], :] as float (embedding lookup).
+  void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
+
+ private:
+  enum class Kind { bf16, f32, affine };
+  Kind kind_;
+  int out_ = 0;
+  int in_ = 0;
+  DeviceBuffer<__nv_bfloat16> bf16_;
+  DeviceBuffer<float> f32_;
+  std::unique_ptr<AffineDeviceWeight> affine_;
+};
+
+// y = x W^T + bias for W the concatenation of its parts; biases (empty when a part has none)
+// are concatenated with zeros in the gaps.
+class DeviceLinear {
+ public:
+  struct Part {
+    NamedWeight weight;
+    const std::vector<float>* bias = nullptr;  // null or empty: none
+  };
+  explicit DeviceLinear(const std::vector<Part>& parts);
+  // Shares an uploaded matrix (lm_head tied to the embedding).
+  explicit DeviceLinear(std::shared_ptr<const DeviceMatrix> matrix);
+
+  int out() const { return out_; }
+  // y[r, 0..out) at row stride y_stride = (accumulate ? y : 0) + x[r] W^T + bias.
+  void apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
+             const LinearContext& context) const;
+
+ private:
+  std::vector<std::shared_ptr<const DeviceMatrix>> groups_;
+  DeviceBuffer<float> bias_;
+  int out_ = 0;
+};
+
+}  // namespace uq::cuda

@@ -1,0 +1,236 @@
+// The whole decoder on the GPU (CudaModel) against the CPU Model on the bundled model: float,
+// MLX affine 8-bit and 4-bit (quantized here in memory). Logits of a prompt and of decode steps
+// through the KV cache within 1e-3 relative L2 (the GPU keeps fp32 activations; products see x
+// as 16 significant bits, attention and norms are fp32: measured errors are ~1e-5), greedy
+// generation equal, and `uq eval --device cuda` perplexity within 0.1% of the CPU's.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "io/hf_config.hpp"
+#include "io/safetensors.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
+#include "kernels/cuda/cuda_model.hpp"
+#include "kernels/cuda/device.hpp"
+#include "model/decoder.hpp"
+#include "model/float_weight.hpp"
+#include "model/generate.hpp"
+#include "quant/affine_weight.hpp"
+#include "support/test_support.hpp"
+
+namespace {
+
+using ::testing::HasSubstr;
+using uq::LogitsMode;
+
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double error = 0.0;
+  double norm = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    error += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(error / norm);
+}
+
+// The bundled model with every matrix quantized to MLX affine `bits`, group 64.
+std::shared_ptr<uq::Model> quantized_bundled(int bits) {
+  auto model = uq::load_model(uq::test::bundled_model());
+  for (auto& slot : model->weight_slots()) {
+    const auto& source = dynamic_cast<const uq::FloatWeight&>(*slot.weight);
+    slot.weight =
+        uq::AffineWeight::quantize(source.bytes().data(), source.dtype(), source.out_features(),
+                                   source.in_features(), bits, 64, slot.path);
+  }
+  return model;
+}
+
+class CudaModelTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+    // The CPU's few-row affine products quantize x to int8 (~1% logit error); the reference
+    // here is the exact path.
+    uq::cpu::set_exact_gemv(true);
+  }
+  void TearDown() override { uq::cpu::set_exact_gemv(false); }
+  std::shared_ptr<const uq::Model> model() const {
+    if (GetParam() == 16) return uq::test::bundled().model;
+    return quantized_bundled(GetParam());
+  }
+};
+
+TEST_P(CudaModelTest, LogitsMatchCpu) {
+  const auto cpu = model();
+  const uq::cuda::CudaModel gpu(cpu);
+  const auto& ids = uq::test::bundled().val_ids;
+  const std::span<const std::int32_t> prompt(ids.data(), 200);
+  EXPECT_LT(relative_l2(gpu.forward(prompt), cpu->forward(prompt)), 1e-3);
+
+  // Prompt then decode steps through both caches (split-K attention path).
+  auto gpu_sequence = gpu.start_sequence();
+  auto cpu_sequence = cpu->start_sequence();
+  const std::span<const std::int32_t> head(ids.data(), 300);
+  EXPECT_LT(relative_l2(gpu_sequence->forward(head, LogitsMode::Last),
+                        cpu_sequence->forward(head, LogitsMode::Last)),
+            1e-3);
+  for (int step = 0; step < 5; ++step) {
+    const std::span<const std::int32_t> next(ids.data() + 300 + step * 3, step % 2 == 0 ? 1 : 3);
+    EXPECT_LT(relative_l2(gpu_sequence->forward(next, LogitsMode::All),
+                          cpu_sequence->forward(next, LogitsMode::All)),
+              1e-3)
+        << "step " << step;
+  }
+  EXPECT_EQ(gpu_sequence->length(), cpu_sequence->length());
+}
+
+TEST_P(CudaModelTest, GreedyGenerationEqualsCpu) {
+  const auto cpu = model();
+  const uq::cuda::CudaModel gpu(cpu);
+  const auto& ids = uq::test::bundled().val_ids;
+  uq::GenerationOptions options;
+  options.max_new_tokens = 24;
+  options.stop_at_eos = false;
+  // 240 + 24 positions cross the device cache's first capacity (256): the captured decode graph
+  // is replayed, then captured again after the cache grows.
+  const std::span<const std::int32_t> prompt(ids.data(), 240);
+  EXPECT_EQ(uq::generate(gpu, prompt, options).ids, uq::generate(*cpu, prompt, options).ids);
+}
+
+std::string format_name(const ::testing::TestParamInfo<int>& param) {
+  return param.param == 16 ? std::string("bf16") : "affine" + std::to_string(param.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CudaModelTest, ::testing::Values(16, 8, 4), format_name);
+
+// The bundled model's weights under a config that turns on what it lacks: tied embeddings,
+// biases on every projection, a sliding window on every layer, llama3 RoPE scaling. Biases are
+// random, so each of them moves the logits.
+TEST(CudaModelVariants, TiedBiasedSlidingLlama3MatchesCpu) {
+  if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+  uq::ModelConfig config = uq::load_model_config(uq::test::bundled_model() / "config.json");
+  config.tie_word_embeddings = true;
+  config.attention_bias = true;
+  config.o_proj_bias = true;
+  config.mlp_bias = true;
+  config.sliding_window = 48;
+  config.layer_uses_sliding_window.assign(static_cast<std::size_t>(config.num_hidden_layers), true);
+  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
+  config.rope_scaling.factor = 8.0;
+  config.rope_scaling.original_max_position_embeddings = 128;
+  const uq::Checkpoint checkpoint = uq::Checkpoint::open(uq::test::bundled_model());
+  const uq::TensorSource stored = uq::checkpoint_tensors(checkpoint);
+  std::map<std::string, std::vector<float>> biases;
+  std::mt19937 random(7);
+  std::normal_distribution<float> draw(0.0f, 0.05f);
+  const std::int64_t q_width = config.num_attention_heads * config.head_dim;
+  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
+  for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+    const std::pair<std::string, std::int64_t> shapes[] = {
+        {"self_attn.q_proj", q_width},
+        {"self_attn.k_proj", kv_width},
+        {"self_attn.v_proj", kv_width},
+        {"self_attn.o_proj", config.hidden_size},
+        {"mlp.gate_proj", config.intermediate_size},
+        {"mlp.up_proj", config.intermediate_size},
+        {"mlp.down_proj", config.hidden_size}};
+    for (const auto& [name, width] : shapes) {
+      auto& bias = biases[prefix + name + ".bias"];
+      bias.resize(static_cast<std::size_t>(width));
+      for (auto& b : bias) b = draw(random);
+    }
+  }
+  uq::TensorSource tensors;
+  tensors.contains = [&](const std::string& name) {
+    return biases.contains(name) || stored.contains(name);
+  };
+  tensors.tensor = [&](const std::string& name) {
+    const auto found = biases.find(name);
+    if (found == biases.end()) return stored.tensor(name);
+    uq::TensorView view;
+    view.name = name;
+    view.dtype = uq::DType::F32;
+    view.shape = {static_cast<std::int64_t>(found->second.size())};
+    view.data = reinterpret_cast<const std::byte*>(found->second.data());
+    view.nbytes = found->second.size() * sizeof(float);
+    return view;
+  };
+  const auto cpu = std::make_shared<const uq::Model>(config, tensors, uq::float_weights(tensors));
+  const uq::cuda::CudaModel gpu(cpu);
+  const auto& ids = uq::test::bundled().val_ids;
+  // 150 prompt tokens (tiled attention past the window), then decode steps (split attention).
+  auto gpu_sequence = gpu.start_sequence();
+  auto cpu_sequence = cpu->start_sequence();
+  const std::span<const std::int32_t> head(ids.data(), 150);
+  EXPECT_LT(relative_l2(gpu_sequence->forward(head, LogitsMode::All),
+                        cpu_sequence->forward(head, LogitsMode::All)),
+            1e-3);
+  for (int step = 0; step < 4; ++step) {
+    const std::span<const std::int32_t> next(ids.data() + 150 + step, 1);
+    EXPECT_LT(relative_l2(gpu_sequence->forward(next, LogitsMode::Last),
+                          cpu_sequence->forward(next, LogitsMode::Last)),
+              1e-3)
+        << "step " << step;
+  }
+}
+
+// The first ~24 KB of data/val.txt (whole lines): 20+ windows of 128, seconds on a CPU.
+std::string short_val_text(const uq::test::TempDir& dir) {
+  std::string text = uq::test::read_text(uq::test::source_path("data/val.txt"));
+  text.resize(text.rfind('\n', 24000) + 1);
+  const auto path = dir / "val_head.txt";
+  std::ofstream(path, std::ios::binary) << text;
+  return path.string();
+}
+
+double eval_ppl(const std::string& model, const std::string& data, const std::string& device) {
+  const auto result = uq::test::run_uq(
+      {"eval", model, "--data", data, "--ctx", "128", "--json", "--device", device, "--quiet"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  const auto report = nlohmann::json::parse(result.out);
+  EXPECT_EQ(report["device"], device);
+  return report["ppl"].get<double>();
+}
+
+TEST(CudaModelCli, EvalPerplexityMatchesCpu) {
+  if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+  uq::test::TempDir dir;
+  const std::string data = short_val_text(dir);
+  std::vector<std::string> models = {uq::test::bundled_model().string()};
+  for (const std::string bits : {"8", "4"}) {
+    const auto out = (dir / ("mlx" + bits)).string();
+    const auto quantized = uq::test::run_uq({"quantize", uq::test::bundled_model().string(), "-o",
+                                             out, "--backend", "mlx", "--bits", bits, "--quiet"});
+    ASSERT_EQ(quantized.exit_code, 0) << quantized.err;
+    models.push_back(out);
+  }
+  for (const auto& model : models) {
+    const double cpu = eval_ppl(model, data, "cpu");
+    const double gpu = eval_ppl(model, data, "cuda");
+    EXPECT_NEAR(gpu, cpu, 1e-3 * cpu) << model;
+  }
+  // A format with no CUDA kernel: one error line naming a layer and the format under cuda,
+  // the CPU under auto.
+  const auto bnb = (dir / "bnb").string();
+  ASSERT_EQ(uq::test::run_uq({"quantize", uq::test::bundled_model().string(), "-o", bnb,
+                              "--backend", "bnb", "--quiet"})
+                .exit_code,
+            0);
+  const auto refused =
+      uq::test::run_uq({"eval", bnb, "--data", data, "--device", "cuda", "--quiet"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("no CUDA kernel for"));
+  EXPECT_THAT(refused.err, HasSubstr("model."));
+  const auto fallback = uq::test::run_uq(
+      {"eval", bnb, "--data", data, "--ctx", "128", "--json", "--device", "auto", "--quiet"});
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.err;
+  EXPECT_EQ(nlohmann::json::parse(fallback.out)["device"], "cpu");
+}
+
+}  // namespace

@@ -1,0 +1,151 @@
+#include "synthetic_bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/error.hpp"
+#include "io/hf_config.hpp"
+#include "model/decoder.hpp"
+#include "model/device_placement.hpp"
+#include "model/synthetic_model.hpp"
+
+#if defined(UQ_HAVE_CUDA)
+#include "kernels/cuda/copy_bandwidth.hpp"
+#endif
+
+namespace uq::cli {
+namespace {
+
+constexpr int kPromptRuns = 3;
+
+int parse_format(const std::string& format) {
+  if (format == "bf16") return 16;
+  if (format.size() == 1 && format[0] >= '2' && format[0] <= '8') return format[0] - '0';
+  fail("option --formats: '", format, "' is not bf16 or a bit width 2..8");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Bytes one decode step must read: every weight matrix except the embedding, of which it
+// reads one row.
+double decode_bytes(const Model& model) {
+  double bytes = 0.0;
+  for (const auto& [path, weight] : model.named_weights()) {
+    if (path != "model.embed_tokens" || model.config().tie_word_embeddings) {
+      bytes += static_cast<double>(weight->storage_bytes());
+    }
+  }
+  return bytes;
+}
+
+struct Row {
+  std::string format;
+  std::string device;
+  double weight_gib = 0.0;
+  double prompt_tokens_per_second = 0.0;
+  double decode_tokens_per_second = 0.0;
+  double ceiling_tokens_per_second = 0.0;  // 0 where no bandwidth was measured
+};
+
+Row measure(const SyntheticBenchOptions& options, const std::string& format, double bandwidth) {
+  SyntheticModelOptions synthetic;
+  synthetic.preset = options.preset;
+  synthetic.layers = options.layers;
+  synthetic.bits = parse_format(format);
+  synthetic.group_size = options.group_size;
+  const std::shared_ptr<Model> model = make_synthetic_model(synthetic);
+  const double bytes = decode_bytes(*model);
+  const PlacedModel placed = place_model(model, options.device);
+  const ModelConfig& config = model->config();
+  if (options.prompt_tokens + options.decode_tokens + 2 > config.max_position_embeddings) {
+    fail("option --input-shape: prompt plus decode tokens exceed the preset's positions");
+  }
+  std::mt19937 random(1);
+  std::uniform_int_distribution<std::int32_t> token(
+      0, static_cast<std::int32_t>(config.vocab_size - 1));
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(options.prompt_tokens));
+  for (auto& id : prompt) id = token(random);
+
+  placed.model->start_sequence()->forward_greedy(prompt);  // warm-up
+  std::vector<double> prompt_seconds;
+  std::unique_ptr<ModelSequence> sequence;
+  std::int32_t next = 0;
+  for (int run = 0; run < kPromptRuns; ++run) {
+    sequence = placed.model->start_sequence();
+    const auto start = std::chrono::steady_clock::now();
+    next = sequence->forward_greedy(prompt);
+    prompt_seconds.push_back(seconds_since(start));
+  }
+  std::sort(prompt_seconds.begin(), prompt_seconds.end());
+  next = sequence->forward_greedy(std::span<const std::int32_t>(&next, 1));  // warm-up step
+  const auto start = std::chrono::steady_clock::now();
+  for (std::int64_t step = 0; step < options.decode_tokens; ++step) {
+    next = sequence->forward_greedy(std::span<const std::int32_t>(&next, 1));
+  }
+  const double decode_seconds = seconds_since(start);
+
+  Row row;
+  row.format =
+      format == "bf16" ? "bf16" : "affine b" + format + " g" + std::to_string(options.group_size);
+  row.device = placed.device;
+  row.weight_gib = bytes / double(1 << 30);
+  row.prompt_tokens_per_second =
+      static_cast<double>(options.prompt_tokens) / prompt_seconds[prompt_seconds.size() / 2];
+  row.decode_tokens_per_second = static_cast<double>(options.decode_tokens) / decode_seconds;
+  if (placed.device == "cuda") row.ceiling_tokens_per_second = bandwidth / bytes;
+  return row;
+}
+
+}  // namespace
+
+void run_synthetic_bench(const SyntheticBenchOptions& options) {
+  if (options.formats.empty()) fail("option --formats: no format given");
+  for (const auto& format : options.formats) parse_format(format);
+  double bandwidth = 0.0;
+#if defined(UQ_HAVE_CUDA)
+  if (options.device != "cpu" && cuda_available()) bandwidth = cuda::measure_copy_bandwidth();
+#endif
+  std::vector<Row> rows;
+  for (const auto& format : options.formats) rows.push_back(measure(options, format, bandwidth));
+  if (options.json) {
+    nlohmann::json report = {{"preset", options.preset},
+                             {"prompt_tokens", options.prompt_tokens},
+                             {"decode_tokens", options.decode_tokens},
+                             {"copy_bandwidth_gb_per_s", bandwidth / 1e9},
+                             {"rows", nlohmann::json::array()}};
+    for (const auto& row : rows) {
+      report["rows"].push_back(
+          {{"format", row.format},
+           {"device", row.device},
+           {"decode_weight_gib", row.weight_gib},
+           {"prompt_tokens_per_second", row.prompt_tokens_per_second},
+           {"decode_tokens_per_second", row.decode_tokens_per_second},
+           {"decode_ceiling_tokens_per_second", row.ceiling_tokens_per_second}});
+    }
+    std::printf("%s\n", report.dump().c_str());
+    return;
+  }
+  std::printf("synthetic %s: prompt %lld tokens, decode %lld tokens at batch 1\n",
+              options.preset.c_str(), static_cast<long long>(options.prompt_tokens),
+              static_cast<long long>(options.decode_tokens));
+  if (bandwidth > 0.0) std::printf("measured copy bandwidth %.0f GB/s\n", bandwidth / 1e9);
+  std::printf("%-16s %-6s %12s %12s %12s %14s %8s\n", "format", "device", "weights GiB",
+              "prompt tok/s", "decode tok/s", "ceiling tok/s", "of ceil");
+  for (const auto& row : rows) {
+    std::printf("%-16s %-6s %12.2f %12.1f %12.1f", row.format.c_str(), row.device.c_str(),
+                row.weight_gib, row.prompt_tokens_per_second, row.decode_tokens_per_second);
+    if (row.ceiling_tokens_per_second > 0.0) {
+      std::printf(" %14.1f %7.1f%%\n", row.ceiling_tokens_per_second,
+                  100.0 * row.decode_tokens_per_second / row.ceiling_tokens_per_second);
+    } else {
+      std::printf(" %14s %8s\n", "-", "-");
+    }
+  }
+}
+
+}  // namespace uq::cli

@@ -1,6 +1,6 @@
 #include "api/auto_backend.hpp"
 
-#include "api/backend_manager.hpp"
+#include "model/device_placement.hpp"
 
 namespace uq {
 namespace {
@@ -27,7 +27,8 @@ BackendRule backend_rule(const AutoRequest& request) {
           "kernels"};
 }
 
-// Backends whose weights have CUDA kernels (kernels/cuda: the affine family).
+// Backends whose weights the CUDA decoder runs (model/device_placement: float
+// and mlx affine weights).
 bool has_cuda_kernels(const std::string& backend) {
   return backend == "mlx";
 }
@@ -70,7 +71,7 @@ AutoRequest auto_request(const UnifiedQuantizationConfig& config) {
   request.lora = config.enable_lora;
   request.quantized_activations = config.quanto_activations != "none";
   request.float8_weights = config.quanto_weights != "qint";
-  request.gpu_available = !BackendManager::get_instance().gpus().empty();
+  request.gpu_available = cuda_available();
   return request;
 }
 

@@ -38,8 +38,7 @@ struct AutoChoice {
 
 AutoChoice choose_backend(const AutoRequest& request);
 
-// The request that `config` makes on this machine (a usable GPU is looked up
-// through BackendManager).
+// The request that `config` makes on this machine (a usable GPU: cuda_available()).
 AutoRequest auto_request(const UnifiedQuantizationConfig& config);
 
 }  // namespace uq

@@ -39,6 +39,8 @@ void for_each_field(Visit&& visit) {
   visit("device", &Config::device);
   visit("bnb_4bit_quant_type", &Config::bnb_4bit_quant_type);
   visit("bnb_4bit_use_double_quant", &Config::bnb_4bit_use_double_quant);
+  visit("quanto_weights", &Config::quanto_weights);
+  visit("quanto_activations", &Config::quanto_activations);
 }
 
 Config config_from_kwargs(const py::kwargs& kwargs) {
@@ -71,6 +73,7 @@ py::dict report_dict(const QuantizationReport& report) {
   py::dict out;
   out["backend"] = report.backend;
   out["backend_reason"] = report.backend_reason;
+  out["device"] = report.device;
   out["seconds"] = report.seconds;
   out["quantized_parameters"] = report.quantized_parameters();
   out["bits_per_quantized_weight"] = report.bits_per_quantized_weight();

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "api/auto_backend.hpp"
 #include "api/backend.hpp"
 #include "core/error.hpp"
 #include "quant/layer_pattern.hpp"
+#include "quant/quanto_activations.hpp"
 
 namespace uq {
 namespace {
@@ -38,8 +40,7 @@ void validate(UnifiedQuantizationConfig& config) {
     pattern_matches(pattern, "");  // rejects an invalid re: expression early
   }
   for (const auto& pattern : config.skip) pattern_matches(pattern, "");
-  const BackendSpec* spec =
-      &find_backend(config.backend == "auto" ? "mlx" : config.backend)->spec();
+  const BackendSpec* spec = &find_backend(choose_backend(auto_request(config)).backend)->spec();
   const auto check_bits = [&](int value, const std::string& what) {
     if (!contains(spec->bits, value)) {
       fail(what, " ", value, " is not supported by backend '", spec->name,
@@ -79,6 +80,37 @@ void validate(UnifiedQuantizationConfig& config) {
   }
   if (config.chunk_size < 1) fail("chunk_size ", config.chunk_size, " must be at least 1");
   if (config.lora_rank < 1) fail("lora_rank ", config.lora_rank, " must be at least 1");
+  if (config.quanto_weights != "qint" && config.quanto_weights != "qfloat8" &&
+      config.quanto_weights != "qfloat8_e4m3fn" && config.quanto_weights != "qfloat8_e5m2") {
+    fail("quanto_weights '", config.quanto_weights,
+         "' is unknown (known: qint, qfloat8, qfloat8_e4m3fn, qfloat8_e5m2)");
+  }
+  activation_qtype(config.quanto_activations, "quanto_activations");
+  const bool quanto_options =
+      config.quanto_weights != "qint" || config.quanto_activations != "none";
+  if (quanto_options && spec->name != "quanto") {
+    fail("quanto_weights/quanto_activations need backend 'quanto', not '", spec->name, "'");
+  }
+  if (config.quanto_weights != "qint" && bits != 8) {
+    fail("quanto_weights '", config.quanto_weights, "' stores 8-bit floats; bits is ", bits);
+  }
+  if (config.quanto_weights != "qint" && !config.layer_bits.empty()) {
+    fail("quanto_weights '", config.quanto_weights,
+         "': layer_bits would mix integer qtypes in (use skip to keep modules float)");
+  }
+  if (config.quanto_activations != "none") {
+    if (config.calibration_data.empty()) {
+      fail("quanto_activations '", config.quanto_activations,
+           "' needs calibration_data (--calibration-data FILE) for the activation scales");
+    }
+    if (config.memory_efficient) {
+      fail("quanto_activations: calibration runs the loaded model; memory_efficient streams it");
+    }
+    if (config.method != "rtn") {
+      fail("quanto_activations: quanto's weights are round-to-nearest; method ", config.method,
+           " is not supported with it");
+    }
+  }
   if (config.device != "auto" && config.device != "cpu" && config.device != "cuda") {
     fail("unknown device '", config.device, "' (known: cpu, cuda, auto)");
   }

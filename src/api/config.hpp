@@ -31,6 +31,14 @@ struct UnifiedQuantizationConfig {
   // bnb 4-bit only: "nf4" | "fp4", and whether the absmax is double quantized.
   std::string bnb_4bit_quant_type = "nf4";
   bool bnb_4bit_use_double_quant = true;
+  // quanto only (quanto's quantize(weights=..., activations=...)): "qint" is
+  // the integer qtype of `bits`; "qfloat8" (= "qfloat8_e4m3fn") and
+  // "qfloat8_e5m2" store float8 weights (bits 8).
+  std::string quanto_weights = "qint";
+  // quanto only: "none", "qint8", "qfloat8" (= "qfloat8_e4m3fn") or
+  // "qfloat8_e5m2"; the per-tensor input/output scales are calibrated on
+  // calibration_data (calibration_samples windows of calibration_ctx tokens).
+  std::string quanto_activations = "none";
 
   int effective_bits() const { return default_bits != 0 ? default_bits : bits; }
 };

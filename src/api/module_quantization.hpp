@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/auto_backend.hpp"
 #include "api/config.hpp"
 #include "api/quantize.hpp"
 #include "calibration/calibrate_model.hpp"
@@ -15,8 +16,11 @@ namespace uq {
 class Backend;
 class Weight;
 
-// (backend name, why): `auto` resolved, or "requested".
-std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config);
+// The backend and device `config` asks for, `auto` resolved by the rule
+// table of api/auto_backend.hpp.
+AutoChoice resolve_backend(const UnifiedQuantizationConfig& config);
+// Records the choice in `report` (backend, backend_reason, device).
+void apply_choice(const AutoChoice& choice, QuantizationReport& report);
 
 // Adds a warning for each layer_bits/skip pattern that matches none of `paths`.
 void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,

@@ -8,6 +8,7 @@
 #include "api/backend.hpp"
 #include "api/memory_budget.hpp"
 #include "api/module_quantization.hpp"
+#include "api/quanto_activation_calibration.hpp"
 #include "api/streaming_quantize.hpp"
 #include "calibration/calibrate_model.hpp"
 #include "core/error.hpp"
@@ -16,6 +17,7 @@
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
 #include "quant/layer_pattern.hpp"
+#include "quant/quanto_activations.hpp"
 #include "train/lora_attach.hpp"
 #include "train/lora_weight.hpp"
 
@@ -30,12 +32,14 @@ std::vector<std::string> all_module_paths(const Model& model) {
 
 }  // namespace
 
-// `auto`: with the affine family the only one built, it serves every bit width.
-std::pair<std::string, std::string> resolve_backend(const UnifiedQuantizationConfig& config) {
-  if (config.backend != "auto") return {config.backend, "requested"};
-  return {"mlx",
-          "auto: mlx (affine, group-wise) is the backend built here; it serves every bit width "
-          "1-8 on the CPU and writes the mlx-lm layout"};
+AutoChoice resolve_backend(const UnifiedQuantizationConfig& config) {
+  return choose_backend(auto_request(config));
+}
+
+void apply_choice(const AutoChoice& choice, QuantizationReport& report) {
+  report.backend = choice.backend;
+  report.backend_reason = choice.reason;
+  report.device = choice.device;
 }
 
 void warn_unmatched_patterns(const UnifiedQuantizationConfig& config,
@@ -160,6 +164,26 @@ std::map<std::string, CalibratedLayer> calibrate(Model& model,
   return calibrated;
 }
 
+// quanto's activation quantization of every quantized linear, its scales
+// calibrated on the config's windows; the report shows the new schemes.
+void calibrate_activations(Model& model, DType qtype, const UnifiedQuantizationConfig& config,
+                           QuantizationReport& report) {
+  std::vector<std::string> paths;
+  for (const auto& layer : report.layers) {
+    if (layer.bits != 0) paths.push_back(layer.path);
+  }
+  const CalibrationOptions options{"quanto activations",
+                                   config.calibration_data,
+                                   config.calibration_samples,
+                                   config.calibration_ctx,
+                                   config.seed,
+                                   false};
+  calibrate_quanto_activations(model, paths, qtype, load_windows(model, options));
+  std::map<std::string, std::string> schemes;
+  for (const auto& [path, weight] : model.named_weights()) schemes[path] = weight->describe();
+  for (auto& layer : report.layers) layer.scheme = schemes.at(layer.path);
+}
+
 }  // namespace
 
 std::int64_t QuantizationReport::quantized_parameters() const {
@@ -209,7 +233,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   validate(config);
   const auto start = std::chrono::steady_clock::now();
   QuantizationReport report;
-  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  apply_choice(resolve_backend(config), report);
   config.backend = report.backend;
   const Backend& backend = *find_backend(report.backend);
   auto quantized = std::make_shared<Model>(*model);
@@ -230,6 +254,9 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
       note_round_to_nearest(config, found != calibrated.end() ? &found->second : nullptr, report);
     }
     progress.advance();
+  }
+  if (const auto qtype = activation_qtype(config.quanto_activations, "quanto_activations")) {
+    calibrate_activations(*quantized, *qtype, config, report);
   }
   if (config.enable_lora) {
     // Fresh PEFT-initialised adapters (B = 0: the model's outputs are unchanged)

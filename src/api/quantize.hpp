@@ -30,7 +30,8 @@ struct LayerQuantization {
 
 struct QuantizationReport {
   std::string backend;
-  std::string backend_reason;  // why `auto` chose it, or "requested"
+  std::string backend_reason;  // why `auto` chose it (and the device), or "requested"
+  std::string device;          // cpu | cuda: where `auto` (or the request) puts the model
   std::vector<LayerQuantization> layers;
   std::vector<std::string> warnings;  // e.g. a layer pattern that matched nothing
   // Quantized modules the calibrated method did not cover (round-to-nearest instead).

@@ -418,7 +418,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
   }
   QuantizationReport report;
   if (!note.empty()) report.warnings.push_back(note);
-  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  apply_choice(resolve_backend(config), report);
   config.backend = report.backend;
   const Backend& backend = *find_backend(report.backend);
   const auto modules = module_shapes(source.config);
@@ -482,7 +482,7 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
   const StreamSource source = open_source(model_dir);
   QuantizationReport report;
   if (!note.empty()) report.warnings.push_back(note);
-  std::tie(report.backend, report.backend_reason) = resolve_backend(config);
+  apply_choice(resolve_backend(config), report);
   config.backend = report.backend;
   const Backend& backend = *find_backend(report.backend);
   const auto modules = module_shapes(source.config);

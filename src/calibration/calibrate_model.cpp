@@ -15,7 +15,6 @@
 #include "model/decoder.hpp"
 
 namespace uq {
-namespace {
 
 std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
                                                     const CalibrationOptions& options) {
@@ -35,6 +34,8 @@ std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
   return calibration_windows(ids, options.samples, options.ctx, options.seed,
                              options.calibration_data);
 }
+
+namespace {
 
 // GPTQ on one block: the linears sharing an input are quantized together,
 // in model order, each group from inputs that the block's already-quantized

@@ -26,6 +26,11 @@ struct CalibrationOptions {
   bool act_order = false;  // gptq
 };
 
+// The calibration windows of `options` drawn from the model's tokenization of
+// calibration_data. Throws uq::Error naming the file or option that is unusable.
+std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
+                                                    const CalibrationOptions& options);
+
 // Called once per decoder block, in order, with its seven linears' results
 // (model order) once nothing reads that block's weights any more (the next
 // block's inputs are computed): a streaming caller writes them out and drops

@@ -50,7 +50,8 @@ std::string human_bytes(double bytes) {
 }
 
 void print_summary(const QuantizationReport& report, const std::string& out) {
-  std::printf("backend: %s (%s)\n", report.backend.c_str(), report.backend_reason.c_str());
+  std::printf("backend: %s on %s (%s)\n", report.backend.c_str(), report.device.c_str(),
+              report.backend_reason.c_str());
   std::printf("%-44s %-16s %12s %12s\n", "module", "scheme", "params", "bytes");
   std::size_t total_bytes = 0;
   for (const auto& layer : report.layers) {
@@ -99,6 +100,16 @@ void register_quantize(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--bnb-no-double-quant{false}", config.bnb_4bit_use_double_quant,
                     "bnb 4-bit: keep the absmax in fp32 instead of double quantizing it");
+  command
+      ->add_option("--weights", config.quanto_weights,
+                   "quanto weight qtype: qint (of --bits), qfloat8 (= qfloat8_e4m3fn) or "
+                   "qfloat8_e5m2 (--bits 8)")
+      ->capture_default_str();
+  command
+      ->add_option("--activations", config.quanto_activations,
+                   "quanto activation qtype: none, qint8, qfloat8 (= qfloat8_e4m3fn) or "
+                   "qfloat8_e5m2; scales calibrated on --calibration-data")
+      ->capture_default_str();
   command->add_option("--layer-bits", options.layer_bits,
                       "PATTERN=BITS for matching modules (repeatable; 0 or 16 keeps float)");
   command->add_option("--skip", config.skip, "Keep modules matching PATTERN in float (repeatable)");
@@ -160,8 +171,11 @@ void register_quantize(CLI::App& app) {
                         {"error_measure", layer.error_measure}});
     }
     const nlohmann::json summary = {{"output", options.out},
+                                    {"quanto_weights", quantizer.config().quanto_weights},
+                                    {"quanto_activations", quantizer.config().quanto_activations},
                                     {"backend", report.backend},
                                     {"backend_reason", report.backend_reason},
+                                    {"device", report.device},
                                     {"bits", quantizer.config().effective_bits()},
                                     {"group_size", quantizer.config().group_size},
                                     {"quantized_parameters", report.quantized_parameters()},

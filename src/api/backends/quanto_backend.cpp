@@ -4,6 +4,7 @@
 #include "io/formats/quanto_layout.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
+#include "quant/float8_weight.hpp"
 #include "quant/quanto_affine.hpp"
 #include "quant/symmetric_weight.hpp"
 
@@ -11,8 +12,9 @@ namespace uq {
 
 const BackendSpec& QuantoBackend::spec() const {
   static const BackendSpec spec{"quanto",
-                                "qint8 symmetric per channel; qint4/qint2 affine per group of "
-                                "128/96/64/32 (scale, shift in the model dtype)",
+                                "qint8 symmetric per channel; qfloat8 (e4m3fn/e5m2) per channel; "
+                                "qint4/qint2 affine per group of 128/96/64/32 (scale, shift in "
+                                "the model dtype); optional qint8/qfloat8 activations",
                                 {2, 4, 8},
                                 {},
                                 "optimum-quanto state dict + quantization_map.json"};
@@ -21,7 +23,7 @@ const BackendSpec& QuantoBackend::spec() const {
 
 std::shared_ptr<Weight> QuantoBackend::quantize(const std::string& module_path,
                                                 const Weight& weight, int bits,
-                                                const UnifiedQuantizationConfig& /*config*/,
+                                                const UnifiedQuantizationConfig& config,
                                                 std::string& note) const {
   const auto* dense = dynamic_cast<const FloatWeight*>(&weight);
   if (dense == nullptr) {
@@ -33,6 +35,11 @@ std::shared_ptr<Weight> QuantoBackend::quantize(const std::string& module_path,
     return nullptr;
   }
   const std::string tensor = module_path + ".weight";
+  if (config.quanto_weights != "qint") {
+    const DType format = config.quanto_weights == "qfloat8_e5m2" ? DType::F8_E5M2 : DType::F8_E4M3;
+    return Float8Weight::quantize(dense->bytes().data(), dense->dtype(), dense->out_features(),
+                                  dense->in_features(), format, dense->dtype(), tensor);
+  }
   if (bits == 8) {
     // quanto keeps scales in the weight dtype and computes in it.
     return SymmetricWeight::quantize(dense->bytes().data(), dense->dtype(), dense->out_features(),

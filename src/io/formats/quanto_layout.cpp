@@ -5,6 +5,10 @@
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
+#include "quant/float8.hpp"
+#include "quant/float8_weight.hpp"
+#include "quant/quanto_activation_weight.hpp"
+#include "quant/quanto_activations.hpp"
 #include "quant/quanto_affine.hpp"
 #include "quant/symmetric_weight.hpp"
 
@@ -15,18 +19,61 @@ std::span<const std::uint8_t> as_u8(const TensorView& view) {
   return {reinterpret_cast<const std::uint8_t*>(view.data), view.nbytes};
 }
 
-std::shared_ptr<Weight> read_qint8(const TensorSource& tensors, const std::string& path) {
+// qint8 (I8 codes) or qfloat8 (F8_E4M3 / F8_E5M2 codes), one scale per output row.
+std::shared_ptr<Weight> read_qbytes(const TensorSource& tensors, const std::string& path) {
   const TensorView data = tensors.tensor(path + ".weight._data");
   const TensorView scale = tensors.tensor(path + ".weight._scale");
-  if (data.dtype != DType::I8) {
-    fail("tensor '", data.name, "': quanto weights of dtype ", dtype_name(data.dtype),
-         " (qfloat8) are not supported; qint8 codes are I8");
+  if (data.dtype != DType::I8 && !is_float8(data.dtype)) {
+    fail("tensor '", data.name,
+         "': quanto 8-bit codes must be I8 (qint8) or F8_E4M3/F8_E5M2 "
+         "(qfloat8), not ",
+         dtype_name(data.dtype));
   }
   if (data.shape.size() != 2 || scale.numel() != data.shape[0]) {
     fail("tensor '", scale.name, "': expected one scale per output row of '", data.name, "'");
   }
-  return SymmetricWeight::from_codes(data.shape[0], data.shape[1], 8, {data.data, data.nbytes},
-                                     scale.dtype, {scale.data, scale.nbytes}, path + ".weight");
+  if (data.dtype == DType::I8) {
+    return SymmetricWeight::from_codes(data.shape[0], data.shape[1], 8, {data.data, data.nbytes},
+                                       scale.dtype, {scale.data, scale.nbytes}, path + ".weight");
+  }
+  return Float8Weight::from_codes(data.shape[0], data.shape[1], data.dtype,
+                                  {data.data, data.nbytes}, scale.dtype, {scale.data, scale.nbytes},
+                                  path + ".weight");
+}
+
+float read_scalar(const TensorSource& tensors, const std::string& name) {
+  const TensorView view = tensors.tensor(name);
+  if (view.numel() != 1 || !is_float(view.dtype)) {
+    fail("tensor '", name, "': expected one float, got ", view.numel(), " of ",
+         dtype_name(view.dtype));
+  }
+  float value = 0.0f;
+  convert_to_f32(view.dtype, view.data, 1, &value);
+  return value;
+}
+
+// The module's weight with quanto's activation quantization when its map
+// entry names an activation qtype.
+std::shared_ptr<Weight> with_activations(std::shared_ptr<Weight> weight,
+                                         const TensorSource& tensors,
+                                         const nlohmann::json& quantization_map,
+                                         const std::string& path) {
+  if (!quantization_map.is_object() || !quantization_map.contains(path)) return weight;
+  const auto& entry = quantization_map.at(path);
+  if (!entry.is_object() || !entry.contains("activations") || !entry["activations"].is_string()) {
+    return weight;
+  }
+  const auto qtype = activation_qtype(entry["activations"].get<std::string>(),
+                                      "quantization_map.json '" + path + "' activations");
+  if (!qtype) return weight;
+  if (tensors.contains(path + ".bias")) {
+    fail("tensor '", path, ".bias': quantized activations with a bias are not supported");
+  }
+  const DType scale_dtype = tensors.tensor(path + ".input_scale").dtype;
+  const ActivationScales scales{read_scalar(tensors, path + ".input_scale"),
+                                read_scalar(tensors, path + ".output_scale")};
+  return std::make_shared<QuantoActivationWeight>(std::move(weight), *qtype, scale_dtype, scales,
+                                                  path + ".input_scale");
 }
 
 std::shared_ptr<Weight> read_qbits(const TensorSource& tensors, const ModelConfig& config,
@@ -64,10 +111,21 @@ LayoutTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shap
 
 // The tensors of module `path` and its quantization map entry (null: float).
 // The module's tensors; its quantization_map.json entry (null when kept float).
-nlohmann::json collect_module(const std::string& path, const Weight& weight, DType model_dtype,
+nlohmann::json collect_module(const std::string& path, const Weight& stored, DType model_dtype,
                               std::vector<LayoutTensor>& tensors) {
+  const auto* activations = dynamic_cast<const QuantoActivationWeight*>(&stored);
+  const Weight& weight = activations != nullptr ? *activations->weight() : stored;
   std::string qtype;
-  if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
+  if (const auto* float8 = dynamic_cast<const Float8Weight*>(&weight)) {
+    tensors.push_back({path + ".weight._data",
+                       float8->format(),
+                       {float8->out_features(), float8->in_features()},
+                       std::as_bytes(float8->codes()),
+                       {}});
+    tensors.push_back(owned(path + ".weight._scale", float8->scale_dtype(),
+                            {float8->out_features(), 1}, float8->scale_bytes()));
+    qtype = float8->format() == DType::F8_E4M3 ? "qfloat8_e4m3fn" : "qfloat8_e5m2";
+  } else if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
     if (symmetric->bits() != 8) {
       fail(path, ": symmetric int", symmetric->bits(),
            " has no quanto form (quanto's int4 is affine per group)");
@@ -101,6 +159,8 @@ nlohmann::json collect_module(const std::string& path, const Weight& weight, DTy
                             quanto_shift_bytes(*affine)));
     qtype = bits == 4 ? "qint4" : "qint2";
   } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
+    if (activations != nullptr)
+      fail(path, ": quanto quantizes activations of quantized linears only");
     tensors.push_back({path + ".weight",
                        dense->dtype(),
                        {dense->out_features(), dense->in_features()},
@@ -110,21 +170,32 @@ nlohmann::json collect_module(const std::string& path, const Weight& weight, DTy
   } else {
     fail(path, ": a ", weight.describe(), " weight cannot be saved in quanto's layout");
   }
-  const float one = 1.0f;
-  for (const char* name : {".input_scale", ".output_scale"}) {
-    std::vector<std::byte> bytes(dtype_size(model_dtype));
-    convert_from_f32(&one, 1, model_dtype, bytes.data());
-    tensors.push_back(owned(path + name, model_dtype, {}, std::move(bytes)));
+  // quanto keeps both scales at 1 in the model dtype when activations are not quantized.
+  const ActivationScales scales =
+      activations != nullptr ? activations->scales() : ActivationScales{};
+  const DType scale_dtype = activations != nullptr ? activations->scale_dtype() : model_dtype;
+  for (const auto& [name, value] :
+       {std::pair{".input_scale", scales.input}, std::pair{".output_scale", scales.output}}) {
+    std::vector<std::byte> bytes(dtype_size(scale_dtype));
+    convert_from_f32(&value, 1, scale_dtype, bytes.data());
+    tensors.push_back(owned(path + name, scale_dtype, {}, std::move(bytes)));
   }
-  return {{"weights", qtype}, {"activations", "none"}};
+  return {{"weights", qtype},
+          {"activations",
+           activations != nullptr ? activation_qtype_name(activations->qtype()) : "none"}};
 }
 
 }  // namespace
 
-WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config) {
-  return [tensors, config](const std::string& path) -> std::shared_ptr<Weight> {
-    if (tensors.contains(path + ".weight._data._data")) return read_qbits(tensors, config, path);
-    if (tensors.contains(path + ".weight._data")) return read_qint8(tensors, path);
+WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config,
+                             const nlohmann::json& quantization_map) {
+  return [tensors, config, quantization_map](const std::string& path) -> std::shared_ptr<Weight> {
+    if (tensors.contains(path + ".weight._data._data")) {
+      return with_activations(read_qbits(tensors, config, path), tensors, quantization_map, path);
+    }
+    if (tensors.contains(path + ".weight._data")) {
+      return with_activations(read_qbytes(tensors, path), tensors, quantization_map, path);
+    }
     return FloatWeight::from_tensor(tensors.tensor(path + ".weight"));
   };
 }

@@ -182,7 +182,8 @@ QuantizedMatrix gptq_quantize(const float* weights, std::int64_t out, std::int64
       options.act_order ? round_to_nearest(weights, out, in, grid).params
                         : std::vector<GroupParams>{};
   QuantizedMatrix best = pass(options.act_order ? &static_params : nullptr);
-  if (options.refit_rounds == 0) return best;
+  if (options.refit_rounds == 0 || grid.max_code() - grid.min_code() + 1 > options.refit_max_levels)
+    return best;
   // Alternate: refit (scale, bias) to the codes, then GPTQ's codes on the
   // refit grid; every row keeps its parameters and codes of least error.
   const std::vector<double> curvature = damped_hessian(hessian, in, options.damp);

@@ -276,10 +276,15 @@ TEST(GroupRefit, IsTheLeastSquaresOptimumOfTheRowsOutputError) {
     const auto before = row_output_errors(weights.data(), matrix, hessian);
     refit_group_params(weights.data(), hessian, *format, matrix);
     const auto after = row_output_errors(weights.data(), matrix, hessian);
+    double sum_before = 0.0, sum_after = 0.0;
     for (std::int64_t o = 0; o < out; ++o) {
-      // Measured 0.55-0.85 of GPTQ's own error at 2 bits; never above it.
       EXPECT_LE(after[static_cast<std::size_t>(o)], before[static_cast<std::size_t>(o)]) << o;
+      sum_before += before[static_cast<std::size_t>(o)];
+      sum_after += after[static_cast<std::size_t>(o)];
     }
+    // Measured per row: 0.52-0.93 of GPTQ's error for mlx 2-bit, 0.90-0.998 for
+    // int4 per channel (one scale per row has little to gain).
+    EXPECT_LT(sum_after, (backend == "mlx" ? 0.85 : 0.99) * sum_before) << backend;
     // At the optimum a small step of any parameter raises the error.
     for (std::size_t p = 0; p < matrix.params.size(); p += 3) {
       const std::int64_t row = static_cast<std::int64_t>(p) / matrix.groups_per_row();
@@ -313,9 +318,15 @@ TEST(Gptq, RefitRoundsLowerTheOutputErrorOfPlainGptq) {
         gptq_quantize(weights.data(), out, in, hessian, *format, options).dequantize();
     errors.push_back(relative_output_error(weights.data(), values.data(), out, in, hessian));
   }
-  // Measured: ERRS.
-  EXPECT_LT(errors[1], 0.95 * errors[0]);
-  EXPECT_LE(errors[2], errors[1]);
+  // Measured relative output errors: 0.0475 (plain), 0.0386 (one refit), 0.0309 (three rounds).
+  EXPECT_LT(errors[1], 0.9 * errors[0]);
+  EXPECT_LT(errors[2], 0.9 * errors[1]);
+  // Grids of more than refit_max_levels levels keep plain GPTQ.
+  const auto three_bit = grid("mlx", 3, 64, in);
+  GptqOptions plain;
+  plain.refit_rounds = 0;
+  EXPECT_EQ(gptq_quantize(weights.data(), out, in, hessian, *three_bit).codes,
+            gptq_quantize(weights.data(), out, in, hessian, *three_bit, plain).codes);
 }
 
 TEST(Hqq, LowersTheLpErrorOfRoundToNearest) {

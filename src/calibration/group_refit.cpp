@@ -1,5 +1,7 @@
 #include "calibration/group_refit.hpp"
 
+#include <algorithm>
+
 #include "core/thread_pool.hpp"
 
 extern "C" {

@@ -1,6 +1,7 @@
 // The calibration algorithms on small matrices with known answers: window
 // sampling, the format grids against the backends' own quantizers, GPTQ
-// against round-to-nearest and a float64 reference of its update, HQQ's ℓp
+// against round-to-nearest and a float64 reference of its update, the
+// (scale, bias) refit against its least-squares optimum, HQQ's ℓp
 // objective, and AWQ's scale folding on the bundled model.
 #include <gtest/gtest.h>
 

@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 
+#include "calibration/group_refit.hpp"
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "model/blas.hpp"
@@ -126,54 +127,81 @@ QuantizedMatrix gptq_quantize(const float* weights, std::int64_t out, std::int64
   if (group < in) block = std::max<std::int64_t>(group, (block + group - 1) / group * group);
   block = std::min(block, in);
 
-  QuantizedMatrix result(out, in, group);
-  if (options.act_order) {  // static groups, from W before any update
-    const QuantizedMatrix initial = round_to_nearest(weights, out, in, grid);
-    result.params = initial.params;
-  }
-  const std::int64_t chunks = (out + kRowChunk - 1) / kRowChunk;
-  parallel_for(0, chunks, 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<float> w(static_cast<std::size_t>(kRowChunk * in));
-    std::vector<float> errors(static_cast<std::size_t>(kRowChunk * block));
-    for (std::int64_t chunk = lo; chunk < hi; ++chunk) {
-      const std::int64_t first_row = chunk * kRowChunk;
-      const std::int64_t rows = std::min(kRowChunk, out - first_row);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        for (std::int64_t i = 0; i < in; ++i) {
-          w[static_cast<std::size_t>(r * in + i)] =
-              weights[(first_row + r) * in + order[static_cast<std::size_t>(i)]];
-        }
-      }
-      for (std::int64_t begin = 0; begin < in; begin += block) {
-        const std::int64_t end = std::min(in, begin + block);
-        for (std::int64_t i = begin; i < end; ++i) {
-          const std::int64_t column = order[static_cast<std::size_t>(i)];
-          const float* u = factor.data() + i * in;
-          for (std::int64_t r = 0; r < rows; ++r) {
-            float* row = w.data() + r * in;
-            GroupParams& params = result.param(first_row + r, column);
-            if (!options.act_order && column % group == 0) {
-              params =
-                  group_params(row + i, u_diagonal.data() + i, group, grid, options.clip_steps);
-            }
-            const int code = grid.code(row[i], params);
-            result.codes[static_cast<std::size_t>((first_row + r) * in + column)] =
-                static_cast<std::int16_t>(code);
-            const float error = (row[i] - QuantGrid::value(code, params)) / u[i];
-            errors[static_cast<std::size_t>(r * block + (i - begin))] = error;
-            for (std::int64_t j = i + 1; j < end; ++j) row[j] -= error * u[j];
+  // One GPTQ pass; with `fixed`, on those group parameters instead of each
+  // group's own from its values when reached.
+  const auto pass = [&](const std::vector<GroupParams>* fixed) {
+    QuantizedMatrix result(out, in, group);
+    if (fixed) result.params = *fixed;
+    const std::int64_t chunks = (out + kRowChunk - 1) / kRowChunk;
+    parallel_for(0, chunks, 1, [&](std::int64_t lo, std::int64_t hi) {
+      std::vector<float> w(static_cast<std::size_t>(kRowChunk * in));
+      std::vector<float> errors(static_cast<std::size_t>(kRowChunk * block));
+      for (std::int64_t chunk = lo; chunk < hi; ++chunk) {
+        const std::int64_t first_row = chunk * kRowChunk;
+        const std::int64_t rows = std::min(kRowChunk, out - first_row);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          for (std::int64_t i = 0; i < in; ++i) {
+            w[static_cast<std::size_t>(r * in + i)] =
+                weights[(first_row + r) * in + order[static_cast<std::size_t>(i)]];
           }
         }
-        if (end < in) {  // W[:, end:] -= E · U[begin:end, end:]
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                      static_cast<int>(in - end), static_cast<int>(end - begin), -1.0f,
-                      errors.data(), static_cast<int>(block), factor.data() + begin * in + end,
-                      static_cast<int>(in), 1.0f, w.data() + end, static_cast<int>(in));
+        for (std::int64_t begin = 0; begin < in; begin += block) {
+          const std::int64_t end = std::min(in, begin + block);
+          for (std::int64_t i = begin; i < end; ++i) {
+            const std::int64_t column = order[static_cast<std::size_t>(i)];
+            const float* u = factor.data() + i * in;
+            for (std::int64_t r = 0; r < rows; ++r) {
+              float* row = w.data() + r * in;
+              GroupParams& params = result.param(first_row + r, column);
+              if (!fixed && column % group == 0) {
+                params =
+                    group_params(row + i, u_diagonal.data() + i, group, grid, options.clip_steps);
+              }
+              const int code = grid.code(row[i], params);
+              result.codes[static_cast<std::size_t>((first_row + r) * in + column)] =
+                  static_cast<std::int16_t>(code);
+              const float error = (row[i] - QuantGrid::value(code, params)) / u[i];
+              errors[static_cast<std::size_t>(r * block + (i - begin))] = error;
+              for (std::int64_t j = i + 1; j < end; ++j) row[j] -= error * u[j];
+            }
+          }
+          if (end < in) {  // W[:, end:] -= E · U[begin:end, end:]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                        static_cast<int>(in - end), static_cast<int>(end - begin), -1.0f,
+                        errors.data(), static_cast<int>(block), factor.data() + begin * in + end,
+                        static_cast<int>(in), 1.0f, w.data() + end, static_cast<int>(in));
+          }
         }
       }
+    });
+    return result;
+  };
+  // Static groups with act_order, from W before any update, since a group's
+  // columns are reached out of order.
+  const std::vector<GroupParams> static_params =
+      options.act_order ? round_to_nearest(weights, out, in, grid).params
+                        : std::vector<GroupParams>{};
+  QuantizedMatrix best = pass(options.act_order ? &static_params : nullptr);
+  if (options.refit_rounds == 0 || grid.max_code() - grid.min_code() + 1 > options.refit_max_levels)
+    return best;
+  // Alternate: refit (scale, bias) to the codes, then GPTQ's codes on the
+  // refit grid; every row keeps its parameters and codes of least error.
+  const std::vector<double> curvature = damped_hessian(hessian, in, options.damp);
+  std::vector<double> best_errors = row_output_errors(weights, best, curvature);
+  QuantizedMatrix candidate = best;
+  for (int round = 0; round < options.refit_rounds; ++round) {
+    if (round > 0) candidate = pass(&candidate.params);
+    refit_group_params(weights, curvature, grid, candidate);
+    const std::vector<double> errors = row_output_errors(weights, candidate, curvature);
+    const std::int64_t groups = best.groups_per_row();
+    for (std::int64_t o = 0; o < out; ++o) {
+      if (errors[static_cast<std::size_t>(o)] >= best_errors[static_cast<std::size_t>(o)]) continue;
+      best_errors[static_cast<std::size_t>(o)] = errors[static_cast<std::size_t>(o)];
+      std::copy_n(candidate.codes.begin() + o * in, in, best.codes.begin() + o * in);
+      std::copy_n(candidate.params.begin() + o * groups, groups, best.params.begin() + o * groups);
     }
-  });
-  return result;
+  }
+  return best;
 }
 
 }  // namespace uq

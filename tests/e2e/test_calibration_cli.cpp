@@ -67,11 +67,13 @@ nlohmann::json quantize(const std::vector<std::string>& args) {
   return nlohmann::json::parse(result.out);
 }
 
+// At 2 bits GPTQ also refits each row's (scale, bias) to its codes
+// (calibration/group_refit.hpp), which this exercises.
 TEST(CalibrationCli, GptqIsDeterministicAndBeatsRoundToNearest) {
   TempDir dir;
   const auto data = calibration_slice(dir);
-  const auto first = quantize(quantize_args("gptq", 3, data, (dir / "a").string()));
-  quantize(quantize_args("gptq", 3, data, (dir / "b").string()));
+  const auto first = quantize(quantize_args("gptq", 2, data, (dir / "a").string()));
+  quantize(quantize_args("gptq", 2, data, (dir / "b").string()));
   EXPECT_EQ(read_text(dir / "a" / "model.safetensors"), read_text(dir / "b" / "model.safetensors"));
 
   EXPECT_EQ(first["method"], "gptq");
@@ -81,11 +83,11 @@ TEST(CalibrationCli, GptqIsDeterministicAndBeatsRoundToNearest) {
     const std::string path = layer["path"];
     if (path.find("model.layers.") == 0) {
       EXPECT_EQ(layer["method"], "gptq") << path;
-      EXPECT_EQ(layer["scheme"], "affine b3 g64") << path;
+      EXPECT_EQ(layer["scheme"], "affine b2 g64") << path;
       EXPECT_EQ(layer["error_measure"], "output") << path;
       const double error = layer["reconstruction_error"];
       EXPECT_GT(error, 0.0) << path;
-      EXPECT_LT(error, 0.2) << path;
+      EXPECT_LT(error, 0.1) << path;  // measured 0.004-0.053
       ++calibrated;
     } else {
       EXPECT_EQ(layer["bits"], 0) << path;  // embed / lm_head kept float
@@ -93,12 +95,12 @@ TEST(CalibrationCli, GptqIsDeterministicAndBeatsRoundToNearest) {
   }
   EXPECT_EQ(calibrated, 28);
 
-  quantize(quantize_args("rtn", 3, data, (dir / "rtn").string()));
+  quantize(quantize_args("rtn", 2, data, (dir / "rtn").string()));
   const double rtn = val_ppl((dir / "rtn").string());
   const double gptq = val_ppl((dir / "a").string());
-  // On the val slice: RTN 57.26, GPTQ (64 windows of 128 tokens) 56.96.
-  EXPECT_NEAR(rtn, 57.26, 0.01);
-  EXPECT_LT(gptq, rtn - 0.2);
+  // On the val slice: RTN 65.51, GPTQ (64 windows of 128 tokens) 61.46.
+  EXPECT_NEAR(rtn, 65.51, 0.01);
+  EXPECT_LT(gptq, rtn - 3.0);
 }
 
 TEST(CalibrationCli, AwqAndHqqQuantizeEveryDecoderLinear) {

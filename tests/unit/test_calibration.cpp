@@ -1,6 +1,7 @@
 // The calibration algorithms on small matrices with known answers: window
 // sampling, the format grids against the backends' own quantizers, GPTQ
-// against round-to-nearest and a float64 reference of its update, HQQ's ℓp
+// against round-to-nearest and a float64 reference of its update, the
+// (scale, bias) refit against its least-squares optimum, HQQ's ℓp
 // objective, and AWQ's scale folding on the bundled model.
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include "calibration/awq_block.hpp"
 #include "calibration/calibration_windows.hpp"
 #include "calibration/gptq.hpp"
+#include "calibration/group_refit.hpp"
 #include "calibration/hessian.hpp"
 #include "calibration/hqq.hpp"
 #include "calibration/quant_grid.hpp"
@@ -231,7 +233,8 @@ TEST(Gptq, MatchesAFloat64ReferenceOfTheUpdate) {
   for (const std::int64_t block : {32, 64}) {  // lazy updates across blocks, and none
     GptqOptions options;
     options.block_size = block;
-    options.clip_steps = 1;  // the reference takes each group's min/max
+    options.clip_steps = 1;    // the reference takes each group's min/max
+    options.refit_rounds = 0;  // and keeps GPTQ's parameters
     const auto values =
         gptq_quantize(weights.data(), out, in, hessian, *format, options).dequantize();
     // Same codes: values equal up to the last bit of scale * q + bias (FMA or not).
@@ -259,6 +262,72 @@ TEST(Gptq, MatchesAFloat64ReferenceOfTheUpdate) {
       EXPECT_NEAR(value, r == c ? 1.0 : 0.0, 1e-9) << r << "," << c;
     }
   }
+}
+
+TEST(GroupRefit, IsTheLeastSquaresOptimumOfTheRowsOutputError) {
+  const std::int64_t out = 8, in = 128, rows = 1024;
+  const auto weights = gaussian(static_cast<std::size_t>(out * in), 6, 0.05f);
+  const auto x = correlated_inputs(rows, in, 7);
+  const auto hessian = damped_hessian(hessian_of(x, rows, in), in, 0.01);
+  for (const std::string backend : {"mlx", "custom"}) {  // (scale, bias) and scale-only
+    const auto format = grid(backend, backend == "mlx" ? 2 : 4, 32, in);
+    GptqOptions options;
+    options.refit_rounds = 0;
+    auto matrix = gptq_quantize(weights.data(), out, in, hessian, *format, options);
+    const auto before = row_output_errors(weights.data(), matrix, hessian);
+    refit_group_params(weights.data(), hessian, *format, matrix);
+    const auto after = row_output_errors(weights.data(), matrix, hessian);
+    double sum_before = 0.0, sum_after = 0.0;
+    for (std::int64_t o = 0; o < out; ++o) {
+      EXPECT_LE(after[static_cast<std::size_t>(o)], before[static_cast<std::size_t>(o)]) << o;
+      sum_before += before[static_cast<std::size_t>(o)];
+      sum_after += after[static_cast<std::size_t>(o)];
+    }
+    // Measured per row: 0.52-0.93 of GPTQ's error for mlx 2-bit, 0.90-0.998 for
+    // int4 per channel (one scale per row has little to gain).
+    EXPECT_LT(sum_after, (backend == "mlx" ? 0.85 : 0.99) * sum_before) << backend;
+    // At the optimum a small step of any parameter raises the error.
+    for (std::size_t p = 0; p < matrix.params.size(); p += 3) {
+      const std::int64_t row = static_cast<std::int64_t>(p) / matrix.groups_per_row();
+      for (const float step : {-1e-3f, 1e-3f}) {
+        for (const bool bias : {false, true}) {
+          if (bias && !format->affine()) continue;
+          auto moved = matrix;
+          float& value = bias ? moved.params[p].bias : moved.params[p].scale;
+          value += step * std::fabs(matrix.params[p].scale);
+          EXPECT_GE(
+              row_output_errors(weights.data(), moved, hessian)[static_cast<std::size_t>(row)],
+              after[static_cast<std::size_t>(row)])
+              << backend << " param " << p << " bias " << bias;
+        }
+      }
+    }
+  }
+}
+
+TEST(Gptq, RefitRoundsLowerTheOutputErrorOfPlainGptq) {
+  const std::int64_t out = 64, in = 256, rows = 2048;
+  const auto weights = gaussian(static_cast<std::size_t>(out * in), 8, 0.05f);
+  const auto x = correlated_inputs(rows, in, 9);
+  const auto hessian = hessian_of(x, rows, in);
+  const auto format = grid("mlx", 2, 64, in);
+  std::vector<double> errors;
+  for (const int rounds : {0, 1, 3}) {
+    GptqOptions options;
+    options.refit_rounds = rounds;
+    const auto values =
+        gptq_quantize(weights.data(), out, in, hessian, *format, options).dequantize();
+    errors.push_back(relative_output_error(weights.data(), values.data(), out, in, hessian));
+  }
+  // Measured relative output errors: 0.0475 (plain), 0.0386 (one refit), 0.0309 (three rounds).
+  EXPECT_LT(errors[1], 0.9 * errors[0]);
+  EXPECT_LT(errors[2], 0.9 * errors[1]);
+  // Grids of more than refit_max_levels levels keep plain GPTQ.
+  const auto three_bit = grid("mlx", 3, 64, in);
+  GptqOptions plain;
+  plain.refit_rounds = 0;
+  EXPECT_EQ(gptq_quantize(weights.data(), out, in, hessian, *three_bit).codes,
+            gptq_quantize(weights.data(), out, in, hessian, *three_bit, plain).codes);
 }
 
 TEST(Hqq, LowersTheLpErrorOfRoundToNearest) {

@@ -3,6 +3,7 @@
 // lives in src/api/backends/<name>_backend.cpp and is listed once in
 // backend_registry.cpp; validation, quantize_model, Quantizer::save_model and
 // `uq info` all go through this interface.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +16,29 @@ namespace uq {
 
 class LayoutEncoder;
 class Weight;
+struct LayoutTensor;
+
+// One module streamed in row chunks whose layout's first tensor (the codes)
+// is exact chunk by chunk while its other tensors need statistics of the
+// whole matrix (bnb 4-bit: the mean of every block absmax for the double
+// quantization). What it gathers is small next to the codes.
+class ChunkedModule {
+ public:
+  virtual ~ChunkedModule() = default;
+  // Every chunk but the last holds a multiple of this many rows.
+  virtual std::int64_t row_multiple() const = 0;
+  // The layout's first tensor's shape for the whole matrix.
+  virtual std::vector<std::int64_t> codes_shape() const = 0;
+  // Quantizes the module's next rows (a float weight): the layout's first
+  // tensor of the returned weight holds their codes.
+  virtual std::shared_ptr<Weight> add_rows(const Weight& rows) = 0;
+  // After the last chunk: the layout's other tensors, in file order, through
+  // `encoder` (they borrow from this object).
+  virtual std::vector<LayoutTensor> finish(LayoutEncoder& encoder) = 0;
+  // The whole module's Weight::describe() and storage_bytes().
+  virtual std::string describe() const = 0;
+  virtual std::size_t storage_bytes() const = 0;
+};
 
 struct BackendSpec {
   std::string name;
@@ -52,6 +76,15 @@ class Backend {
   virtual int interleaved_row_parts(int /*bits*/,
                                     const UnifiedQuantizationConfig& /*config*/) const {
     return 0;
+  }
+
+  // For a format that is neither rows_independent nor interleaved but whose
+  // codes still stream in row chunks: the streaming state of one module of
+  // `out` × `in` quantized to `bits`; nullptr: one whole matrix at a time.
+  virtual std::unique_ptr<ChunkedModule> chunked_module(
+      const std::string& /*module_path*/, std::int64_t /*out*/, std::int64_t /*in*/, int /*bits*/,
+      const UnifiedQuantizationConfig& /*config*/) const {
+    return nullptr;
   }
 
   // The writer of the backend's native layout (io/formats/layout_writer.hpp)

@@ -136,7 +136,11 @@ void plan_from_first_rows(const Backend& backend, const UnifiedQuantizationConfi
       }
     }
     for (auto& tensor : encoder.module_tensors(module.path, *weight)) {
-      if (tensor.shape.empty() || tensor.shape[0] != 1) {
+      if (tensor.shape.empty()) {  // a scalar, the same for every row (LLM.int8's weight_format)
+        output.plan(tensor.name, tensor.dtype, {});
+        continue;
+      }
+      if (tensor.shape[0] != 1) {
         fail("module '", module.path, "': the layout's tensor '", tensor.name,
              "' does not split by rows; the backend must not declare rows_independent");
       }
@@ -183,6 +187,10 @@ class ModuleStreamer {
   // `view` is the module's float matrix, whose rows come from `rows_at`.
   void write(const ModuleShape& module, const TensorView& view, int bits,
              const RowChunks& rows_at) {
+    if (auto chunked = chunked_module(module, bits)) {
+      write_chunked(module, view, bits, *chunked, rows_at);
+      return;
+    }
     const std::int64_t out = module.out_features;
     const std::int64_t parts = chunking_of(module, view, bits).parts;
     const auto blocks = row_blocks(module, view, bits);
@@ -235,6 +243,29 @@ class ModuleStreamer {
     report_.layers.back().bytes = bytes;
   }
 
+  // A module whose codes stream but whose other tensors follow from the
+  // whole matrix (Backend::chunked_module): they come after the last chunk.
+  void write_chunked(const ModuleShape& module, const TensorView& view, int bits,
+                     ChunkedModule& chunked, const RowChunks& rows_at) {
+    const auto blocks = row_blocks(module, view, bits);
+    for (std::size_t b = 0; b < blocks.size(); ++b) {
+      throw_if_interrupted();
+      const auto& [first, count] = blocks[b];
+      const auto weight = chunked.add_rows(*float_rows(view, rows_at(first, count), count));
+      const LayoutTensor codes = encoder_.module_tensors(module.path, *weight).front();
+      if (b == 0) output_.begin(codes.name, codes.dtype, chunked.codes_shape());
+      output_.append(codes.bytes());
+    }
+    for (const auto& tensor : chunked.finish(encoder_)) output_.add(tensor);
+    LayerQuantization line;
+    line.path = module.path;
+    line.scheme = chunked.describe();
+    line.bits = bits;
+    line.parameters = module.out_features * module.in_features;
+    line.bytes = chunked.storage_bytes();
+    report_.layers.push_back(std::move(line));
+  }
+
   // The same from a float weight that may borrow the mapping of `checkpoint`,
   // whose pages of this module are dropped as the chunks are done with.
   void write_weight(const ModuleShape& module, const Weight& weight, int bits,
@@ -266,9 +297,20 @@ class ModuleStreamer {
     std::int64_t parts;
     std::int64_t rows;
   };
+  std::unique_ptr<ChunkedModule> chunked_module(const ModuleShape& module, int bits) const {
+    if (bits == 0) return nullptr;
+    return backend_.chunked_module(module.path, module.out_features, module.in_features, bits,
+                                   config_);
+  }
+
   Chunking chunking_of(const ModuleShape& module, const TensorView& view, int bits) const {
     const Chunking rows{1, config_.chunk_size};
     if (bits == 0 || backend_.rows_independent(bits, config_)) return rows;
+    if (const auto chunked = chunked_module(module, bits)) {
+      // chunk_size rounded down to the format's multiple, at least one multiple.
+      const std::int64_t multiple = chunked->row_multiple();
+      return {1, std::max(multiple, config_.chunk_size / multiple * multiple)};
+    }
     const int parts = backend_.interleaved_row_parts(bits, config_);
     if (parts == 0 || module.out_features % parts != 0) return {1, module.out_features};
     // A module the format keeps float (quanto's embedding) streams plain rows.

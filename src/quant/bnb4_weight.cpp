@@ -45,17 +45,20 @@ std::unique_ptr<Bnb4Weight> Bnb4Weight::quantize(const void* data, DType dtype, 
   const auto& code = bnb::four_bit_code(type);
   weight->code_.assign(code.begin(), code.end());
   if (double_quant) {
-    bnb::NestedAbsmax nested = bnb::quantize_nested(weight->absmax_);
-    const auto& map = bnb::dynamic_map();
-    Bnb4NestedState state{std::move(nested.codes), std::move(nested.absmax),
-                          std::vector<float>(map.begin(), map.end()), nested.offset,
-                          nested.blocksize};
+    Bnb4NestedState state = double_quantize(weight->absmax_);
     // Inference uses the absmax as bitsandbytes restores it from the nested form.
     weight->absmax_ = bnb::dequantize_nested(state.codes, state.absmax, state.code, state.offset,
                                              state.blocksize);
     weight->nested_ = std::move(state);
   }
   return weight;
+}
+
+Bnb4NestedState Bnb4Weight::double_quantize(std::span<const float> absmax) {
+  bnb::NestedAbsmax nested = bnb::quantize_nested(absmax);
+  const auto& map = bnb::dynamic_map();
+  return {std::move(nested.codes), std::move(nested.absmax),
+          std::vector<float>(map.begin(), map.end()), nested.offset, nested.blocksize};
 }
 
 std::unique_ptr<Bnb4Weight> Bnb4Weight::from_parts(
@@ -116,17 +119,27 @@ void Bnb4Weight::dequantize_rows(std::int64_t first, std::int64_t count, float* 
   cpu::bnb4_dequantize_rows(matrix(), first, count, out, cpu::best_kernel_isa());
 }
 
-std::size_t Bnb4Weight::storage_bytes() const {
-  if (nested_) {
-    return packed_.size() + nested_->codes.size() + nested_->absmax.size() * sizeof(float) +
-           (nested_->code.size() + code_.size() + 1) * sizeof(float);
+std::size_t Bnb4Weight::storage_bytes(std::size_t packed_bytes, std::size_t blocks,
+                                      const std::optional<Bnb4NestedState>& nested) {
+  const std::size_t code_floats = bnb::four_bit_code(bnb::FourBitType::NF4).size();
+  if (nested) {
+    return packed_bytes + nested->codes.size() + nested->absmax.size() * sizeof(float) +
+           (nested->code.size() + code_floats + 1) * sizeof(float);
   }
-  return packed_.size() + (absmax_.size() + code_.size()) * sizeof(float);
+  return packed_bytes + (blocks + code_floats) * sizeof(float);
+}
+
+std::size_t Bnb4Weight::storage_bytes() const {
+  return storage_bytes(packed_.size(), absmax_.size(), nested_);
+}
+
+std::string Bnb4Weight::describe(bnb::FourBitType type, int blocksize, bool double_quant) {
+  return "bnb " + std::string(bnb::four_bit_type_name(type)) + " block" +
+         std::to_string(blocksize) + (double_quant ? " double-quant" : "");
 }
 
 std::string Bnb4Weight::describe() const {
-  return "bnb " + std::string(bnb::four_bit_type_name(type_)) + " block" +
-         std::to_string(blocksize_) + (nested_ ? " double-quant" : "");
+  return describe(type_, blocksize_, nested_.has_value());
 }
 
 }  // namespace uq

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -47,6 +49,14 @@ class Bnb4Weight final : public Weight {
   void dequantize_rows(std::int64_t first, std::int64_t count, float* out) const override;
   std::size_t storage_bytes() const override;
   std::string describe() const override;  // "bnb nf4 block64 (double quant)"
+
+  // Double quantization of fp32 block absmax values (quantize() with double_quant).
+  static Bnb4NestedState double_quantize(std::span<const float> absmax);
+  // describe() and storage_bytes() of a weight of these parts, for one
+  // streamed out chunk by chunk and never held whole.
+  static std::string describe(bnb::FourBitType type, int blocksize, bool double_quant);
+  static std::size_t storage_bytes(std::size_t packed_bytes, std::size_t blocks,
+                                   const std::optional<Bnb4NestedState>& nested);
 
   bnb::FourBitType type() const { return type_; }
   int blocksize() const { return blocksize_; }

@@ -166,6 +166,41 @@ TEST(StreamingCli, CalibratedMethodsStreamBlockByBlock) {
   EXPECT_EQ(generated.exit_code, 0) << generated.err;
 }
 
+// bnb streams in row chunks too (4-bit: codes per chunk, double quantization
+// after the last; LLM.int8 per row): the same files and report as in memory,
+// and the streamed directory loads and generates.
+TEST(StreamingCli, BnbStreamsInRowChunks) {
+  TempDir dir;
+  const std::string model = test::bundled_model().string();
+  const std::vector<std::vector<std::string>> variants{
+      {"--bits", "4"},
+      {"--bits", "4", "--bnb-4bit-quant-type", "fp4", "--bnb-no-double-quant", "--group-size",
+       "1024"},
+      {"--bits", "8"}};
+  for (std::size_t v = 0; v < variants.size(); ++v) {
+    std::vector<std::string> args{"quantize", model, "--backend", "bnb", "--json", "--quiet"};
+    args.insert(args.end(), variants[v].begin(), variants[v].end());
+    const fs::path memory = dir / ("memory" + std::to_string(v));
+    const fs::path streamed = dir / ("streamed" + std::to_string(v));
+    auto memory_args = args;
+    memory_args.insert(memory_args.end(), {"-o", memory.string()});
+    const auto in_memory = run_uq(memory_args);
+    ASSERT_EQ(in_memory.exit_code, 0) << in_memory.err;
+    auto streamed_args = args;
+    streamed_args.insert(streamed_args.end(),
+                         {"-o", streamed.string(), "--memory-efficient", "--chunk-size", "7"});
+    const auto streaming = run_uq(streamed_args);
+    ASSERT_EQ(streaming.exit_code, 0) << streaming.err;
+    const auto summary = nlohmann::json::parse(streaming.out);
+    EXPECT_TRUE(summary["streamed"].get<bool>());
+    EXPECT_EQ(summary["layers"], nlohmann::json::parse(in_memory.out)["layers"]) << v;
+    test::expect_same_files(memory, streamed);
+  }
+  const auto generated = run_uq(
+      {"generate", (dir / "streamed0").string(), "--prompt", "The", "--max-new-tokens", "4"});
+  EXPECT_EQ(generated.exit_code, 0) << generated.err;
+}
+
 TEST(StreamingCli, SynthOptionsAreChecked) {
   TempDir dir;
   auto result = run_uq({"synth", "--preset", "gpt5", "-o", (dir / "x").string()});

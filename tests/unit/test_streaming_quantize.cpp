@@ -4,9 +4,12 @@
 // memory budget, synthetic checkpoints).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
+#include "api/backend.hpp"
 #include "api/memory_budget.hpp"
 #include "api/quantize.hpp"
 #include "api/streaming_quantize.hpp"
@@ -17,6 +20,7 @@
 #include "io/hf_config.hpp"
 #include "io/safetensors.hpp"
 #include "model/decoder.hpp"
+#include "model/float_weight.hpp"
 #include "model/parameter_names.hpp"
 #include "model/synthetic_checkpoint.hpp"
 #include "support/test_support.hpp"
@@ -74,7 +78,7 @@ struct Case {
   const char* backend;
   int bits;
   std::int64_t chunk_size;
-  const char* extra;  // a layer_bits/skip variation
+  const char* extra;  // a layer_bits/skip variation, or bnb 4-bit options (fp4, block size, ...)
 };
 
 class StreamingEqualsInMemory : public ::testing::TestWithParam<Case> {};
@@ -88,6 +92,12 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   const std::string extra = c.extra;
   if (extra == "skip") config.skip = {"down_proj"};
   if (extra == "layer_bits") config.layer_bits = {{"lm_head", 8}, {"model.layers.1", 16}};
+  // bnb 4-bit variants; block 512/1024 over rows of 256 or 768 weights puts
+  // chunk boundaries only every 2 or 4 rows (chunk_size is rounded down).
+  if (extra.find("fp4") != std::string::npos) config.bnb_4bit_quant_type = "fp4";
+  if (extra.find("plain_absmax") != std::string::npos) config.bnb_4bit_use_double_quant = false;
+  if (extra.find("block512") != std::string::npos) config.group_size = 512;
+  if (extra.find("block1024") != std::string::npos) config.group_size = 1024;
   TempDir dir;
   const fs::path model_dir = test::bundled_model();
   auto [model, quantizer] = quantize_model(test::bundled().model, config);
@@ -107,21 +117,23 @@ TEST_P(StreamingEqualsInMemory, ByteForByte) {
   EXPECT_EQ(streamed.report().warnings, quantizer.report().warnings);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StreamingEqualsInMemory,
-                         ::testing::Values(Case{"mlx", 4, 256, ""}, Case{"mlx", 3, 7, ""},
-                                           Case{"mlx", 4, 1, "skip"},
-                                           Case{"mlx", 6, 100, "layer_bits"},
-                                           Case{"custom", 4, 5, ""}, Case{"custom", 8, 300, "skip"},
-                                           Case{"quanto", 4, 64, ""}, Case{"quanto", 8, 9, "skip"},
-                                           Case{"quanto", 2, 5, "layer_bits"},
-                                           Case{"quanto", 4, 7, "skip"}, Case{"bnb", 4, 33, "skip"},
-                                           Case{"bnb", 8, 17, ""}),
-                         [](const ::testing::TestParamInfo<Case>& test) {
-                           return std::string(test.param.backend) +
-                                  std::to_string(test.param.bits) + "_chunk" +
-                                  std::to_string(test.param.chunk_size) +
-                                  (*test.param.extra ? "_" : "") + test.param.extra;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Backends, StreamingEqualsInMemory,
+    ::testing::Values(Case{"mlx", 4, 256, ""}, Case{"mlx", 3, 7, ""}, Case{"mlx", 4, 1, "skip"},
+                      Case{"mlx", 6, 100, "layer_bits"}, Case{"custom", 4, 5, ""},
+                      Case{"custom", 8, 300, "skip"}, Case{"quanto", 4, 64, ""},
+                      Case{"quanto", 8, 9, "skip"}, Case{"quanto", 2, 5, "layer_bits"},
+                      Case{"quanto", 4, 7, "skip"}, Case{"bnb", 4, 33, "skip"},
+                      Case{"bnb", 4, 1, ""}, Case{"bnb", 4, 100, "fp4"},
+                      Case{"bnb", 4, 7, "plain_absmax"},
+                      Case{"bnb", 4, 5, "fp4_plain_absmax_block512"},
+                      Case{"bnb", 4, 33, "block1024"}, Case{"bnb", 4, 1, "block1024"},
+                      Case{"bnb", 8, 17, ""}, Case{"bnb", 8, 1, "skip"}, Case{"bnb", 8, 300, ""}),
+    [](const ::testing::TestParamInfo<Case>& test) {
+      return std::string(test.param.backend) + std::to_string(test.param.bits) + "_chunk" +
+             std::to_string(test.param.chunk_size) + (*test.param.extra ? "_" : "") +
+             test.param.extra;
+    });
 
 struct CalibratedCase {
   const char* method;
@@ -243,6 +255,61 @@ TEST(StreamingQuantize, InMemoryModelEqualsLoadedThenQuantized) {
   const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
                                       test::bundled().val_ids.begin() + 16);
   EXPECT_EQ(streamed_model->forward(ids), model->forward(ids));
+}
+
+// bnb 4-bit's chunked module on a matrix of an odd number of weights (the
+// last byte holds one code) whose rows do not fill a block: chunks of whole
+// blocks give the whole matrix's tensors, and a chunk off a block boundary is
+// refused by name.
+TEST(BnbChunkedModule, ChunksGiveTheWholeMatrixsTensors) {
+  constexpr std::int64_t out = 37, in = 33;
+  std::vector<float> values(static_cast<std::size_t>(out * in));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    values[i] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + static_cast<float>(i % 7));
+  }
+  UnifiedQuantizationConfig config;
+  config.group_size = 32;
+  const Backend& backend = *find_backend("bnb");
+  for (const bool double_quant : {true, false}) {
+    config.bnb_4bit_use_double_quant = double_quant;
+    std::string note;
+    const auto whole =
+        backend.quantize("m", FloatWeight(DType::F32, out, in, values.data()), 4, config, note);
+    auto expected_encoder = backend.encoder(DType::F32, config);
+    const auto expected = expected_encoder->module_tensors("m", *whole);
+    auto chunked = backend.chunked_module("m", out, in, 4, config);
+    ASSERT_NE(chunked, nullptr);
+    EXPECT_EQ(chunked->row_multiple(), 32);
+    EXPECT_EQ(chunked->codes_shape(), expected[0].shape);
+    auto encoder = backend.encoder(DType::F32, config);
+    std::vector<std::byte> codes;
+    for (const std::int64_t first : {std::int64_t{0}, std::int64_t{32}}) {
+      const std::int64_t count = std::min<std::int64_t>(32, out - first);
+      const auto chunk = chunked->add_rows(
+          FloatWeight(DType::F32, count, in, values.data() + static_cast<std::size_t>(first * in)));
+      const auto bytes = encoder->module_tensors("m", *chunk).front().bytes();
+      codes.insert(codes.end(), bytes.begin(), bytes.end());
+    }
+    const auto rest = chunked->finish(*encoder);
+    ASSERT_EQ(rest.size() + 1, expected.size());
+    EXPECT_TRUE(std::ranges::equal(codes, expected[0].bytes()));
+    for (std::size_t i = 0; i < rest.size(); ++i) {
+      EXPECT_EQ(rest[i].name, expected[i + 1].name);
+      EXPECT_EQ(rest[i].dtype, expected[i + 1].dtype);
+      EXPECT_EQ(rest[i].shape, expected[i + 1].shape);
+      EXPECT_TRUE(std::ranges::equal(rest[i].bytes(), expected[i + 1].bytes())) << rest[i].name;
+    }
+    EXPECT_EQ(chunked->describe(), whole->describe());
+    EXPECT_EQ(chunked->storage_bytes(), whole->storage_bytes());
+    EXPECT_EQ(encoder->config({}).dump(), expected_encoder->config({}).dump());
+  }
+  auto chunked = backend.chunked_module("m", out, in, 4, config);
+  chunked->add_rows(FloatWeight(DType::F32, 3, in, values.data()));
+  EXPECT_NE(error_of([&] {
+              chunked->add_rows(FloatWeight(DType::F32, 32, in, values.data()));
+            }).find("module 'm': rows [3, 35) are not the next chunk on 32-weight block"),
+            std::string::npos);
+  EXPECT_EQ(backend.chunked_module("m", out, in, 8, config), nullptr);
 }
 
 TEST(StreamingQuantize, RefusesAQuantizedCheckpoint) {

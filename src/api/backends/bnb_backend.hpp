@@ -12,6 +12,9 @@ class BnbBackend final : public Backend {
                                    const UnifiedQuantizationConfig& config,
                                    std::string& note) const override;
   bool rows_independent(int bits, const UnifiedQuantizationConfig& config) const override;
+  std::unique_ptr<ChunkedModule> chunked_module(
+      const std::string& module_path, std::int64_t out, std::int64_t in, int bits,
+      const UnifiedQuantizationConfig& config) const override;
   std::unique_ptr<LayoutEncoder> encoder(DType model_dtype,
                                          const UnifiedQuantizationConfig& config) const override;
 };

@@ -1,5 +1,6 @@
 #include "io/formats/bnb_layout.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -104,16 +105,16 @@ std::shared_ptr<Weight> load_int8(const TensorSource& tensors, const std::string
       copy_out<float>(tensors.tensor(path + ".SCB"), DType::F32), threshold, weight.name);
 }
 
-std::vector<std::uint8_t> quant_state_json(const Bnb4Weight& weight) {
+std::vector<std::uint8_t> quant_state_json(const Bnb4Parts& parts) {
   nlohmann::ordered_json state;
-  state["quant_type"] = bnb::four_bit_type_name(weight.type());
-  state["blocksize"] = weight.blocksize();
-  state["dtype"] = torch_name(weight.dtype());
-  state["shape"] = {weight.out_features(), weight.in_features()};
-  if (const auto& nested = weight.nested()) {
-    state["nested_blocksize"] = nested->blocksize;
+  state["quant_type"] = bnb::four_bit_type_name(parts.type);
+  state["blocksize"] = parts.blocksize;
+  state["dtype"] = torch_name(parts.dtype);
+  state["shape"] = {parts.out, parts.in};
+  if (parts.nested != nullptr) {
+    state["nested_blocksize"] = parts.nested->blocksize;
     state["nested_dtype"] = "float32";
-    state["nested_offset"] = static_cast<double>(nested->offset);
+    state["nested_offset"] = static_cast<double>(parts.nested->offset);
   }
   const std::string text = state.dump();
   return {text.begin(), text.end()};
@@ -170,33 +171,13 @@ class BnbEncoder final : public LayoutEncoder {
       tensors.push_back({std::move(name), dtype, std::move(shape), bytes, {}});
     };
     if (const auto* four = dynamic_cast<const Bnb4Weight*>(&weight)) {
-      any_4bit_ = true;
-      quant_type_ = bnb::four_bit_type_name(four->type());
+      const auto& nested = four->nested();
+      const Bnb4Parts parts{
+          four->out_features(), four->in_features(), four->type(),   four->blocksize(),
+          four->dtype(),        four->code(),        four->absmax(), nested ? &*nested : nullptr};
       const auto n = four->out_features() * four->in_features();
       borrow(path + ".weight", DType::U8, {(n + 1) / 2, 1}, bytes_of(four->packed()));
-      const auto& nested = four->nested();
-      if (nested) {
-        double_quant_ = true;
-        borrow(path + ".weight.absmax", DType::U8,
-               {static_cast<std::int64_t>(nested->codes.size())}, bytes_of(nested->codes));
-      } else {
-        borrow(path + ".weight.absmax", DType::F32,
-               {static_cast<std::int64_t>(four->absmax().size())}, bytes_of(four->absmax()));
-      }
-      borrow(path + ".weight.quant_map", DType::F32, {16}, bytes_of(four->code()));
-      if (nested) {
-        borrow(path + ".weight.nested_absmax", DType::F32,
-               {static_cast<std::int64_t>(nested->absmax.size())}, bytes_of(nested->absmax));
-        borrow(path + ".weight.nested_quant_map", DType::F32,
-               {static_cast<std::int64_t>(nested->code.size())}, bytes_of(nested->code));
-      }
-      const auto state = quant_state_json(*four);
-      const auto* first = reinterpret_cast<const std::byte*>(state.data());
-      tensors.push_back({path + ".weight.quant_state.bitsandbytes__" + quant_type_,
-                         DType::U8,
-                         {static_cast<std::int64_t>(state.size())},
-                         {},
-                         std::vector<std::byte>(first, first + state.size())});
+      for (auto& tensor : tensors_after_codes(path, parts)) tensors.push_back(std::move(tensor));
     } else if (const auto* eight = dynamic_cast<const Int8RowwiseWeight*>(&weight)) {
       any_8bit_ = true;
       threshold_ = eight->threshold();
@@ -207,10 +188,49 @@ class BnbEncoder final : public LayoutEncoder {
     } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
       borrow(path + ".weight", dense->dtype(), {dense->out_features(), dense->in_features()},
              dense->bytes());
-      if (skipped_.empty() || skipped_.back() != path) skipped_.push_back(path);
+      // Seen once per chunk, and again when streaming plans the output ahead.
+      if (std::find(skipped_.begin(), skipped_.end(), path) == skipped_.end()) {
+        skipped_.push_back(path);
+      }
     } else {
       fail(path, ": a ", weight.describe(), " weight cannot be saved in the bitsandbytes layout");
     }
+    return tensors;
+  }
+
+  // A 4-bit module's tensors after P.weight (its codes).
+  std::vector<LayoutTensor> tensors_after_codes(const std::string& path, const Bnb4Parts& parts) {
+    any_4bit_ = true;
+    quant_type_ = bnb::four_bit_type_name(parts.type);
+    std::vector<LayoutTensor> tensors;
+    const auto borrow = [&tensors](std::string name, DType dtype, std::vector<std::int64_t> shape,
+                                   std::span<const std::byte> bytes) {
+      tensors.push_back({std::move(name), dtype, std::move(shape), bytes, {}});
+    };
+    const Bnb4NestedState* nested = parts.nested;
+    if (nested != nullptr) {
+      double_quant_ = true;
+      borrow(path + ".weight.absmax", DType::U8, {static_cast<std::int64_t>(nested->codes.size())},
+             bytes_of(nested->codes));
+    } else {
+      borrow(path + ".weight.absmax", DType::F32, {static_cast<std::int64_t>(parts.absmax.size())},
+             std::as_bytes(parts.absmax));
+    }
+    borrow(path + ".weight.quant_map", DType::F32, {static_cast<std::int64_t>(parts.code.size())},
+           std::as_bytes(parts.code));
+    if (nested != nullptr) {
+      borrow(path + ".weight.nested_absmax", DType::F32,
+             {static_cast<std::int64_t>(nested->absmax.size())}, bytes_of(nested->absmax));
+      borrow(path + ".weight.nested_quant_map", DType::F32,
+             {static_cast<std::int64_t>(nested->code.size())}, bytes_of(nested->code));
+    }
+    const auto state = quant_state_json(parts);
+    const auto* first = reinterpret_cast<const std::byte*>(state.data());
+    tensors.push_back({path + ".weight.quant_state.bitsandbytes__" + quant_type_,
+                       DType::U8,
+                       {static_cast<std::int64_t>(state.size())},
+                       {},
+                       std::vector<std::byte>(first, first + state.size())});
     return tensors;
   }
 
@@ -243,6 +263,13 @@ class BnbEncoder final : public LayoutEncoder {
 };
 
 }  // namespace
+
+std::vector<LayoutTensor> bnb4_tensors_after_codes(LayoutEncoder& encoder, const std::string& path,
+                                                   const Bnb4Parts& parts) {
+  auto* bnb = dynamic_cast<BnbEncoder*>(&encoder);
+  if (bnb == nullptr) fail(path, ": 4-bit bitsandbytes tensors need the bitsandbytes layout");
+  return bnb->tensors_after_codes(path, parts);
+}
 
 std::unique_ptr<LayoutEncoder> bnb_encoder(DType model_dtype) {
   return std::make_unique<BnbEncoder>(model_dtype);

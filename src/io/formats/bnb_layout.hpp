@@ -17,15 +17,21 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "model/tensor_source.hpp"
+#include "quant/bnb.hpp"
+#include "quant/bnb4_weight.hpp"
 
 namespace uq {
 
 class Model;
 class LayoutEncoder;
+struct LayoutTensor;
 
 struct BnbQuantization {
   float llm_int8_threshold = 6.0f;
@@ -46,6 +52,25 @@ WeightFactory bnb_weights(const TensorSource& tensors, const BnbQuantization& qu
 // model mixing 4- and 8-bit modules (the config cannot describe it).
 // The bitsandbytes layout's encoder (io/formats/layout_writer.hpp) for a model of `model_dtype`.
 std::unique_ptr<LayoutEncoder> bnb_encoder(DType model_dtype);
+
+// A 4-bit module apart from its codes: its shape, format and fp32 block
+// absmax, or their double-quantized form when `nested` is set.
+struct Bnb4Parts {
+  std::int64_t out = 0;
+  std::int64_t in = 0;
+  bnb::FourBitType type = bnb::FourBitType::NF4;
+  int blocksize = 64;
+  DType dtype = DType::BF16;      // the dtype it was quantized from
+  std::span<const float> code;    // the 16 quant_map values; borrowed, as absmax
+  std::span<const float> absmax;  // borrowed: must outlive the tensors
+  const Bnb4NestedState* nested = nullptr;
+};
+// The tensors of 4-bit module `path` that follow its codes (P.weight), as
+// `encoder` (a bnb_encoder) writes them for a whole Bnb4Weight and records
+// in config.json: for a module whose codes were streamed out chunk by chunk.
+// They borrow `parts`' arrays.
+std::vector<LayoutTensor> bnb4_tensors_after_codes(LayoutEncoder& encoder, const std::string& path,
+                                                   const Bnb4Parts& parts);
 
 void save_bnb_model(const Model& model, const std::filesystem::path& dir);
 

@@ -1,24 +1,17 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan) in build-fuzz/ and runs each
-# for a bounded time: scripts/fuzz.sh [seconds per target, default 60] [target...].
+# Builds the libFuzzer targets (clang, ASan+UBSan) in build-asan/ (scripts/asan_build.sh,
+# the build the sanitizer tests use too) and runs each for a bounded time:
+#   scripts/fuzz.sh [seconds per target, default 60] [target...]
 # Starts from the committed seed corpus fuzz/corpus/<name>/ (copied, so runs do
 # not grow the repository). Exits non-zero on any crash, leak, timeout or OOM;
-# the failing input is left in build-fuzz/artifacts/.
+# the failing input is left in build-asan/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
-BUILD_DIR="${UQ_FUZZ_BUILD_DIR:-build-fuzz}"
+export UQ_ASAN_BUILD_DIR="${UQ_ASAN_BUILD_DIR:-build-asan}"
+BUILD_DIR="$UQ_ASAN_BUILD_DIR"
 
-launcher=()
-if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~/.cache
-  export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}" CCACHE_BASEDIR="$PWD"
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-fi
-
-CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DUQ_FUZZ=ON -DUQ_BUILD_TESTS=OFF -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF "${launcher[@]}" \
-  >/dev/null
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for source in fuzz/fuzz_*.cpp; do
@@ -26,7 +19,7 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets+=("${name#fuzz_}")
   done
 fi
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
+bash scripts/asan_build.sh "${targets[@]/#/fuzz_}"
 
 mkdir -p "$BUILD_DIR/artifacts"
 status=0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite under sanitizers: scripts/sanitize.sh [address|thread ...]
 # (default: both).
-#  address: ASan + UBSan on everything (library, `uq`, tests) in build-asan/,
+#  address: ASan + UBSan on everything (library, `uq`, tests) in build-asan/
+#           (clang, built by scripts/asan_build.sh, shared with the fuzzers),
 #           then ctest; any report fails its test. UQ_ASAN_EXCLUDE (a ctest -E
 #           regex) skips tests, by default the Python-oracle ones (they exercise
 #           the same C++ paths as the reference tests and spend their time in Python)
@@ -32,21 +33,17 @@ if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 
-configure() {  # build dir, sanitizers
-  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUQ_SANITIZE="$2" \
-    -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF "${launcher[@]}" >/dev/null
-}
-
 for mode in "${modes[@]}"; do
   case "$mode" in
     address)
-      configure build-asan address,undefined
-      cmake --build build-asan -j"$(nproc)"
+      bash scripts/asan_build.sh
       (cd build-asan && ctest --output-on-failure -j"$(nproc)" --timeout 1800 \
         -E "${UQ_ASAN_EXCLUDE:-$ASAN_EXCLUDE}")
       ;;
     thread)
-      configure build-tsan thread
+      cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUQ_SANITIZE=thread \
+        -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+        -DUQ_BUILD_BENCH=OFF -DUQ_CUDA=OFF -DUQ_PYTHON=OFF "${launcher[@]}" >/dev/null
       cmake --build build-tsan -j"$(nproc)" --target "${TSAN_TARGETS[@]}"
       (cd build-tsan && ctest --output-on-failure -j"$(nproc)" --timeout 1800 -R "$TSAN_TESTS")
       ;;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "quant/row_absmax.hpp"
 
 namespace uq {
 
@@ -19,17 +20,8 @@ SymmetricCodes symmetric_quantize(const void* data, DType dtype, std::int64_t ou
   result.codes.assign(static_cast<std::size_t>(out * row_bytes), 0);
   result.scales.resize(static_cast<std::size_t>(out));
   std::vector<float> row(static_cast<std::size_t>(in));
-  const auto* bytes = static_cast<const std::byte*>(data);
   for (std::int64_t o = 0; o < out; ++o) {
-    convert_to_f32(dtype, bytes + o * in * static_cast<std::int64_t>(dtype_size(dtype)),
-                   static_cast<std::size_t>(in), row.data());
-    float absmax = 0.0f;
-    for (std::int64_t i = 0; i < in; ++i) {
-      if (!std::isfinite(row[i])) {
-        fail("tensor '", tensor, "': non-finite value at [", o, ", ", i, "]");
-      }
-      absmax = std::max(absmax, std::fabs(row[i]));
-    }
+    const float absmax = load_row_absmax(data, dtype, o, in, row.data(), tensor);
     const float scale = round_to_dtype(absmax / qmax, arithmetic);
     result.scales[o] = scale;
     std::uint8_t* dst = result.codes.data() + o * row_bytes;

@@ -12,19 +12,14 @@
 #include "core/thread_pool.hpp"
 #include "quant/float8_weight.hpp"
 #include "quant/symmetric_weight.hpp"
+#include "support/random_floats.hpp"
 
 namespace {
 
 constexpr std::int64_t kSize = 4096;
 constexpr int kCopies = 8;  // 16 MiB of codes each
 
-std::vector<float> random_floats(std::size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(count);
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
+using uq::bench::random_floats;
 
 // Arg 0: format (0 qint8, 1 qfloat8 e4m3fn, 2 qfloat8 e5m2).
 std::vector<std::unique_ptr<uq::Weight>> rotating_weights(std::int64_t format) {

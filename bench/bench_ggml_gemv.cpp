@@ -9,18 +9,13 @@
 #include "core/thread_pool.hpp"
 #include "quant/ggml_blocks.hpp"
 #include "quant/ggml_weight.hpp"
+#include "support/random_floats.hpp"
 
 namespace {
 
 constexpr std::size_t kRotationBytes = std::size_t{256} << 20;
 
-std::vector<float> random_floats(std::size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(count);
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
+using uq::bench::random_floats;
 
 void BM_GgmlGemv(benchmark::State& state) {
   const auto type = static_cast<uq::GgmlType>(state.range(0));

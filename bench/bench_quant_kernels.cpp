@@ -15,6 +15,7 @@
 #include "kernels/cpu/affine_kernels.hpp"
 #include "quant/affine.hpp"
 #include "quant/affine_weight.hpp"
+#include "support/random_floats.hpp"
 
 namespace {
 
@@ -25,13 +26,7 @@ void use_threads(int threads) {
   openblas_set_num_threads(threads);
 }
 
-std::vector<float> random_floats(std::size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(count);
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
+using uq::bench::random_floats;
 
 // Copies of one random weight, enough of them to defeat the caches.
 std::vector<std::unique_ptr<uq::AffineWeight>> rotating_weights(std::int64_t out, std::int64_t in,

@@ -11,18 +11,13 @@
 #include "core/thread_pool.hpp"
 #include "kernels/cpu/symmetric_kernels.hpp"
 #include "quant/symmetric_weight.hpp"
+#include "support/random_floats.hpp"
 
 namespace {
 
 constexpr std::size_t kRotationBytes = std::size_t{256} << 20;
 
-std::vector<float> random_floats(std::size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(count);
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
+using uq::bench::random_floats;
 
 std::vector<std::unique_ptr<uq::SymmetricWeight>> rotating_weights(std::int64_t out,
                                                                    std::int64_t in, int bits) {

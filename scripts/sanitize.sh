@@ -18,7 +18,7 @@ modes=("$@")
 # whole-text evaluations, fine-tuning, calibration and GB-sized checkpoints
 # through `uq`; the same C++ paths run under ASan in the unit and shorter e2e
 # tests, and the parsers under the fuzzers.
-ASAN_EXCLUDE='Oracle|Perplexity|SeedMixed|CompareBackends|Bench|MigrationDoc|StreamingCli|CalibrationCli|Finetune\.|Gguf\.'
+ASAN_EXCLUDE='Oracle|Perplexity|Simulation|SeedMixed|CompareBackends|Bench|MigrationDoc|StreamingCli|CalibrationCli|CalibratedStreaming|Finetune\.|Gguf\.'
 # Tests that start threads, and the executables that hold them.
 TSAN_TARGETS=(test_thread_pool test_tokenizer test_concurrent_generation)
 TSAN_TESTS='^ThreadPool\.|Concurrent'

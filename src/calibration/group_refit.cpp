@@ -90,13 +90,18 @@ void refit_group_params(const float* weights, const std::vector<double>& hessian
     for (std::int64_t o = lo; o < hi; ++o) {
       const float* w = weights + o * in;
       const std::int16_t* q = matrix.codes.data() + o * in;
-      std::fill(scaled.begin(), scaled.end(), 0.0);
+      // Group by group, each sum in ascending j as before: no division or scattered
+      // store in the innermost loop.
       for (std::int64_t i = 0; i < in; ++i) {
         const double* h = hessian.data() + i * in;
         double sum = 0.0;
-        for (std::int64_t j = 0; j < in; ++j) {
-          sum += h[j] * w[j];
-          scaled[static_cast<std::size_t>((j / group) * in + i)] += h[j] * q[j];
+        for (std::int64_t g = 0; g < groups; ++g) {
+          double group_sum = 0.0;
+          for (std::int64_t j = g * group; j < (g + 1) * group; ++j) {
+            sum += h[j] * w[j];
+            group_sum += h[j] * q[j];
+          }
+          scaled[static_cast<std::size_t>(g * in + i)] = group_sum;
         }
         hw[static_cast<std::size_t>(i)] = sum;
       }

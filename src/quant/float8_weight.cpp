@@ -6,6 +6,7 @@
 #include "core/thread_pool.hpp"
 #include "kernels/cpu/float8_kernels.hpp"
 #include "kernels/cpu/tiled_gemm.hpp"
+#include "quant/channel_scales.hpp"
 #include "quant/float8.hpp"
 
 namespace uq {
@@ -13,12 +14,6 @@ namespace {
 
 // Rows of x from which matmul decodes tiles for sgemm instead of the GEMV.
 constexpr std::int64_t kGemmMinRows = 8;
-
-void check_scale_dtype(DType dtype, std::string_view tensor) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail("tensor '", tensor, "': scales must be F32, F16 or BF16, not ", dtype_name(dtype));
-  }
-}
 
 }  // namespace
 
@@ -56,20 +51,12 @@ std::unique_ptr<Float8Weight> Float8Weight::from_codes(
     fail("tensor '", tensor, "': expected ", out * in, " float8 codes for [", out, ", ", in,
          "], got ", codes.size());
   }
-  if (scales.size() != static_cast<std::size_t>(out) * dtype_size(scale_dtype)) {
-    fail("tensor '", tensor, "': expected ", out, " scales, got ",
-         scales.size() / dtype_size(scale_dtype));
-  }
   std::unique_ptr<Float8Weight> weight(new Float8Weight(out, in, format, scale_dtype));
+  weight->scales_ = read_channel_scales(scales, scale_dtype, out, tensor);
   const auto* first = reinterpret_cast<const std::uint8_t*>(codes.data());
   weight->codes_.assign(first, first + codes.size());
   for (const std::uint8_t code : weight->codes_) {
     if (!std::isfinite(weight->decode_[code])) fail("tensor '", tensor, "': NaN/Inf float8 code");
-  }
-  weight->scales_.resize(static_cast<std::size_t>(out));
-  convert_to_f32(scale_dtype, scales.data(), weight->scales_.size(), weight->scales_.data());
-  for (const float scale : weight->scales_) {
-    if (!std::isfinite(scale)) fail("tensor '", tensor, "': non-finite scale");
   }
   return weight;
 }
@@ -110,9 +97,7 @@ std::string Float8Weight::describe() const {
 }
 
 std::vector<std::byte> Float8Weight::scale_bytes() const {
-  std::vector<std::byte> bytes(scales_.size() * dtype_size(scale_dtype_));
-  convert_from_f32(scales_.data(), scales_.size(), scale_dtype_, bytes.data());
-  return bytes;
+  return channel_scale_bytes(scales_, scale_dtype_);
 }
 
 }  // namespace uq

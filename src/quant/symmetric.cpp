@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "quant/row_absmax.hpp"
+#include "quant/channel_scales.hpp"
 
 namespace uq {
 

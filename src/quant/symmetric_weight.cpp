@@ -1,21 +1,11 @@
 #include "quant/symmetric_weight.hpp"
 
-#include <cmath>
-
 #include "core/error.hpp"
 #include "kernels/cpu/symmetric_kernels.hpp"
+#include "quant/channel_scales.hpp"
 #include "quant/symmetric.hpp"
 
 namespace uq {
-namespace {
-
-void check_scale_dtype(DType dtype, std::string_view tensor) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail("tensor '", tensor, "': scales must be F32, F16 or BF16, not ", dtype_name(dtype));
-  }
-}
-
-}  // namespace
 
 SymmetricWeight::SymmetricWeight(std::int64_t out, std::int64_t in, int bits, DType scale_dtype)
     : out_(out), in_(in), bits_(bits), scale_dtype_(scale_dtype) {}
@@ -44,17 +34,9 @@ std::unique_ptr<SymmetricWeight> SymmetricWeight::from_codes(
     fail("tensor '", tensor, "': expected ", out * row_bytes, " bytes of codes for [", out, ", ",
          in, "] at ", bits, " bits, got ", codes.size());
   }
-  if (scales.size() != static_cast<std::size_t>(out) * dtype_size(scale_dtype)) {
-    fail("tensor '", tensor, "': expected ", out, " scales, got ",
-         scales.size() / dtype_size(scale_dtype));
-  }
+  weight->scales_ = read_channel_scales(scales, scale_dtype, out, tensor);
   const auto* first = reinterpret_cast<const std::uint8_t*>(codes.data());
   weight->codes_.assign(first, first + codes.size());
-  weight->scales_.resize(static_cast<std::size_t>(out));
-  convert_to_f32(scale_dtype, scales.data(), weight->scales_.size(), weight->scales_.data());
-  for (float scale : weight->scales_) {
-    if (!std::isfinite(scale)) fail("tensor '", tensor, "': non-finite scale");
-  }
   return weight;
 }
 
@@ -82,9 +64,7 @@ std::string SymmetricWeight::describe() const {
 }
 
 std::vector<std::byte> SymmetricWeight::scale_bytes() const {
-  std::vector<std::byte> bytes(scales_.size() * dtype_size(scale_dtype_));
-  convert_from_f32(scales_.data(), scales_.size(), scale_dtype_, bytes.data());
-  return bytes;
+  return channel_scale_bytes(scales_, scale_dtype_);
 }
 
 }  // namespace uq

@@ -27,17 +27,6 @@ namespace {
 using ::testing::HasSubstr;
 using uq::LogitsMode;
 
-double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double error = 0.0;
-  double norm = 0.0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    error += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(error / norm);
-}
-
 // The bundled model with every matrix quantized to MLX affine `bits`, group 64.
 std::shared_ptr<uq::Model> quantized_bundled(int bits) {
   auto model = uq::load_model(uq::test::bundled_model());
@@ -70,19 +59,19 @@ TEST_P(CudaModelTest, LogitsMatchCpu) {
   const uq::cuda::CudaModel gpu(cpu);
   const auto& ids = uq::test::bundled().val_ids;
   const std::span<const std::int32_t> prompt(ids.data(), 200);
-  EXPECT_LT(relative_l2(gpu.forward(prompt), cpu->forward(prompt)), 1e-3);
+  EXPECT_LT(uq::test::relative_l2(gpu.forward(prompt), cpu->forward(prompt)), 1e-3);
 
   // Prompt then decode steps through both caches (split-K attention path).
   auto gpu_sequence = gpu.start_sequence();
   auto cpu_sequence = cpu->start_sequence();
   const std::span<const std::int32_t> head(ids.data(), 300);
-  EXPECT_LT(relative_l2(gpu_sequence->forward(head, LogitsMode::Last),
-                        cpu_sequence->forward(head, LogitsMode::Last)),
+  EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(head, LogitsMode::Last),
+                                  cpu_sequence->forward(head, LogitsMode::Last)),
             1e-3);
   for (int step = 0; step < 5; ++step) {
     const std::span<const std::int32_t> next(ids.data() + 300 + step * 3, step % 2 == 0 ? 1 : 3);
-    EXPECT_LT(relative_l2(gpu_sequence->forward(next, LogitsMode::All),
-                          cpu_sequence->forward(next, LogitsMode::All)),
+    EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(next, LogitsMode::All),
+                                    cpu_sequence->forward(next, LogitsMode::All)),
               1e-3)
         << "step " << step;
   }
@@ -168,13 +157,13 @@ TEST(CudaModelVariants, TiedBiasedSlidingLlama3MatchesCpu) {
   auto gpu_sequence = gpu.start_sequence();
   auto cpu_sequence = cpu->start_sequence();
   const std::span<const std::int32_t> head(ids.data(), 150);
-  EXPECT_LT(relative_l2(gpu_sequence->forward(head, LogitsMode::All),
-                        cpu_sequence->forward(head, LogitsMode::All)),
+  EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(head, LogitsMode::All),
+                                  cpu_sequence->forward(head, LogitsMode::All)),
             1e-3);
   for (int step = 0; step < 4; ++step) {
     const std::span<const std::int32_t> next(ids.data() + 150 + step, 1);
-    EXPECT_LT(relative_l2(gpu_sequence->forward(next, LogitsMode::Last),
-                          cpu_sequence->forward(next, LogitsMode::Last)),
+    EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(next, LogitsMode::Last),
+                                    cpu_sequence->forward(next, LogitsMode::Last)),
               1e-3)
         << "step " << step;
   }

@@ -35,17 +35,6 @@ class HfOracleModels : public ::testing::Test {
   static inline test::TempDir* directory_ = nullptr;
 };
 
-double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double error = 0.0;
-  double norm = 0.0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const double diff = static_cast<double>(got[i]) - want[i];
-    error += diff * diff;
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(error / norm);
-}
-
 void expect_matches_transformers(const std::filesystem::path& root, const std::string& family) {
   const auto model = load_model(root / family);
   const auto refs = SafetensorsFile::open(root / "logits.safetensors");
@@ -55,7 +44,7 @@ void expect_matches_transformers(const std::filesystem::path& root, const std::s
   const auto want = refs->tensor(family + ".logits").to_f32();
   const auto got = model->forward(ids);
   ASSERT_EQ(got.size(), want.size());
-  EXPECT_LE(relative_l2(got, want), 1e-4) << family;
+  EXPECT_LE(test::relative_l2(got, want), 1e-4) << family;
 
   std::ifstream in(root / "greedy.json");
   const auto greedy = nlohmann::json::parse(in)[family];
@@ -82,7 +71,7 @@ TEST_F(HfOracleModels, MistralSlidingWindow) {
   const Model full_attention(unlimited, tensors, float_weights(tensors));
   std::vector<std::int32_t> ids(24);
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>(7 + 13 * i);
-  EXPECT_GT(relative_l2(full_attention.forward(ids), model->forward(ids)), 1e-2);
+  EXPECT_GT(test::relative_l2(full_attention.forward(ids), model->forward(ids)), 1e-2);
 }
 
 TEST_F(HfOracleModels, Qwen2TiedBf16WithBiases) {

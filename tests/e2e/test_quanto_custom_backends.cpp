@@ -257,26 +257,13 @@ TEST(QuantoAndCustomLayouts, DamagedCheckpointsGiveOneErrorLine) {
 
 // ---- real optimum-quanto, both ways ---------------------------------------
 
-std::vector<float> read_tensor(const std::filesystem::path& file, const std::string& name) {
-  return SafetensorsFile::open(file)->tensor(name).to_f32();
-}
-
-double relative_error(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    diff += std::pow(double(actual[i]) - expected[i], 2);
-    norm += std::pow(double(expected[i]), 2);
-  }
-  return std::sqrt(diff / norm);
-}
-
 const std::string kIds = "1183,259,2430,424,3130,259,892,271,259,727,14";
 
 std::vector<float> our_logits(const std::filesystem::path& model_dir, const TempDir& dir) {
   const auto result = test::run_uq(
       {"logits", model_dir.string(), "--ids", kIds, "-o", (dir / "ours.safetensors").string()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
-  return read_tensor(dir / "ours.safetensors", "logits");
+  return test::read_f32_tensor(dir / "ours.safetensors", "logits");
 }
 
 class QuantoOracle : public ::testing::TestWithParam<int> {};
@@ -310,10 +297,10 @@ TEST_P(QuantoOracle, QuantoDirectoryLoadsHereAndMatchesOurs) {
       "quanto_oracle.py",
       {"logits", (dir / "quanto").string(), (dir / "quanto.safetensors").string(), "--ids", kIds});
   ASSERT_EQ(logits.exit_code, 0) << logits.err;
-  const auto expected = read_tensor(dir / "quanto.safetensors", "logits");
+  const auto expected = test::read_f32_tensor(dir / "quanto.safetensors", "logits");
   const auto actual = our_logits(dir / "quanto", dir);
   ASSERT_EQ(expected.size(), actual.size());
-  EXPECT_LT(relative_error(actual, expected), 1e-5);
+  EXPECT_LT(test::relative_l2(actual, expected), 1e-5);
 }
 
 // Our directory loads with quanto's requantize (every key consumed) and gives
@@ -329,8 +316,11 @@ TEST_P(QuantoOracle, OurDirectoryLoadsWithRequantize) {
       {"logits", (dir / "ours").string(), (dir / "quanto.safetensors").string(), "--ids", kIds});
   ASSERT_EQ(logits.exit_code, 0) << logits.err;
   const auto actual = our_logits(dir / "ours", dir);
-  EXPECT_LT(relative_error(actual, read_tensor(dir / "quanto.safetensors", "logits")), 1e-5);
-  EXPECT_LT(relative_error(actual, read_tensor(dir / "quanto.safetensors", "logits_quanto")), 0.03);
+  EXPECT_LT(test::relative_l2(actual, test::read_f32_tensor(dir / "quanto.safetensors", "logits")),
+            1e-5);
+  EXPECT_LT(
+      test::relative_l2(actual, test::read_f32_tensor(dir / "quanto.safetensors", "logits_quanto")),
+      0.03);
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, QuantoOracle, ::testing::Values(8, 4, 2),

@@ -25,25 +25,12 @@ const std::string kIds = "1183,259,2430,424,3130,259,892,271,259,727,14";
 constexpr int kSamples = 4;
 constexpr std::int64_t kCtx = 32;
 
-std::vector<float> read_tensor(const std::filesystem::path& file, const std::string& name) {
-  return SafetensorsFile::open(file)->tensor(name).to_f32();
-}
-
-double relative_error(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    diff += std::pow(double(actual[i]) - expected[i], 2);
-    norm += std::pow(double(expected[i]), 2);
-  }
-  return std::sqrt(diff / norm);
-}
-
 std::vector<float> our_logits(const std::filesystem::path& model_dir, const TempDir& dir) {
   const auto out = dir / "ours.safetensors";
   const auto result =
       test::run_uq({"logits", model_dir.string(), "--ids", kIds, "-o", out.string()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
-  return read_tensor(out, "logits");
+  return test::read_f32_tensor(out, "logits");
 }
 
 // Every tensor of `expected` is in `actual` with the same dtype, shape and bytes.
@@ -300,8 +287,9 @@ TEST(QuantoFloat8Oracle, BytesAndLogitsBothWays) {
   for (const auto& qtype : qtypes) {
     const auto reference = dir / (qtype + ".safetensors");
     const auto actual = our_logits(dir / ("quanto_" + qtype), dir);
-    EXPECT_LT(relative_error(actual, read_tensor(reference, "logits")), 1e-5) << qtype;
-    EXPECT_LT(relative_error(actual, read_tensor(reference, "logits_quanto")), 0.01) << qtype;
+    EXPECT_LT(test::relative_l2(actual, test::read_f32_tensor(reference, "logits")), 1e-5) << qtype;
+    EXPECT_LT(test::relative_l2(actual, test::read_f32_tensor(reference, "logits_quanto")), 0.01)
+        << qtype;
   }
 }
 
@@ -392,8 +380,9 @@ TEST(QuantoActivationOracle, CalibratedScalesAndLogitsBothWays) {
          {std::pair{dir / ("quanto_" + name), dir / ("theirs_" + name)},
           std::pair{dir / ("ours_" + name), dir / ("mine_" + name)}}) {
       const auto here = our_logits(model_dir, dir);
-      const double vs_float32 = relative_error(here, read_tensor(reference, "logits"));
-      const double vs_quanto = relative_error(here, read_tensor(reference, "logits_quanto"));
+      const double vs_float32 = test::relative_l2(here, test::read_f32_tensor(reference, "logits"));
+      const double vs_quanto =
+          test::relative_l2(here, test::read_f32_tensor(reference, "logits_quanto"));
       EXPECT_LT(vs_float32, kActivationTolerance) << model_dir;
       EXPECT_LT(vs_quanto, param.bf16_tolerance) << model_dir;
       std::cout << model_dir.filename().string() << " here: relative error " << vs_float32

@@ -8,12 +8,14 @@
 
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
+#include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
 
@@ -125,6 +127,21 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::vector<float> read_f32_tensor(const std::filesystem::path& file, const std::string& name) {
+  return SafetensorsFile::open(file)->tensor(name).to_f32();
+}
+
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double error = 0.0;
+  double norm = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double diff = static_cast<double>(got[i]) - want[i];
+    error += diff * diff;
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(error / norm);
 }
 
 }  // namespace uq::test

@@ -22,6 +22,10 @@ std::string read_text(const std::filesystem::path& path);  // whole file, bytes 
 // Every file of directory `expected` exists in `actual` with the same bytes, and no other
 // (gtest expectations).
 void expect_same_files(const std::filesystem::path& expected, const std::filesystem::path& actual);
+// Tensor `name` of safetensors file `file` as float32.
+std::vector<float> read_f32_tensor(const std::filesystem::path& file, const std::string& name);
+// ‖got − want‖₂ / ‖want‖₂ in double (NaN if got holds a NaN, so no bound passes).
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want);
 
 // The bundled float model and data/val.txt tokenized with its tokenizer,
 // loaded once per test process.

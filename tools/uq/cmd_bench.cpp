@@ -139,6 +139,7 @@ void register_bench(CLI::App& app) {
     std::string synthetic;
     std::int64_t synthetic_layers = 0;
     std::string formats = "bf16,8,4,3";
+    std::string profile_decode;
   };
   static Options options;
   auto* command =
@@ -155,6 +156,9 @@ void register_bench(CLI::App& app) {
       ->add_option("--formats", options.formats,
                    "With --synthetic: comma-separated formats, bf16 or bits (affine)")
       ->capture_default_str();
+  command->add_option("--profile-decode", options.profile_decode,
+                      "With --synthetic --device cuda: device time of each stage of a decode "
+                      "step after each of these comma-separated context lengths");
   command->add_option("--input-shape", options.input_shape, "BATCH,SEQUENCE of the timed prompt")
       ->capture_default_str();
   command->add_option("--bits", options.bits, "Bits per weight")->capture_default_str();
@@ -194,6 +198,9 @@ void register_bench(CLI::App& app) {
       synthetic.decode_tokens = options.compare.decode_tokens;
       synthetic.device = options.run.device;
       synthetic.json = options.json;
+      for (const auto& context : split_list(options.profile_decode)) {
+        synthetic.profile_contexts.push_back(parse_profile_context(context));
+      }
       run_synthetic_bench(synthetic);
       return;
     }

@@ -14,17 +14,23 @@
 
 #if defined(UQ_HAVE_CUDA)
 #include "kernels/cuda/copy_bandwidth.hpp"
+#include "kernels/cuda/cuda_model.hpp"
 #endif
 
 namespace uq::cli {
 namespace {
 
 constexpr int kPromptRuns = 3;
+constexpr int kProfileRepetitions = 100;
 
 int parse_format(const std::string& format) {
   if (format == "bf16") return 16;
   if (format.size() == 1 && format[0] >= '2' && format[0] <= '8') return format[0] - '0';
   fail("option --formats: '", format, "' is not bf16 or a bit width 2..8");
+}
+
+std::string format_name(const std::string& format, int group_size) {
+  return format == "bf16" ? "bf16" : "affine b" + format + " g" + std::to_string(group_size);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -90,8 +96,7 @@ Row measure(const SyntheticBenchOptions& options, const std::string& format, dou
   const double decode_seconds = seconds_since(start);
 
   Row row;
-  row.format =
-      format == "bf16" ? "bf16" : "affine b" + format + " g" + std::to_string(options.group_size);
+  row.format = format_name(format, options.group_size);
   row.device = placed.device;
   row.weight_gib = bytes / double(1 << 30);
   row.prompt_tokens_per_second =
@@ -101,11 +106,91 @@ Row measure(const SyntheticBenchOptions& options, const std::string& format, dou
   return row;
 }
 
+#if defined(UQ_HAVE_CUDA)
+// Per stage of a decode step: calls per step and device microseconds per call and per step,
+// at each context; `uq bench --profile-decode`.
+void profile_decode(const SyntheticBenchOptions& options, const std::string& format) {
+  SyntheticModelOptions synthetic;
+  synthetic.preset = options.preset;
+  synthetic.layers = options.layers;
+  synthetic.bits = parse_format(format);
+  synthetic.group_size = options.group_size;
+  const auto gpu = std::make_shared<cuda::CudaModel>(make_synthetic_model(synthetic));
+  std::vector<std::vector<cuda::StageTime>> columns;
+  for (const int context : options.profile_contexts) {
+    columns.push_back(gpu->profile_decode(context, kProfileRepetitions));
+  }
+  const std::string name = format_name(format, options.group_size);
+  if (options.json) {
+    nlohmann::json report = {{"preset", options.preset}, {"format", name}, {"contexts", {}}};
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      nlohmann::json stages = nlohmann::json::array();
+      for (const auto& stage : columns[c]) {
+        stages.push_back({{"stage", stage.stage},
+                          {"calls", stage.calls},
+                          {"microseconds_per_step", stage.microseconds}});
+      }
+      report["contexts"].push_back({{"context", options.profile_contexts[c]}, {"stages", stages}});
+    }
+    std::printf("%s\n", report.dump().c_str());
+    return;
+  }
+  std::printf("\ndecode step of synthetic %s, %s: device us (graph replay, mean of %d)\n",
+              options.preset.c_str(), name.c_str(), kProfileRepetitions);
+  std::printf("%-22s %5s", "stage", "calls");
+  for (const int context : options.profile_contexts) {
+    std::printf(" %10s %10s", ("ctx " + std::to_string(context)).c_str(), "per call");
+  }
+  std::printf("\n");
+  std::vector<double> totals(columns.size(), 0.0);
+  for (std::size_t s = 0; s < columns.front().size(); ++s) {
+    const cuda::StageTime& first = columns.front()[s];
+    std::printf("%-22s %5d", first.stage.c_str(), first.calls);
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const cuda::StageTime& stage = columns[c][s];
+      totals[c] += stage.microseconds;
+      std::printf(" %10.1f %10.2f", stage.microseconds, stage.microseconds / stage.calls);
+    }
+    std::printf("\n");
+  }
+  std::printf("%-22s %5s", "step", "");
+  for (const double total : totals) std::printf(" %10.1f %10s", total, "");
+  std::printf("\n%-22s %5s", "tokens/s", "");
+  for (const double total : totals) std::printf(" %10.1f %10s", 1e6 / total, "");
+  std::printf("\n");
+}
+#endif
+
 }  // namespace
+
+int parse_profile_context(const std::string& text) {
+  std::size_t used = 0;
+  int value = 0;
+  try {
+    value = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 1) {
+    fail("option --profile-decode: '", text, "' is not a positive context length");
+  }
+  return value;
+}
 
 void run_synthetic_bench(const SyntheticBenchOptions& options) {
   if (options.formats.empty()) fail("option --formats: no format given");
   for (const auto& format : options.formats) parse_format(format);
+  if (!options.profile_contexts.empty()) {
+#if defined(UQ_HAVE_CUDA)
+    if (options.device != "cuda" || !cuda_available()) {
+      fail("option --profile-decode: needs --device cuda and a GPU");
+    }
+    for (const auto& format : options.formats) profile_decode(options, format);
+    return;
+#else
+    fail("option --profile-decode: this build has no CUDA");
+#endif
+  }
   double bandwidth = 0.0;
 #if defined(UQ_HAVE_CUDA)
   if (options.device != "cpu" && cuda_available()) bandwidth = cuda::measure_copy_bandwidth();

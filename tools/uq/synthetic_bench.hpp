@@ -1,7 +1,8 @@
 #pragma once
 // `uq bench --synthetic PRESET`: prompt and decode speed of a random-weight model of a preset's
 // shape, generated in memory, at several formats (bf16, 8-, 4-, 3-bit affine), on the chosen
-// device, with the memory-bandwidth ceiling of decode where the device is a GPU.
+// device, with the memory-bandwidth ceiling of decode where the device is a GPU; or, with
+// --profile-decode, where the GPU's time of one decode step goes, stage by stage.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,7 +18,13 @@ struct SyntheticBenchOptions {
   std::int64_t decode_tokens = 32;
   std::string device = "auto";
   bool json = false;
+  // CUDA only: instead of prompt/decode speed, the device time per stage of one decode step
+  // after each of these context lengths.
+  std::vector<int> profile_contexts;
 };
+
+// A --profile-decode context length (a positive integer); throws uq::Error naming the option.
+int parse_profile_context(const std::string& text);
 
 void run_synthetic_bench(const SyntheticBenchOptions& options);
 

@@ -231,8 +231,52 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   return logits;
 }
 
+std::vector<StageTime> CudaModel::profile_decode(int context, int repetitions) const {
+  const ModelConfig& config = model_->config();
+  if (context < 1 || context + 1 > config.max_position_embeddings) {
+    fail("profile decode: context ", context, " outside [1, ", config.max_position_embeddings, ")");
+  }
+  if (repetitions < 1) fail("profile decode: repetitions ", repetitions, " < 1");
+  DeviceKVCache cache(static_cast<int>(config.num_hidden_layers),
+                      static_cast<int>(config.num_key_value_heads * config.head_dim));
+  // Fill the cache with `context` tokens (ids 0, 1, 2, ...: any valid ids do).
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(context));
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<std::int32_t>(i % static_cast<std::size_t>(config.vocab_size));
+  std::int32_t chosen = 0;
+  run(prompt, cache, LogitsMode::Last, &chosen);
+  // The step a decode graph replays: one token at position `context`, attention sized for the
+  // cache's capacity. The cache's length stays, so every replay computes the same step.
+  cache.reserve(context + 1);
+  const int max_keys = static_cast<int>(cache.capacity());
+  const AttentionShape shape{static_cast<int>(config.num_attention_heads),
+                             static_cast<int>(config.num_key_value_heads),
+                             static_cast<int>(config.head_dim), 0};
+  reserve_workspace(1, attention_workspace_floats(shape, 1, max_keys));
+  Workspace& work = workspace_;
+  const cudaStream_t stream = stream_.get();
+  work.host_ids.data()[0] = chosen;
+  work.host_words.data()[0] = context;
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.ids.data(), work.host_ids.data(), sizeof(std::int32_t),
+                                cudaMemcpyHostToDevice, stream));
+  UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), work.host_words.data(), sizeof(int),
+                                cudaMemcpyHostToDevice, stream));
+  StageClock clock;
+  CapturedGraph graph;
+  graph.capture(stream,
+                [&] { enqueue_forward(1, LogitsMode::Last, true, max_keys, cache, &clock); });
+  graph.launch(stream);  // warm-up
+  stream_.synchronize();
+  for (int r = 0; r < repetitions; ++r) {
+    graph.launch(stream);
+    stream_.synchronize();
+    clock.accumulate();
+  }
+  return clock.totals();
+}
+
 void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
-                                DeviceKVCache& cache) const {
+                                DeviceKVCache& cache, StageClock* clock) const {
   const ModelConfig& config = model_->config();
   const int hidden = static_cast<int>(config.hidden_size);
   const int head_dim = static_cast<int>(config.head_dim);
@@ -249,8 +293,13 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
   const cudaStream_t stream = stream_.get();
   const LinearContext context{stream, cublas_.get(), &work.scratch};
   const int* position = work.position.data();
+  const auto mark = [&](const char* stage) {
+    if (clock != nullptr) clock->mark(stage, stream);
+  };
 
+  if (clock != nullptr) clock->start(stream);
   embedding_->gather(work.ids.data(), rows, work.x.data(), stream);
+  mark("embedding");
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
     const int index = static_cast<int>(i);
@@ -258,32 +307,45 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
                                ? static_cast<int>(*config.sliding_window)
                                : 0;
     rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(), stream);
+    mark("input norm");
     layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    mark("qkv proj");
     float* q = work.qkv.data();
     float* k = q + q_width;
     float* v = k + kv_width;
     // The key heads follow the query heads in each row: one launch rotates both.
     rope(q, rows, qkv_width, heads + kv_heads, head_dim, inverse_frequencies_.data(), position,
          stream);
+    mark("rope");
     store_kv(k, v, rows, qkv_width, kv_width, position, cache.keys(index), cache.values(index),
              stream);
+    mark("kv store");
     attention(q, rows, qkv_width, position, max_keys, cache.keys(index), cache.values(index), shape,
               work.attention.data(), work.attended.data(), stream);
+    mark("attention");
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
+    mark("o proj + residual");
     rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps, work.normed.data(),
              stream);
+    mark("post-attention norm");
     layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false, context);
+    mark("gate|up proj");
     swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
+    mark("swiglu");
     layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
+    mark("down proj + residual");
   }
   const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
   const int kept = rows - first_row;
   const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
   rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
+  mark("final norm");
   lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  mark("lm_head");
   if (greedy) {
     argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,
            work.chosen.data(), stream);
+    mark("argmax");
   }
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_linear.hpp"
 #include "kernels/cuda/pinned_buffer.hpp"
+#include "kernels/cuda/stage_clock.hpp"
 #include "kernels/cuda/stream.hpp"
 #include "model/causal_lm.hpp"
 #include "model/decoder.hpp"
@@ -72,6 +73,10 @@ class CudaModel final : public CausalLM {
   std::vector<float> run(std::span<const std::int32_t> ids, DeviceKVCache& cache, LogitsMode mode,
                          std::int32_t* chosen, DecodeGraph* graph = nullptr) const;
 
+  // Device time of each stage of one greedy decode step (a replayed graph, as in decoding)
+  // after `context` cached tokens, averaged over `repetitions` replays.
+  std::vector<StageTime> profile_decode(int context, int repetitions) const;
+
  private:
   struct Layer {
     std::unique_ptr<DeviceLinear> qkv, o, gate_up, down;
@@ -90,8 +95,9 @@ class CudaModel final : public CausalLM {
   void reserve_workspace(int rows, std::size_t attention_floats) const;
   // Queues the whole forward of `rows` ids already in the workspace (positions from the device
   // position word) on the stream; with `greedy`, ends with the argmax of the last row.
-  void enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
-                       DeviceKVCache& cache) const;
+  // With `clock`, marks the end of each stage on it.
+  void enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys, DeviceKVCache& cache,
+                       StageClock* clock = nullptr) const;
   std::vector<const void*> graph_buffers(DeviceKVCache& cache) const;
 
   std::shared_ptr<const Model> model_;

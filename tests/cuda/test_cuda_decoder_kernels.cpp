@@ -77,11 +77,18 @@ struct AttentionCase {
 };
 
 TEST_F(CudaDecoderKernels, AttentionMatchesFloat64Reference) {
+  // Decode (count < 8): every head_dim from 32 to 256 in steps of 32, GQA groups 1..8 and one
+  // of 16 (two chunks of query heads), contexts up to 4600 keys, sliding windows that start
+  // mid-split. Prompts: the tiled kernel.
   const AttentionCase cases[] = {
-      {8, 4, 32, 1, 0, 0},     {8, 4, 32, 1, 700, 0},  {4, 1, 64, 3, 37, 0},
-      {32, 8, 128, 1, 300, 0}, {8, 2, 128, 7, 513, 0}, {8, 4, 32, 37, 0, 0},
-      {4, 2, 64, 100, 29, 0},  {8, 8, 128, 70, 0, 0},  {2, 1, 96, 45, 11, 0},
-      {8, 4, 64, 33, 40, 20},  {8, 4, 64, 1, 600, 50}, {4, 4, 256, 19, 5, 0}};
+      {8, 4, 32, 1, 0, 0},       {8, 4, 32, 1, 700, 0},    {4, 1, 64, 3, 37, 0},
+      {32, 8, 128, 1, 300, 0},   {8, 2, 128, 7, 513, 0},   {8, 4, 32, 37, 0, 0},
+      {4, 2, 64, 100, 29, 0},    {8, 8, 128, 70, 0, 0},    {2, 1, 96, 45, 11, 0},
+      {8, 4, 64, 33, 40, 20},    {8, 4, 64, 1, 600, 50},   {4, 4, 256, 19, 5, 0},
+      {32, 8, 128, 1, 2047, 0},  {32, 8, 128, 2, 4600, 0}, {24, 3, 160, 1, 1000, 0},
+      {14, 2, 192, 1, 333, 0},   {40, 5, 224, 2, 777, 0},  {16, 16, 256, 1, 1500, 0},
+      {16, 2, 64, 1, 95, 0},     {32, 2, 32, 3, 1300, 0},  {6, 6, 96, 1, 31, 0},
+      {8, 1, 128, 1, 2500, 700}, {8, 2, 256, 4, 900, 333}, {4, 2, 128, 1, 1, 0}};
   uq::cuda::Stream stream;
   for (const auto& c : cases) {
     SCOPED_TRACE(::testing::Message()
@@ -145,52 +152,21 @@ TEST_F(CudaDecoderKernels, AttentionMatchesFloat64Reference) {
   }
 }
 
-TEST_F(CudaDecoderKernels, NormRopeSwigluStoreMatchCpu) {
+TEST_F(CudaDecoderKernels, NormSwigluMatchCpu) {
   uq::cuda::Stream stream;
-  // RMSNorm, odd width.
+  // RMSNorm, odd widths and widths past one element per thread of the 1024-thread block.
   const int rows = 5;
-  const int dim = 333;
-  const auto x = normal(rows * dim);
-  const auto weight = normal(dim);
-  std::vector<float> want(x.size());
-  uq::rms_norm(x.data(), rows, dim, weight.data(), 1e-5f, want.data());
-  auto x_dev = to_device(x);
-  auto weight_dev = to_device(weight);
-  auto out = poisoned(x.size());
-  uq::cuda::rms_norm(x_dev.data(), rows, dim, weight_dev.data(), 1e-5f, out.data(), stream.get());
-  stream.synchronize();
-  EXPECT_LT(relative_l2(from_device(out), want), 1e-6);
-
-  // RoPE with llama3 scaling against uq::Rope, at a large position.
-  uq::ModelConfig config;
-  config.head_dim = 128;
-  config.rope_theta = 500000.0;
-  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
-  config.rope_scaling.factor = 8.0;
-  config.rope_scaling.low_freq_factor = 1.0;
-  config.rope_scaling.high_freq_factor = 4.0;
-  config.rope_scaling.original_max_position_embeddings = 8192;
-  const uq::Rope rope(config);
-  const int heads = 3;
-  const int stride = heads * 128 + 64;
-  auto rotated = normal(static_cast<std::size_t>(rows) * stride);
-  auto rotated_dev = to_device(rotated);
-  auto frequencies = to_device(rope.inverse_frequencies());
-  const auto position = to_device(std::vector<int>{9000});
-  uq::cuda::rope(rotated_dev.data(), rows, stride, heads, 128, frequencies.data(), position.data(),
-                 stream.get());
-  stream.synchronize();
-  const auto got = from_device(rotated_dev);
-  std::vector<float> packed(static_cast<std::size_t>(rows) * heads * 128);
-  for (int r = 0; r < rows; ++r)
-    std::copy_n(rotated.begin() + r * stride, heads * 128, packed.begin() + r * heads * 128);
-  rope.apply(packed.data(), rows, heads, 9000);
-  for (int r = 0; r < rows; ++r) {
-    for (int i = 0; i < stride; ++i) {
-      const float expected =
-          i < heads * 128 ? packed[r * heads * 128 + i] : rotated[r * stride + i];
-      ASSERT_NEAR(got[r * stride + i], expected, 1e-5f * (1.0f + std::fabs(expected)));
-    }
+  for (const int dim : {333, 4096, 5003, 8192}) {
+    const auto x = normal(static_cast<std::size_t>(rows) * dim);
+    const auto weight = normal(static_cast<std::size_t>(dim));
+    std::vector<float> want(x.size());
+    uq::rms_norm(x.data(), rows, dim, weight.data(), 1e-5f, want.data());
+    auto x_dev = to_device(x);
+    auto weight_dev = to_device(weight);
+    auto out = poisoned(x.size());
+    uq::cuda::rms_norm(x_dev.data(), rows, dim, weight_dev.data(), 1e-5f, out.data(), stream.get());
+    stream.synchronize();
+    EXPECT_LT(relative_l2(from_device(out), want), 1e-6) << dim;
   }
 
   // SwiGLU, odd width.
@@ -207,30 +183,71 @@ TEST_F(CudaDecoderKernels, NormRopeSwigluStoreMatchCpu) {
       expected[r * width + i] = g / (1.0 + std::exp(-g)) * gate_up[r * 2 * width + width + i];
     }
   EXPECT_LT(relative_l2(from_device(activated), expected), 1e-6);
+}
 
-  // KV store at an offset: every stored element, nothing else touched.
-  const int kv_width = 96;
-  const int capacity = 20;
-  const auto k = normal(static_cast<std::size_t>(rows) * 200);
-  auto k_dev = to_device(k);
+// RoPE (llama3 scaling, large positions) of the query and key heads of the fused q|k|v rows,
+// rotated keys and values stored in the cache at an offset: against uq::Rope, every stored
+// element checked, nothing else in the cache touched, the queries rotated in place.
+TEST_F(CudaDecoderKernels, RopeStoreKvMatchesCpu) {
+  uq::cuda::Stream stream;
+  uq::ModelConfig config;
+  config.head_dim = 128;
+  config.rope_theta = 500000.0;
+  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
+  config.rope_scaling.factor = 8.0;
+  config.rope_scaling.low_freq_factor = 1.0;
+  config.rope_scaling.high_freq_factor = 4.0;
+  config.rope_scaling.original_max_position_embeddings = 8192;
+  const uq::Rope rope(config);
+  const int rows = 5, heads = 6, kv_heads = 2, head_dim = 128;
+  const int q_width = heads * head_dim, kv_width = kv_heads * head_dim;
+  const int stride = q_width + 2 * kv_width + 64;
+  const int first = 9000, capacity = first + rows + 3;
+  const auto qkv = normal(static_cast<std::size_t>(rows) * stride);
+  auto qkv_dev = to_device(qkv);
+  auto frequencies = to_device(rope.inverse_frequencies());
+  const auto position = to_device(std::vector<int>{first});
   auto k_cache = poisoned(static_cast<std::size_t>(capacity) * kv_width);
   auto v_cache = poisoned(static_cast<std::size_t>(capacity) * kv_width);
-  const auto seven = to_device(std::vector<int>{7});
-  uq::cuda::store_kv(k_dev.data(), k_dev.data() + 100, rows, 200, kv_width, seven.data(),
-                     k_cache.data(), v_cache.data(), stream.get());
+  uq::cuda::rope_store_kv(qkv_dev.data(), rows, stride, heads, kv_heads, head_dim,
+                          frequencies.data(), position.data(), k_cache.data(), v_cache.data(),
+                          stream.get());
   stream.synchronize();
+  const auto got = from_device(qkv_dev);
   const auto keys = from_device(k_cache);
   const auto values = from_device(v_cache);
-  for (int p = 0; p < capacity; ++p)
-    for (int i = 0; i < kv_width; ++i) {
-      const bool stored = p >= 7 && p < 7 + rows;
-      if (stored) {
-        ASSERT_EQ(keys[p * kv_width + i], k[(p - 7) * 200 + i]);
-        ASSERT_EQ(values[p * kv_width + i], k[(p - 7) * 200 + 100 + i]);
-      } else {
-        ASSERT_TRUE(std::isnan(keys[p * kv_width + i]));
-      }
+
+  std::vector<float> q(static_cast<std::size_t>(rows) * q_width);
+  std::vector<float> k(static_cast<std::size_t>(rows) * kv_width);
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(qkv.begin() + r * stride, q_width, q.begin() + r * q_width);
+    std::copy_n(qkv.begin() + r * stride + q_width, kv_width, k.begin() + r * kv_width);
+  }
+  rope.apply(q.data(), rows, heads, first);
+  rope.apply(k.data(), rows, kv_heads, first);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < stride; ++i) {
+      const float expected = i < q_width ? q[r * q_width + i] : qkv[r * stride + i];
+      ASSERT_NEAR(got[r * stride + i], expected, 1e-5f * (1.0f + std::fabs(expected))) << i;
     }
+  }
+  for (int p = 0; p < capacity; ++p) {
+    for (int i = 0; i < kv_width; ++i) {
+      const std::size_t slot = static_cast<std::size_t>(p) * kv_width + i;
+      if (p < first) {
+        ASSERT_TRUE(std::isnan(keys[slot]) && std::isnan(values[slot])) << p;
+        continue;
+      }
+      if (p >= first + rows) {
+        ASSERT_TRUE(std::isnan(keys[slot]) && std::isnan(values[slot])) << p;
+        continue;
+      }
+      const int r = p - first;
+      const float want_key = k[r * kv_width + i];
+      ASSERT_NEAR(keys[slot], want_key, 1e-5f * (1.0f + std::fabs(want_key)));
+      ASSERT_EQ(values[slot], qkv[r * stride + q_width + kv_width + i]);
+    }
+  }
 }
 
 TEST_F(CudaDecoderKernels, ArgmaxTakesFirstOfTies) {
@@ -245,7 +262,8 @@ TEST_F(CudaDecoderKernels, ArgmaxTakesFirstOfTies) {
     auto values_dev = to_device(values);
     DeviceBuffer<std::int32_t> result(1);
     result.fill_bytes(0xff);
-    uq::cuda::argmax(values_dev.data(), count, result.data(), stream.get());
+    DeviceBuffer<float> workspace(uq::cuda::argmax_workspace_floats());
+    uq::cuda::argmax(values_dev.data(), count, workspace.data(), result.data(), stream.get());
     stream.synchronize();
     std::vector<std::int32_t> got(1);
     result.download(got);
@@ -310,6 +328,55 @@ TEST_F(CudaDecoderKernels, FusedLinearMatchesCpu) {
       column += width;
     }
     EXPECT_LT(relative_l2(got, want), 1e-4) << rows << " rows";
+  }
+}
+
+// One matrix, no bias: at 1-2 rows the product goes straight into y, added to it for the
+// residual (bf16: bf16_gemv_cuda; affine: the segment kernel); at 3 rows through scratch and the
+// epilogue. Against the CPU in float64.
+TEST_F(CudaDecoderKernels, LinearAccumulatesInPlace) {
+  uq::cuda::Stream stream;
+  uq::cuda::CublasHandle cublas;
+  uq::cuda::LinearScratch scratch;
+  const uq::cuda::LinearContext context{stream.get(), cublas.get(), &scratch};
+  const int in = 320;
+  const int out = 77;
+  std::vector<std::shared_ptr<uq::Weight>> weights;
+  {
+    std::vector<std::uint16_t> bits(static_cast<std::size_t>(out) * in);
+    for (auto& b : bits) b = uq::f32_to_bf16(normal(1, 0.05f)[0]);
+    weights.push_back(std::make_shared<uq::FloatWeight>(uq::DType::BF16, out, in, bits.data()));
+    for (const int b : {4, 3}) {
+      weights.push_back(std::shared_ptr<uq::Weight>(
+          uq::AffineWeight::quantize(bits.data(), uq::DType::BF16, out, in, b, 64, "test")));
+    }
+  }
+  for (const auto& weight : weights) {
+    const uq::cuda::DeviceLinear linear({{{"w", weight.get()}, nullptr}});
+    std::vector<float> w(static_cast<std::size_t>(out) * in);
+    weight->dequantize_rows(0, out, w.data());
+    for (const int rows : {1, 2, 3}) {
+      for (const bool accumulate : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << weight->describe() << " rows " << rows
+                                          << (accumulate ? " accumulate" : " overwrite"));
+        const auto x = normal(static_cast<std::size_t>(rows) * in);
+        const auto initial = normal(static_cast<std::size_t>(rows) * out);
+        auto x_dev = to_device(x);
+        auto y_dev = to_device(initial);
+        if (!accumulate) y_dev.fill_bytes(0xff);
+        linear.apply(x_dev.data(), rows, y_dev.data(), out, accumulate, context);
+        stream.synchronize();
+        std::vector<double> want(initial.size());
+        for (int r = 0; r < rows; ++r)
+          for (int o = 0; o < out; ++o) {
+            double sum = accumulate ? initial[r * out + o] : 0.0;
+            for (int i = 0; i < in; ++i) sum += double(x[r * in + i]) * w[o * in + i];
+            want[r * out + o] = sum;
+          }
+        // 1-2 rows: exact products in fp32; 3 rows of bf16 through cuBLAS: 16 bits of x.
+        EXPECT_LT(relative_l2(from_device(y_dev), want), rows <= 2 ? 1e-5 : 1e-4);
+      }
+    }
   }
 }
 

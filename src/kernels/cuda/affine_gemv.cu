@@ -54,13 +54,16 @@ void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size
 
 template <class XT>
 void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cudaStream_t stream,
-              GemvKernel kernel) {
+              GemvKernel kernel, bool accumulate) {
   if (rows < 0) fail("cuda affine gemv '", w.name(), "': rows ", rows, " is negative");
   if (rows == 0) return;
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
   kernel = resolve(kernel, rows);
+  if (accumulate && (kernel != GemvKernel::simt || rows > 2)) {
+    fail("cuda affine gemv '", w.name(), "': accumulating is for 1-2 rows on the simt kernel");
+  }
   // The tiled kernel takes every row in one launch; the others 16 rows per pass.
   const int pass_rows = kernel == GemvKernel::tiled ? rows : detail::kMaxRows;
   for (int done = 0; done < rows; done += pass_rows) {
@@ -71,7 +74,8 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
                                 w.out(),
                                 w.in(),
                                 std::min(pass_rows, rows - done),
-                                stream};
+                                stream,
+                                accumulate};
     const XT* x_part = x + static_cast<std::size_t>(done) * w.in();
     switch (w.bits()) {
       case 2:
@@ -101,13 +105,13 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
 }  // namespace
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
-                      cudaStream_t stream, GemvKernel kernel) {
-  dispatch(w, x_dev, rows, y_dev, stream, kernel);
+                      cudaStream_t stream, GemvKernel kernel, bool accumulate) {
+  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
 }
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
-                      float* y_dev, cudaStream_t stream, GemvKernel kernel) {
-  dispatch(w, x_dev, rows, y_dev, stream, kernel);
+                      float* y_dev, cudaStream_t stream, GemvKernel kernel, bool accumulate) {
+  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
 }
 
 }  // namespace uq::cuda

@@ -13,6 +13,8 @@
 //   the accuracy of a bf16 matmul.
 // automatic picks by rows, from the measurements in docs/PERFORMANCE.md: simt for 1-2 rows,
 // tensor cores for 3-16, tiled beyond.
+// accumulate: y += the product instead of y = (1-2 rows, simt: the decoder's residual adds;
+// other cases throw uq::Error).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -23,8 +25,10 @@ namespace uq::cuda {
 enum class GemvKernel { automatic, tensor_cores, simt, tiled };
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
-                      cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic);
+                      cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
+                      bool accumulate = false);
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
-                      float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic);
+                      float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
+                      bool accumulate = false);
 
 }  // namespace uq::cuda

@@ -159,6 +159,7 @@ struct GemvArgs {
   int in;
   int rows;  // 1..kMaxRows
   cudaStream_t stream;
+  bool accumulate = false;  // y += product (the 1-2 row segment kernel only)
 };
 
 template <int BITS, int GROUP, int ROWS, class XT>

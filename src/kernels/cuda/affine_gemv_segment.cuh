@@ -73,7 +73,8 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
     affine_gemv_segment_kernel(const std::uint32_t* __restrict__ codes,
                                const std::uint16_t* __restrict__ scales,
                                const std::uint16_t* __restrict__ biases, const XT* __restrict__ x,
-                               float* __restrict__ y, int out, int in, int group_shift) {
+                               float* __restrict__ y, int out, int in, int group_shift,
+                               bool accumulate) {
   constexpr int kOut = kSegmentOutputsPerWarp;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int first_out = static_cast<int>(blockIdx.x * kSegmentWarps + threadIdx.x / 32) * kOut;
@@ -145,8 +146,10 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
 #pragma unroll
       for (int offset = 16; offset > 0; offset /= 2)
         sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
-      if (lane == o * ROWS + r && first_out + o < out)
-        y[static_cast<std::size_t>(r) * out + first_out + o] = sum;
+      if (lane == o * ROWS + r && first_out + o < out) {
+        float& target = y[static_cast<std::size_t>(r) * out + first_out + o];
+        target = accumulate ? target + sum : sum;
+      }
     }
 }
 
@@ -156,7 +159,7 @@ void launch_affine_gemv_segment(const GemvArgs& a, int group_size, const XT* x) 
   const int group_shift = group_size == 32 ? 5 : group_size == 64 ? 6 : 7;
   const auto blocks = static_cast<unsigned>((a.out + outputs_per_block - 1) / outputs_per_block);
   affine_gemv_segment_kernel<BITS, ROWS, XT><<<blocks, kSegmentWarps * 32, 0, a.stream>>>(
-      a.codes, a.scales, a.biases, x, a.y, a.out, a.in, group_shift);
+      a.codes, a.scales, a.biases, x, a.y, a.out, a.in, group_shift, a.accumulate);
   UQ_CUDA_CHECK_LAUNCH("affine_gemv_segment_kernel");
 }
 

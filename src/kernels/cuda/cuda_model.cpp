@@ -140,6 +140,7 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   work.activated = DeviceBuffer<float>(size(config.intermediate_size));
   work.logits = DeviceBuffer<float>(size(config.vocab_size));
   reserve(work.chosen, 1);
+  reserve(work.argmax, argmax_workspace_floats());
   reserve(work.position, 1);
   if (work.host_words.size() == 0) work.host_words = PinnedBuffer<int>(2);
 }
@@ -155,6 +156,7 @@ std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
           work.activated.data(),
           work.logits.data(),
           work.attention.data(),
+          work.argmax.data(),
           work.chosen.data(),
           work.position.data(),
           work.scratch.split.data(),
@@ -311,15 +313,9 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
     layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
     mark("qkv proj");
     float* q = work.qkv.data();
-    float* k = q + q_width;
-    float* v = k + kv_width;
-    // The key heads follow the query heads in each row: one launch rotates both.
-    rope(q, rows, qkv_width, heads + kv_heads, head_dim, inverse_frequencies_.data(), position,
-         stream);
-    mark("rope");
-    store_kv(k, v, rows, qkv_width, kv_width, position, cache.keys(index), cache.values(index),
-             stream);
-    mark("kv store");
+    rope_store_kv(q, rows, qkv_width, heads, kv_heads, head_dim, inverse_frequencies_.data(),
+                  position, cache.keys(index), cache.values(index), stream);
+    mark("rope + kv store");
     attention(q, rows, qkv_width, position, max_keys, cache.keys(index), cache.values(index), shape,
               work.attention.data(), work.attended.data(), stream);
     mark("attention");
@@ -344,7 +340,7 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
   mark("lm_head");
   if (greedy) {
     argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,
-           work.chosen.data(), stream);
+           work.argmax.data(), work.chosen.data(), stream);
     mark("argmax");
   }
 }

@@ -85,7 +85,7 @@ class CudaModel final : public CausalLM {
   struct Workspace {
     int rows = 0;
     DeviceBuffer<std::int32_t> ids;
-    DeviceBuffer<float> x, normed, qkv, attended, gate_up, activated, logits, attention;
+    DeviceBuffer<float> x, normed, qkv, attended, gate_up, activated, logits, attention, argmax;
     DeviceBuffer<std::int32_t> chosen;
     DeviceBuffer<int> position;           // first position of the ids being run
     PinnedBuffer<std::int32_t> host_ids;  // staging: ids in

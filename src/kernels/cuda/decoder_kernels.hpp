@@ -30,15 +30,14 @@ void rms_norm(const float* x, int rows, int dim, const float* weight, float eps,
 
 // Positions come from device memory (*first_position), so that a captured CUDA graph of a
 // decode step replays at any position.
-// Rotates `heads` heads of `rows` rows in place (row r at position *first_position + r);
-// row r starts at x + r * row_stride. inverse_frequencies has head_dim / 2 entries.
-void rope(float* x, int rows, int row_stride, int heads, int head_dim,
-          const float* inverse_frequencies, const int* first_position, cudaStream_t stream);
-
-// Copies keys and values of `rows` tokens (row r at k + r * row_stride) into one layer's cache
-// laid out [capacity][kv_heads][head_dim], at positions *first_position...
-void store_kv(const float* k, const float* v, int rows, int row_stride, int kv_width,
-              const int* first_position, float* k_cache, float* v_cache, cudaStream_t stream);
+// For `rows` rows of the fused q|k|v (row r at qkv + r * row_stride, position
+// *first_position + r: `heads` query heads, then kv_heads key heads, then kv_heads value heads):
+// rotates the query heads in place (RoPE, rotate_half layout) and writes the rotated keys and
+// the values into one layer's cache, laid out [capacity][kv_heads][head_dim]. The keys in qkv
+// are left as they were. inverse_frequencies has head_dim / 2 entries.
+void rope_store_kv(float* qkv, int rows, int row_stride, int heads, int kv_heads, int head_dim,
+                   const float* inverse_frequencies, const int* first_position, float* k_cache,
+                   float* v_cache, cudaStream_t stream);
 
 struct AttentionShape {
   int heads = 0;
@@ -72,7 +71,10 @@ void split_bf16(const float* x, int rows, int width, __nv_bfloat16* out, cudaStr
 void linear_epilogue(const float* a, const float* b, const float* bias, int rows, int width,
                      float* y, int y_stride, int column, bool accumulate, cudaStream_t stream);
 
-// *result = index of the largest of values[0..count) (the first on ties).
-void argmax(const float* values, int count, std::int32_t* result, cudaStream_t stream);
+// *result = index of the largest of values[0..count) (the first on ties; 0 when every value is
+// NaN). workspace: argmax_workspace_floats() floats of device memory.
+std::size_t argmax_workspace_floats();
+void argmax(const float* values, int count, float* workspace, std::int32_t* result,
+            cudaStream_t stream);
 
 }  // namespace uq::cuda

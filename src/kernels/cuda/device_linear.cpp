@@ -7,6 +7,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv.hpp"
+#include "kernels/cuda/bf16_gemv.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "model/float_weight.hpp"
@@ -127,13 +128,22 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
       AffineHostWeight{name, out_, in_, first.bits(), first.group_size(), codes, scales, biases});
 }
 
+bool DeviceMatrix::accumulates_in_place(int rows) const {
+  return (kind_ == Kind::affine && rows <= 2) ||
+         (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
+}
+
 DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const LinearContext& context,
-                                             float* direct) const {
+                                             float* direct, bool accumulate) const {
+  if (accumulate && (direct == nullptr || !accumulates_in_place(rows))) {
+    fail("cuda: this product cannot accumulate in place");
+  }
   LinearScratch& scratch = *context.scratch;
   const std::size_t outputs = static_cast<std::size_t>(rows) * static_cast<std::size_t>(out_);
   if (kind_ == Kind::affine) {
     if (direct != nullptr) {
-      affine_gemv_cuda(*affine_, x, rows, direct, context.stream);
+      affine_gemv_cuda(*affine_, x, rows, direct, context.stream, GemvKernel::automatic,
+                       accumulate);
       return {direct, nullptr};
     }
     reserve(scratch.product, outputs);
@@ -149,6 +159,15 @@ DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const Lin
     UQ_CUDA_CHECK(cublasSgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_, rows, in_, &one,
                               f32_.data(), in_, x, in_, &zero, scratch.product.data(), out_));
     return {scratch.product.data(), nullptr};
+  }
+  if (bf16_gemv_supports(rows, in_)) {
+    float* y = direct;
+    if (y == nullptr) {
+      reserve(scratch.product, outputs);
+      y = scratch.product.data();
+    }
+    bf16_gemv_cuda(bf16_.data(), out_, in_, x, rows, y, accumulate, context.stream);
+    return {y, nullptr};
   }
   reserve(scratch.split, 2 * static_cast<std::size_t>(rows) * static_cast<std::size_t>(in_));
   reserve(scratch.product, 2 * outputs);
@@ -208,11 +227,14 @@ DeviceLinear::DeviceLinear(std::shared_ptr<const DeviceMatrix> matrix) : out_(ma
 
 void DeviceLinear::apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
                          const LinearContext& context) const {
-  // One matrix, no bias, a contiguous overwrite: the product may go straight into y.
-  const bool plain = groups_.size() == 1 && bias_.size() == 0 && !accumulate && y_stride == out_;
+  // One matrix, no bias, contiguous rows: the product may go straight into y (adding to it
+  // where the kernel can).
+  const bool plain = groups_.size() == 1 && bias_.size() == 0 && y_stride == out_ &&
+                     (!accumulate || groups_.front()->accumulates_in_place(rows));
   int column = 0;
   for (const auto& group : groups_) {
-    const DeviceMatrix::Product product = group->multiply(x, rows, context, plain ? y : nullptr);
+    const DeviceMatrix::Product product =
+        group->multiply(x, rows, context, plain ? y : nullptr, plain && accumulate);
     if (product.a == y) continue;  // written in place
     const float* bias = bias_.size() > 0 ? bias_.data() + column : nullptr;
     linear_epilogue(product.a, product.b, bias, rows, group->out(), y, y_stride, column, accumulate,

@@ -1,8 +1,9 @@
 #pragma once
 // Linear layers on the GPU, weights uploaded once from the CPU model's Weight objects:
-//   FloatWeight bf16 -> bf16 matrix, multiplied by cuBLAS (bf16 in, fp32 compute) with the f32
-//     activations split into bf16 high + low parts, stacked as twice the rows, so one pass over
-//     the weights gives a product accurate to ~16 significant bits of x;
+//   FloatWeight bf16 -> bf16 matrix; 1-2 rows (decode) by bf16_gemv_cuda (f32 x, exact
+//     products); more rows by cuBLAS (bf16 in, fp32 compute) with the f32 activations split
+//     into bf16 high + low parts, stacked as twice the rows, so one pass over the weights gives
+//     a product accurate to ~16 significant bits of x;
 //   FloatWeight f32 / f16 -> f32 matrix, cuBLAS sgemm;
 //   AffineWeight (MLX layout, bf16 scales) -> AffineDeviceWeight and affine_gemv_cuda.
 // Any other Weight type is refused with a uq::Error naming the layer and its format.
@@ -56,13 +57,17 @@ class DeviceMatrix {
   int out() const { return out_; }
   int in() const { return in_; }
   // Raw product of x [rows, in]: y = a (+ b where b is not null), both [rows, out] in scratch,
-  // or, where the format allows and `direct` is not null, a = direct, b = null, written there.
+  // or, where the format allows and `direct` is not null, a = direct, b = null, written there
+  // (with `accumulate`, added to what direct holds: only where accumulates_in_place(rows)).
   struct Product {
     const float* a;
     const float* b;
   };
-  Product multiply(const float* x, int rows, const LinearContext& context,
-                   float* direct = nullptr) const;
+  Product multiply(const float* x, int rows, const LinearContext& context, float* direct = nullptr,
+                   bool accumulate = false) const;
+  // True when multiply can add a product of `rows` rows straight into its output (the decoder's
+  // residual adds without an epilogue kernel).
+  bool accumulates_in_place(int rows) const;
   // out[t, :] = W[ids[t], :] as float (embedding lookup).
   void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
 

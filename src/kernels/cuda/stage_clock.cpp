@@ -3,8 +3,18 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "kernels/cuda/cuda_check.hpp"
 
 namespace uq::cuda {
+namespace {
+
+// External: inside a stream capture the record becomes an event record node of the graph
+// (a plain record there only orders the captured work and cannot be waited on afterwards).
+void record(Event& event, cudaStream_t stream) {
+  UQ_CUDA_CHECK(cudaEventRecordWithFlags(event.get(), stream, cudaEventRecordExternal));
+}
+
+}  // namespace
 
 Event& StageClock::event(std::size_t index) {
   while (events_.size() <= index) events_.push_back(std::make_unique<Event>());
@@ -14,12 +24,12 @@ Event& StageClock::event(std::size_t index) {
 void StageClock::start(cudaStream_t stream) {
   recorded_ = 0;
   stages_.clear();
-  event(recorded_++).record(stream);
+  record(event(recorded_++), stream);
 }
 
 void StageClock::mark(const std::string& stage, cudaStream_t stream) {
   if (recorded_ == 0) fail("stage clock: mark('", stage, "') before start()");
-  event(recorded_++).record(stream);
+  record(event(recorded_++), stream);
   stages_.push_back(stage);
 }
 

@@ -327,7 +327,9 @@ TEST_F(CudaDecoderKernels, FusedLinearMatchesCpu) {
         }
       column += width;
     }
-    EXPECT_LT(relative_l2(got, want), 1e-4) << rows << " rows";
+    // Beyond 16 rows the affine parts run the tiled kernel, which rounds x and the weights to
+    // bf16 (a bf16 matmul's accuracy, affine_gemv.hpp): 6.3e-4 seen on an H200.
+    EXPECT_LT(relative_l2(got, want), rows > 16 ? 3e-3 : 1e-4) << rows << " rows";
   }
 }
 

@@ -1,7 +1,8 @@
 // The whole decoder on the GPU (CudaModel) against the CPU Model on the bundled model: float,
 // MLX affine 8-bit and 4-bit (quantized here in memory). Logits of a prompt and of decode steps
 // through the KV cache within 1e-3 relative L2 (the GPU keeps fp32 activations; products see x
-// as 16 significant bits, attention and norms are fp32: measured errors are ~1e-5), greedy
+// as 16 significant bits, attention and norms are fp32: measured errors are ~1e-5; affine
+// prompts, more than 16 rows, run the tiled GEMV at a bf16 matmul's accuracy: 5e-3), greedy
 // generation equal, and `uq eval --device cuda` perplexity within 0.1% of the CPU's.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -59,7 +60,9 @@ TEST_P(CudaModelTest, LogitsMatchCpu) {
   const uq::cuda::CudaModel gpu(cpu);
   const auto& ids = uq::test::bundled().val_ids;
   const std::span<const std::int32_t> prompt(ids.data(), 200);
-  EXPECT_LT(uq::test::relative_l2(gpu.forward(prompt), cpu->forward(prompt)), 1e-3);
+  // The tiled affine kernel rounds x and weights to bf16 (1.6e-3 seen on an H200, 8- and 4-bit).
+  const double prompt_bound = GetParam() == 16 ? 1e-3 : 5e-3;
+  EXPECT_LT(uq::test::relative_l2(gpu.forward(prompt), cpu->forward(prompt)), prompt_bound);
 
   // Prompt then decode steps through both caches (split-K attention path).
   auto gpu_sequence = gpu.start_sequence();
@@ -67,7 +70,7 @@ TEST_P(CudaModelTest, LogitsMatchCpu) {
   const std::span<const std::int32_t> head(ids.data(), 300);
   EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(head, LogitsMode::Last),
                                   cpu_sequence->forward(head, LogitsMode::Last)),
-            1e-3);
+            prompt_bound);
   for (int step = 0; step < 5; ++step) {
     const std::span<const std::int32_t> next(ids.data() + 300 + step * 3, step % 2 == 0 ? 1 : 3);
     EXPECT_LT(uq::test::relative_l2(gpu_sequence->forward(next, LogitsMode::All),

@@ -19,6 +19,9 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kMaxSplitKeys = kDecodeTileFloats / 32;
 constexpr int kGroupChunk = 8;
 constexpr int kCombineChunk = 1024;  // splits whose weights the combine holds at once
+// Combine: one block per (head, query); its threads are kCombineThreads / head_dim lane groups
+// (8 at head_dim 128), each summing every 8th split: a short chain of L2 reads per thread.
+constexpr int kCombineThreads = 1024;
 constexpr int kQueriesPerWarp = 4;   // prompt attention: a warp keeps 4 queries
 constexpr int kTileFloats = 4096;    // prompt attention: key tile = kTileFloats / head_dim keys
 constexpr int kTiledMinQueries = 8;  // from this many queries on, the tiled kernel
@@ -273,11 +276,11 @@ __global__ void __launch_bounds__(kDecodeThreads)
 // Merges the partial softmaxes of the splits that hold keys of block (head, query) into out.
 // Threads (column d, lane group g) sum every groups-th split, in chunks of kCombineChunk splits
 // whose weights exp(max_s - running max) are computed once into shared memory.
-__global__ void __launch_bounds__(kDecodeThreads)
+__global__ void __launch_bounds__(kCombineThreads)
     attention_combine_kernel(const float* partials, const int* first_position_at,
                              AttentionShape shape, int splits, float* out) {
   __shared__ float weights[kCombineChunk];
-  __shared__ float reduce[kDecodeThreads];
+  __shared__ float reduce[kCombineThreads];
   __shared__ float chunk_max;
   const int head = blockIdx.x;
   const int row = blockIdx.y;
@@ -289,7 +292,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
       partials + (static_cast<std::size_t>(row) * shape.heads + head) * splits * (head_dim + 2);
   const int d = threadIdx.x % head_dim;
   const int lane_group = threadIdx.x / head_dim;
-  const int lane_groups = kDecodeThreads / head_dim;
+  const int lane_groups = kCombineThreads / head_dim;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
 
@@ -306,7 +309,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     __syncthreads();
     if (threadIdx.x == 0) {
       float block_max = -INFINITY;
-      for (int w = 0; w < kDecodeThreads / 32; ++w) block_max = fmaxf(block_max, reduce[w]);
+      for (int w = 0; w < kCombineThreads / 32; ++w) block_max = fmaxf(block_max, reduce[w]);
       chunk_max = block_max;
     }
     __syncthreads();
@@ -326,7 +329,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     __syncthreads();  // every thread has read chunk_max and reduce[] above
     if (lane == 0) reduce[warp] = weighted_sum;
     __syncthreads();
-    for (int w = 0; w < kDecodeThreads / 32; ++w) total += reduce[w];
+    for (int w = 0; w < kCombineThreads / 32; ++w) total += reduce[w];
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     int s = lane_group;
     for (; s + 3 * lane_groups < count; s += 4 * lane_groups) {
@@ -464,7 +467,7 @@ void launch_attention(const float* q, int count, int q_stride, const int* first_
                                   stream>>>(q, q_stride, first_position, k_cache, v_cache, shape,
                                             splits, scale, workspace);
   UQ_CUDA_CHECK_LAUNCH("attention_decode_split_kernel");
-  attention_combine_kernel<<<dim3(shape.heads, count), kDecodeThreads, 0, stream>>>(
+  attention_combine_kernel<<<dim3(shape.heads, count), kCombineThreads, 0, stream>>>(
       workspace, first_position, shape, splits, out);
   UQ_CUDA_CHECK_LAUNCH("attention_combine_kernel");
 }

@@ -3,7 +3,8 @@
 # "CUDA decoder", gives the full `run` command): builds uq and the CUDA tests, runs the decoder
 # and GEMV tests, the 14336x4096 GEMV benchmark, the per-stage profile of a decode step, then
 # the 8B-shaped synthetic benchmark. Logs
-# go to $OUT. UQ_SKIP_TESTS=1 / UQ_SKIP_BENCH=1 leave those parts out; UQ_PROFILE_FORMATS and
+# go to $OUT. UQ_SKIP_TESTS=1 / UQ_SKIP_PROFILE=1 / UQ_SKIP_BENCH=1 leave those parts out;
+# UQ_PROFILE_FORMATS and
 # UQ_BENCH_FORMATS choose the formats.
 set -uo pipefail
 out=${OUT:-/tmp/uq-device-out}
@@ -25,8 +26,10 @@ fi
 # The 14336x4096 4-bit GEMV against cuBLAS bf16 and the copy bandwidth, rows 1..512.
 "$build/bench/bench_cuda_gemv" --quick 2>&1 | tee "$out/gemv.txt" | tail -12
 # Per-layer stage times do not depend on the layer count: 8 layers keep the model's generation short.
-"$build/uq" bench --synthetic llama3-8b --layers 8 --device cuda \
-  --formats "${UQ_PROFILE_FORMATS:-bf16,4}" --profile-decode 512,2048 2>&1 | tee "$out/profile.txt"
+if [ "${UQ_SKIP_PROFILE:-0}" != 1 ]; then
+  "$build/uq" bench --synthetic llama3-8b --layers 8 --device cuda \
+    --formats "${UQ_PROFILE_FORMATS:-bf16,4}" --profile-decode 512,2048 2>&1 | tee "$out/profile.txt"
+fi
 if [ "${UQ_SKIP_BENCH:-0}" != 1 ]; then
   "$build/uq" bench --synthetic llama3-8b --device cuda --formats "${UQ_BENCH_FORMATS:-bf16,8,4,3}" \
     --input-shape 1,512 --decode-tokens 64 2>&1 | tee "$out/bench.txt"

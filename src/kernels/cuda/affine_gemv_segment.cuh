@@ -2,13 +2,10 @@
 // The 1-2 row SIMT GEMV: each lane owns whole 32-element segments (one group or part of one,
 // every group size is >= 32), read as BITS words with 16-byte loads where the width allows.
 // The scale and bias leave the inner loop: per segment y += s * sum(x q) + b * sum(x), with
-// sum(x) shared by the warp's output rows, so a weight costs ~4 instructions (shift, mask into
+// sum(x) shared by the warp's 8 output rows, so a weight costs ~4 instructions (shift, mask into
 // an fp32 2^23 + q, subtract 2^23, fma) against ~10 in the run-of-8 kernel, whose 64-bit
 // address arithmetic and per-weight fma with the scale made it instruction-bound (NOTES.md).
 // Exact to fp32 rounding like the other 1..16-row kernels.
-// v7 (decode): 2 output rows per warp (v6 had 8) and 4 segments per lane loaded before use: 4x
-// the warps, so that down_proj (4096 outputs, 3.9 warps per SM in v6, 41 us for 33 MB) and
-// gate|up keep enough loads in flight; optionally adds into y (the residual).
 #include <cuda_bf16.h>
 
 #include <cstddef>
@@ -20,9 +17,10 @@
 namespace uq::cuda::detail {
 
 constexpr int kSegment = 32;  // elements per lane per step
+// 8 output rows per warp, 4 warps per block: one wave on an H100/H200 for 14336 rows (v5 had 4
+// rows per warp: 1.13 waves, so the second, nearly empty wave doubled the time).
 constexpr int kSegmentWarps = 4;
-constexpr int kSegmentOutputsPerWarp = 2;
-constexpr int kSegmentUnroll = 4;  // segments per lane whose codes are loaded before use
+constexpr int kSegmentOutputsPerWarp = 8;
 
 // The BITS words holding 32 consecutive codes (word-aligned: `in` is a multiple of 32), with
 // the widest aligned vector loads the width allows.
@@ -70,56 +68,6 @@ __device__ __forceinline__ void load_x32(const XT* x, float (&v)[kSegment]) {
   }
 }
 
-// Codes, scales and biases of segment `seg` of the warp's kOut output rows.
-template <int BITS, int kOut>
-__device__ __forceinline__ void load_segment(const std::uint32_t* const (&row_codes)[kOut],
-                                             const std::uint16_t* const (&row_scales)[kOut],
-                                             const std::uint16_t* const (&row_biases)[kOut],
-                                             int seg, int group_shift,
-                                             std::uint32_t (&words)[kOut][BITS],
-                                             float (&scale)[kOut], float (&bias)[kOut]) {
-  const int group = (seg * kSegment) >> group_shift;
-#pragma unroll
-  for (int o = 0; o < kOut; ++o) {
-    load_code_words<BITS>(row_codes[o] + static_cast<std::size_t>(seg) * BITS, words[o]);
-    scale[o] = bf16_to_float(__ldg(row_scales[o] + group));
-    bias[o] = bf16_to_float(__ldg(row_biases[o] + group));
-  }
-}
-
-// acc[o][r] += scale[o] * (x_r . q_o) + bias[o] * sum(x_r) over segment `seg`.
-template <int BITS, int kOut, int ROWS, class XT>
-__device__ __forceinline__ void accumulate_segment(const std::uint32_t (&words)[kOut][BITS],
-                                                   const float (&scale)[kOut],
-                                                   const float (&bias)[kOut], const XT* x, int in,
-                                                   int seg, float (&acc)[kOut][ROWS]) {
-  float xv[ROWS][kSegment], xsum[ROWS];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    load_x32(x + static_cast<std::size_t>(r) * in + static_cast<std::size_t>(seg) * kSegment,
-             xv[r]);
-    float s = 0.0f;
-#pragma unroll
-    for (int e = 0; e < kSegment; ++e) s += xv[r][e];
-    xsum[r] = s;
-  }
-#pragma unroll
-  for (int o = 0; o < kOut; ++o) {
-    float dot[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) dot[r] = 0.0f;
-#pragma unroll
-    for (int e = 0; e < kSegment; ++e) {
-      const float q = segment_code<BITS>(words[o], e);
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) dot[r] = fmaf(xv[r][e], q, dot[r]);
-    }
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r)
-      acc[o][r] = fmaf(scale[o], dot[r], fmaf(bias[o], xsum[r], acc[o][r]));
-  }
-}
-
 template <int BITS, int ROWS, class XT>
 __global__ void __launch_bounds__(kSegmentWarps * 32)
     affine_gemv_segment_kernel(const std::uint32_t* __restrict__ codes,
@@ -153,24 +101,41 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
     for (int r = 0; r < ROWS; ++r) acc[o][r] = 0.0f;
 
   const int segments = in / kSegment;
-  int seg = lane;
-  for (; seg + 32 * (kSegmentUnroll - 1) < segments; seg += 32 * kSegmentUnroll) {
-    std::uint32_t words[kSegmentUnroll][kOut][BITS];
-    float scale[kSegmentUnroll][kOut], bias[kSegmentUnroll][kOut];
-#pragma unroll
-    for (int u = 0; u < kSegmentUnroll; ++u)
-      load_segment<BITS, kOut>(row_codes, row_scales, row_biases, seg + 32 * u, group_shift,
-                               words[u], scale[u], bias[u]);
-#pragma unroll
-    for (int u = 0; u < kSegmentUnroll; ++u)
-      accumulate_segment<BITS, kOut, ROWS>(words[u], scale[u], bias[u], x, in, seg + 32 * u, acc);
-  }
-  for (; seg < segments; seg += 32) {
+  for (int seg = lane; seg < segments; seg += 32) {
     std::uint32_t words[kOut][BITS];
     float scale[kOut], bias[kOut];
-    load_segment<BITS, kOut>(row_codes, row_scales, row_biases, seg, group_shift, words, scale,
-                             bias);
-    accumulate_segment<BITS, kOut, ROWS>(words, scale, bias, x, in, seg, acc);
+    const int group = (seg * kSegment) >> group_shift;
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      load_code_words<BITS>(row_codes[o] + static_cast<std::size_t>(seg) * BITS, words[o]);
+      scale[o] = bf16_to_float(__ldg(row_scales[o] + group));
+      bias[o] = bf16_to_float(__ldg(row_biases[o] + group));
+    }
+    float xv[ROWS][kSegment], xsum[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      load_x32(x + static_cast<std::size_t>(r) * in + static_cast<std::size_t>(seg) * kSegment,
+               xv[r]);
+      float s = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kSegment; ++e) s += xv[r][e];
+      xsum[r] = s;
+    }
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      float dot[ROWS];
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) dot[r] = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kSegment; ++e) {
+        const float q = segment_code<BITS>(words[o], e);
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) dot[r] = fmaf(xv[r][e], q, dot[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r)
+        acc[o][r] = fmaf(scale[o], dot[r], fmaf(bias[o], xsum[r], acc[o][r]));
+    }
   }
 
 #pragma unroll

@@ -225,4 +225,53 @@ TEST(CudaModelCli, EvalPerplexityMatchesCpu) {
   EXPECT_EQ(nlohmann::json::parse(fallback.out)["device"], "cpu");
 }
 
+// The stage profile of a decode step (`uq bench --profile-decode`): the forward's stages in
+// order, the per-layer ones marked once per layer, each with a positive device time.
+TEST(CudaModelProfile, DecodeStagesInOrder) {
+  if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
+  const auto& model = uq::test::bundled().model;
+  const uq::cuda::CudaModel gpu(model);
+  const std::vector<std::string> names = {"embedding",
+                                          "input norm",
+                                          "qkv proj",
+                                          "rope + kv store",
+                                          "attention",
+                                          "o proj + residual",
+                                          "post-attention norm",
+                                          "gate|up proj",
+                                          "swiglu",
+                                          "down proj + residual",
+                                          "final norm",
+                                          "lm_head",
+                                          "argmax"};
+  const auto layers = static_cast<int>(model->config().num_hidden_layers);
+  for (const int context : {40, 300}) {
+    const auto stages = gpu.profile_decode(context, 5);
+    ASSERT_EQ(stages.size(), names.size()) << context;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      EXPECT_EQ(stages[i].stage, names[i]);
+      const bool per_layer = i >= 1 && i <= 9;
+      EXPECT_EQ(stages[i].calls, per_layer ? layers : 1) << names[i];
+      EXPECT_GT(stages[i].microseconds, 0.0) << names[i];
+      EXPECT_LT(stages[i].microseconds, 1e5) << names[i];
+    }
+  }
+  EXPECT_THROW(gpu.profile_decode(0, 1), uq::Error);
+  EXPECT_THROW(gpu.profile_decode(10, 0), uq::Error);
+
+  const auto cli =
+      uq::test::run_uq({"bench", "--synthetic", "tiny", "--layers", "2", "--formats", "4",
+                        "--device", "cuda", "--profile-decode", "8,64", "--json"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  const auto report = nlohmann::json::parse(cli.out);
+  EXPECT_EQ(report["format"], "affine b4 g64");
+  ASSERT_EQ(report["contexts"].size(), 2u);
+  EXPECT_EQ(report["contexts"][1]["context"], 64);
+  for (const auto& context : report["contexts"]) {
+    ASSERT_EQ(context["stages"].size(), names.size());
+    EXPECT_EQ(context["stages"][4]["stage"], "attention");
+    EXPECT_EQ(context["stages"][4]["calls"], 2);
+  }
+}
+
 }  // namespace

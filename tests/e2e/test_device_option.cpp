@@ -85,4 +85,19 @@ TEST(DeviceOption, SyntheticBenchOnCpu) {
   EXPECT_THAT(neither.err, HasSubstr("--synthetic"));
 }
 
+// --profile-decode times stages on the GPU only (tests/cuda/test_cuda_model runs it there): on
+// the CPU, or with a context that is no positive integer, one error line naming the option.
+TEST(DeviceOption, ProfileDecodeIsForTheGpu) {
+  const auto on_cpu = run_uq({"bench", "--synthetic", "tiny", "--layers", "1", "--formats", "4",
+                              "--device", "cpu", "--profile-decode", "16"});
+  EXPECT_NE(on_cpu.exit_code, 0);
+  EXPECT_THAT(on_cpu.err, StartsWith("error: option --profile-decode: "));
+  for (const std::string bad : {"0", "x", "12a"}) {
+    const auto result = run_uq(
+        {"bench", "--synthetic", "tiny", "--device", "cpu", "--profile-decode", "512," + bad});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, HasSubstr("'" + bad + "' is not a positive context length"));
+  }
+}
+
 }  // namespace

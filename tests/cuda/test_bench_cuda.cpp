@@ -84,12 +84,20 @@ TEST_F(BenchCuda, EveryRowOnTheGpuOrSkippedWithTheReason) {
   EXPECT_NEAR((*float_row)["cosine_similarity"].get<double>(), 1.0, 1e-6);
   EXPECT_LT((*float_row)["kl_divergence"].get<double>(), 1e-6);
   EXPECT_EQ((*float_row)["quantize_seconds"].get<double>(), 0.0);
-  // Every backend that writes 4 bits has a cuda row or says why not (no kernel for its format).
+  // Every backend that writes 4 bits has a cuda row or says why not (no kernel for its format),
+  // as BackendManager's probe of its formats (on a synthetic model) says.
+  const auto& capabilities = BackendManager::get_instance().backends();
   for (const auto& backend : backends()) {
     const auto& bits = backend->spec().bits;
     if (std::find(bits.begin(), bits.end(), 4) == bits.end()) continue;
     const std::string& name = backend->spec().name;
     const bool measured = find_row(rows, name, "cuda") != nullptr;
+    const auto listed = std::find_if(capabilities.begin(), capabilities.end(),
+                                     [&](const auto& c) { return c.name == name; });
+    ASSERT_NE(listed, capabilities.end()) << name;
+    const auto& cuda_bits = listed->cuda_bits;
+    EXPECT_EQ(measured, std::find(cuda_bits.begin(), cuda_bits.end(), 4) != cuda_bits.end())
+        << name;
     const auto skip = std::find_if(report["skipped"].begin(), report["skipped"].end(),
                                    [&](const auto& s) { return s["backend"] == name; });
     EXPECT_NE(measured, skip != report["skipped"].end()) << name;
@@ -135,6 +143,21 @@ TEST_F(BenchCuda, AllMatchesTheCpuRowsAndChartsTheCudaSeries) {
   const std::string svg{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   for (const char* series : {"float (cpu)", "float (cuda)", "mlx (cpu)", "mlx (cuda)"}) {
     EXPECT_NE(svg.find(std::string("data-series=\"") + series + "\""), std::string::npos) << series;
+  }
+}
+
+TEST_F(BenchCuda, BackendsListTheBitsTheirModelsRunOnTheGpu) {
+  for (const auto& listed : BackendManager::get_instance().backends()) {
+    SCOPED_TRACE(listed.name);
+    const std::vector<std::string> cpu_only{"cpu"}, both{"cpu", "cuda"};
+    EXPECT_EQ(listed.devices, listed.cuda_bits.empty() ? cpu_only : both);
+    for (int bits : listed.cuda_bits) {
+      EXPECT_NE(std::find(listed.bits.begin(), listed.bits.end(), bits), listed.bits.end());
+    }
+    // The affine kernels: bits 2-6 and 8 (docs/DEVICES.md).
+    if (listed.name == "mlx") {
+      EXPECT_EQ(listed.cuda_bits, (std::vector<int>{2, 3, 4, 5, 6, 8}));
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "api/backend.hpp"
+#include "api/config.hpp"
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 
@@ -133,17 +134,32 @@ std::vector<int> probe_cuda_bits(const BackendSpec& spec, Progress& progress) {
 }
 #endif
 
+// Whether the configuration check accepts a calibrated method (gptq) with this backend: the
+// rule lives in validate() alone.
+bool accepts_calibration(const std::string& backend) {
+  UnifiedQuantizationConfig config;
+  config.backend = backend;
+  config.method = "gptq";
+  config.calibration_data = "calibration.txt";  // validate() does not open it
+  try {
+    validate(config);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 std::vector<BackendCapabilities> describe_backends([[maybe_unused]] bool have_gpu) {
   std::vector<BackendCapabilities> list;
   for (const auto& backend : uq::backends()) {
     const BackendSpec& spec = backend->spec();
-    // calibration is reported false, as before; LoRA trains on any Weight type.
+    // LoRA trains on any Weight type.
     list.push_back({spec.name,
                     spec.format,
                     spec.layout,
                     spec.bits,
                     spec.group_sizes,
-                    false,
+                    accepts_calibration(spec.name),
                     true,
                     {"cpu"},
                     {}});

@@ -1,4 +1,5 @@
 // `uq info [--json]`: devices, backends and memory of this build on this machine.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -77,7 +78,11 @@ void print_info(const BackendManager& manager, const MemoryInfo& memory) {
     std::printf("gpu %d   %s, compute %d.%d, %d SMs, %.1f GiB\n", gpu.index, gpu.name.c_str(),
                 gpu.compute_major, gpu.compute_minor, gpu.multiprocessors, gpu.memory_gb);
   }
-  std::printf("\n%-8s %-16s %-10s %-11s %-5s %-22s %s\n", "backend", "bits", "groups",
+  int groups_width = 6;  // bnb's block sizes run long: the column takes the widest entry
+  for (const auto& backend : manager.backends()) {
+    groups_width = std::max(groups_width, static_cast<int>(join(backend.group_sizes).size()));
+  }
+  std::printf("\n%-8s %-16s %-*s %-11s %-5s %-22s %s\n", "backend", "bits", groups_width, "groups",
               "calibration", "lora", "devices", "format / layout");
   for (const auto& backend : manager.backends()) {
     std::string devices;
@@ -85,8 +90,8 @@ void print_info(const BackendManager& manager, const MemoryInfo& memory) {
       devices += (devices.empty() ? "" : ",") + device;
       if (device == "cuda") devices += "(" + join(backend.cuda_bits) + ")";
     }
-    std::printf("%-8s %-16s %-10s %-11s %-5s %-22s %s / %s\n", backend.name.c_str(),
-                join(backend.bits).c_str(), join(backend.group_sizes).c_str(),
+    std::printf("%-8s %-16s %-*s %-11s %-5s %-22s %s / %s\n", backend.name.c_str(),
+                join(backend.bits).c_str(), groups_width, join(backend.group_sizes).c_str(),
                 backend.calibration ? "yes" : "no", backend.lora ? "yes" : "no", devices.c_str(),
                 backend.format.c_str(), backend.layout.c_str());
   }

@@ -311,9 +311,12 @@ ActivationCode activation_code(DType qtype) {
 class ActivationDeviceMatrix final : public FormatDeviceMatrix {
  public:
   explicit ActivationDeviceMatrix(const NamedWeight& part)
-      : weight_(dynamic_cast<const QuantoActivationWeight&>(*part.weight)),
-        inner_(std::vector<NamedWeight>{{part.name, weight_.weight().get()}}),
-        code_(activation_code(weight_.qtype())) {}
+      : ActivationDeviceMatrix(part.name,
+                               dynamic_cast<const QuantoActivationWeight&>(*part.weight)) {}
+  ActivationDeviceMatrix(const std::string& name, const QuantoActivationWeight& weight)
+      : inner_(std::vector<NamedWeight>{{name, weight.weight().get()}}),
+        code_(activation_code(weight.qtype())),
+        scales_(weight.scales()) {}
 
   DeviceMatrix::Product multiply(const float* x, int rows, const LinearContext& context,
                                  float* direct) const override {
@@ -321,15 +324,15 @@ class ActivationDeviceMatrix final : public FormatDeviceMatrix {
     const std::size_t inputs =
         static_cast<std::size_t>(rows) * static_cast<std::size_t>(inner_.in());
     reserve(scratch.activations, inputs);
-    quantize_dequantize(x, nullptr, inputs, code_, weight_.scales().input,
-                        scratch.activations.data(), context.stream);
+    quantize_dequantize(x, nullptr, inputs, code_, scales_.input, scratch.activations.data(),
+                        context.stream);
     const DeviceMatrix::Product product =
         inner_.multiply(scratch.activations.data(), rows, context, direct);
     // The inner product lies in direct or in scratch the wrapper may overwrite element-wise.
     float* y = direct != nullptr ? direct : const_cast<float*>(product.a);
     quantize_dequantize(product.a, product.b,
                         static_cast<std::size_t>(rows) * static_cast<std::size_t>(inner_.out()),
-                        code_, weight_.scales().output, y, context.stream);
+                        code_, scales_.output, y, context.stream);
     return {y, nullptr};
   }
 
@@ -338,9 +341,9 @@ class ActivationDeviceMatrix final : public FormatDeviceMatrix {
   }
 
  private:
-  const QuantoActivationWeight& weight_;
   DeviceMatrix inner_;
   ActivationCode code_;
+  ActivationScales scales_;
 };
 
 class LoraDeviceMatrix final : public FormatDeviceMatrix {

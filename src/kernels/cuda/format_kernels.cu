@@ -10,8 +10,7 @@ namespace {
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 constexpr int kOutPerWarp = 2;     // output rows one warp computes
-constexpr int kChunksPerLane = 2;  // 8-element chunks a lane decodes per row and x tile
-constexpr int kTileColumns = 32 * 8 * kChunksPerLane;
+constexpr int kChunksPerLane = 2;  // 8-element chunks a lane decodes per row and step
 constexpr int kRowThreads = 256;
 
 __device__ __forceinline__ float warp_sum(float value) {
@@ -20,64 +19,65 @@ __device__ __forceinline__ float warp_sum(float value) {
   return value;
 }
 
-// Position in the staged x tile of tile column c: element j of chunk (k, lane) sits at
-// (k * 8 + j) * 32 + lane, so the 32 lanes reading element j of their chunks hit 32 banks.
-__device__ __forceinline__ int staged_position(int column) {
-  const int k = column / 256;
-  const int lane = column % 256 / 8;
-  const int j = column % 8;
-  return (k * 8 + j) * 32 + lane;
+// x[r, 8 chunk .. 8 chunk + 8) into v, zeros past `in` (16-byte loads where aligned).
+__device__ __forceinline__ void load_x(const float* __restrict__ row, int chunk, int valid,
+                                       bool vector, float (&v)[8]) {
+  if (vector && valid >= 8) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(row + chunk * 8));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(row + chunk * 8) + 1);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = j < valid ? __ldg(row + chunk * 8 + j) : 0.0f;
+  }
 }
 
-// Each warp owns kOutPerWarp rows of W; the block stages a tile of x (all rows, kTileColumns
-// columns, zero past `in`) in shared memory; lane l decodes chunks l and l + 32 of the tile for
-// each of its rows, then reads each x value once for all of them.
+// Each warp owns kOutPerWarp rows of W; lane l decodes chunks l, l + 32, ... of each (two per
+// step, so several independent loads are in flight) and multiplies them with x read through the
+// L1 cache (x is small and every warp of the SM reads it). No block-wide barrier: warps stream
+// their rows independently.
 template <DeviceFormat F>
 __global__ void __launch_bounds__(kGemvThreads)
     format_gemv_kernel(FormatView w, const float* __restrict__ x, int rows, float* __restrict__ y) {
-  __shared__ float xs[kFormatGemvMaxRows * kTileColumns];
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int first_out = (static_cast<int>(blockIdx.x) * kGemvWarps + warp) * kOutPerWarp;
+  if (first_out >= w.out) return;
   const int chunks = (w.in + 7) / 8;
+  const bool vector = w.in % 4 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
   float acc[kOutPerWarp][kFormatGemvMaxRows] = {};
-  for (int tile = 0; tile < w.in; tile += kTileColumns) {
-    __syncthreads();
-    for (int i = static_cast<int>(threadIdx.x); i < rows * kTileColumns; i += kGemvThreads) {
-      const int r = i / kTileColumns;
-      const int column = i % kTileColumns;
-      xs[r * kTileColumns + staged_position(column)] =
-          tile + column < w.in ? x[static_cast<std::int64_t>(r) * w.in + tile + column] : 0.0f;
-    }
-    __syncthreads();
+  for (int base = 0; base < chunks; base += 32 * kChunksPerLane) {
+    float v[kChunksPerLane][kOutPerWarp][8];
 #pragma unroll
     for (int k = 0; k < kChunksPerLane; ++k) {
-      const int chunk = (tile + (k * 32 + lane) * 8) / 8;
-      if (chunk >= chunks) continue;
+      const int chunk = base + k * 32 + lane;
       const int valid = w.in - chunk * 8;
-      float v[kOutPerWarp][8];
 #pragma unroll
       for (int o = 0; o < kOutPerWarp; ++o) {
-        if (first_out + o < w.out) {
-          decode<F>(w, first_out + o, chunk, v[o]);
+        if (chunk < chunks && first_out + o < w.out) {
+          decode<F>(w, first_out + o, chunk, v[k][o]);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) v[k][o][j] = j < valid ? v[k][o][j] : 0.0f;
         } else {
 #pragma unroll
-          for (int j = 0; j < 8; ++j) v[o][j] = 0.0f;
-        }
-        if (valid < 8) {
-#pragma unroll
-          for (int j = 0; j < 8; ++j) v[o][j] = j < valid ? v[o][j] : 0.0f;
+          for (int j = 0; j < 8; ++j) v[k][o][j] = 0.0f;
         }
       }
+    }
+#pragma unroll
+    for (int k = 0; k < kChunksPerLane; ++k) {
+      const int chunk = base + k * 32 + lane;
+      if (chunk >= chunks) continue;
+      const int valid = w.in - chunk * 8;
 #pragma unroll
       for (int r = 0; r < kFormatGemvMaxRows; ++r) {
         if (r < rows) {
-          const float* row = xs + r * kTileColumns + k * 8 * 32 + lane;
+          float xv[8];
+          load_x(x + static_cast<std::int64_t>(r) * w.in, chunk, valid, vector, xv);
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
-            const float value = row[j * 32];
 #pragma unroll
-            for (int o = 0; o < kOutPerWarp; ++o) acc[o][r] += v[o][j] * value;
+            for (int o = 0; o < kOutPerWarp; ++o) acc[o][r] += v[k][o][j] * xv[j];
           }
         }
       }

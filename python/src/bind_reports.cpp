@@ -31,6 +31,7 @@ py::dict row_dict(const ComparisonRow& row) {
   out["bits_per_weight"] = row.bits_per_weight;
   out["weights_mib"] = row.weights_mib;
   out["peak_memory_mib"] = row.peak_memory_mib;
+  out["process_peak_mib"] = row.process_peak_mib;
   out["prompt_tokens_per_second"] = row.prompt_tokens_per_second;
   out["decode_tokens_per_second"] = row.decode_tokens_per_second;
   out["perplexity"] = row.perplexity;
@@ -43,6 +44,7 @@ py::dict comparison_dict(const BackendComparison& comparison) {
   py::dict out;
   out["input_shape"] = py::make_tuple(comparison.batch, comparison.sequence);
   out["bits"] = comparison.bits;
+  out["devices"] = comparison.devices;
   out["data"] = comparison.data;
   out["ctx"] = comparison.ctx;
   out["eval_windows"] = comparison.eval_windows;
@@ -54,6 +56,7 @@ py::dict comparison_dict(const BackendComparison& comparison) {
   for (const auto& skip : comparison.skipped) {
     py::dict entry;
     entry["backend"] = skip.backend;
+    entry["device"] = skip.device;
     entry["reason"] = skip.reason;
     skipped.append(entry);
   }
@@ -119,6 +122,7 @@ py::list backend_list(const std::vector<BackendCapabilities>& backends) {
     entry["calibration"] = backend.calibration;
     entry["lora"] = backend.lora;
     entry["devices"] = backend.devices;
+    entry["cuda_bits"] = backend.cuda_bits;
     out.append(entry);
   }
   return out;

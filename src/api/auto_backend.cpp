@@ -27,12 +27,6 @@ BackendRule backend_rule(const AutoRequest& request) {
           "kernels"};
 }
 
-// Backends whose weights the CUDA decoder runs (model/device_placement: float
-// and mlx affine weights).
-bool has_cuda_kernels(const std::string& backend) {
-  return backend == "mlx";
-}
-
 }  // namespace
 
 AutoChoice choose_backend(const AutoRequest& request) {
@@ -51,10 +45,7 @@ AutoChoice choose_backend(const AutoRequest& request) {
   } else if (!request.gpu_available) {
     choice.device = "cpu";
     reason += "; device cpu (no usable GPU)";
-  } else if (!has_cuda_kernels(choice.backend)) {
-    choice.device = "cpu";
-    reason += "; device cpu (" + choice.backend + " has no CUDA kernels)";
-  } else {
+  } else {  // every backend's weights run on the CUDA kernels
     choice.device = "cuda";
     reason += "; device cuda (usable GPU)";
   }

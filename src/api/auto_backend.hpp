@@ -10,9 +10,9 @@
 //      with double quantization, the layout PEFT users load);
 //   4. anything else                                         -> mlx (group-wise
 //      affine: every bit width 1-8 and the fastest CPU and CUDA kernels).
-// Device (when `auto`): cuda when a usable GPU exists and the chosen backend
-// has CUDA kernels (the affine family), else cpu. An explicit backend or
-// device is kept as requested.
+// Device (when `auto`): cuda when a usable GPU exists (every backend's weights
+// have CUDA kernels), else cpu. An explicit backend or device is kept as
+// requested.
 #include <string>
 
 #include "api/config.hpp"

@@ -1,5 +1,6 @@
 #include "api/backend_manager.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -7,14 +8,20 @@
 #include <utility>
 
 #include "api/backend.hpp"
+#include "api/config.hpp"
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 
 #ifdef UQ_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "api/quantize.hpp"
+#include "core/progress.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/device.hpp"
+#include "model/decoder.hpp"
+#include "model/synthetic_model.hpp"
 #endif
 
 namespace uq {
@@ -98,16 +105,77 @@ std::vector<GpuInfo> detect_gpus() {
   return gpus;
 }
 
-std::vector<BackendCapabilities> describe_backends() {
+#ifdef UQ_HAVE_CUDA
+// The bits at which `spec`'s quantized models run on the GPU: each of its bits is tried on a
+// one-layer model of the tiny preset's shape (random bf16 weights, quantized in milliseconds)
+// and the result asked of cuda::cuda_unsupported_reason, which reads the weight formats only.
+std::vector<int> probe_cuda_bits(const BackendSpec& spec, Progress& progress) {
+  SyntheticModelOptions synthetic;
+  synthetic.layers = 1;
+  static const std::shared_ptr<const Model> model = make_synthetic_model(synthetic);
+  std::vector<int> bits;
+  for (int candidate : spec.bits) {
+    UnifiedQuantizationConfig config;
+    config.backend = spec.name;
+    config.bits = candidate;
+    if (!spec.group_sizes.empty() && std::find(spec.group_sizes.begin(), spec.group_sizes.end(),
+                                               config.group_size) == spec.group_sizes.end()) {
+      config.group_size = spec.group_sizes.front();
+    }
+    try {
+      const auto quantized = quantize_model(model, config).first;
+      if (!cuda::cuda_unsupported_reason(*quantized)) bits.push_back(candidate);
+    } catch (const Error&) {
+      // A combination the backend refuses runs nowhere: not listed.
+    }
+    progress.advance(1, spec.name);
+  }
+  return bits;
+}
+#endif
+
+// Whether the configuration check accepts a calibrated method (gptq) with this backend: the
+// rule lives in validate() alone.
+bool accepts_calibration(const std::string& backend) {
+  UnifiedQuantizationConfig config;
+  config.backend = backend;
+  config.method = "gptq";
+  config.calibration_data = "calibration.txt";  // validate() does not open it
+  try {
+    validate(config);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+std::vector<BackendCapabilities> describe_backends([[maybe_unused]] bool have_gpu) {
   std::vector<BackendCapabilities> list;
   for (const auto& backend : uq::backends()) {
     const BackendSpec& spec = backend->spec();
-    // Only round-to-nearest exists in this build (config validation refuses
-    // gptq/awq/hqq), LoRA trains on any Weight type, and models run on the CPU
-    // only (`--device cuda` is refused), so every backend reports the same here.
-    list.push_back(
-        {spec.name, spec.format, spec.layout, spec.bits, spec.group_sizes, false, true, {"cpu"}});
+    // LoRA trains on any Weight type.
+    list.push_back({spec.name,
+                    spec.format,
+                    spec.layout,
+                    spec.bits,
+                    spec.group_sizes,
+                    accepts_calibration(spec.name),
+                    true,
+                    {"cpu"},
+                    {}});
   }
+#ifdef UQ_HAVE_CUDA
+  if (have_gpu) {
+    std::int64_t probes = 0;
+    for (const auto& capabilities : list) probes += std::ssize(capabilities.bits);
+    // The quantizations inside this bar stay silent.
+    Progress progress("probing CUDA kernels", probes);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      list[i].cuda_bits = probe_cuda_bits(uq::backends()[i]->spec(), progress);
+      if (!list[i].cuda_bits.empty()) list[i].devices.emplace_back("cuda");
+    }
+  }
+#endif
   return list;
 }
 
@@ -119,7 +187,7 @@ BackendManager& BackendManager::get_instance() {
 }
 
 BackendManager::BackendManager()
-    : cpu_(detect_cpu()), gpus_(detect_gpus()), backends_(describe_backends()) {}
+    : cpu_(detect_cpu()), gpus_(detect_gpus()), backends_(describe_backends(!gpus_.empty())) {}
 
 MemoryInfo BackendManager::get_memory_info() const {
   MemoryInfo info;

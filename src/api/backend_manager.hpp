@@ -31,7 +31,10 @@ struct BackendCapabilities {
   std::vector<int> group_sizes;  // empty: not configurable
   bool calibration = false;      // calibrated methods (gptq/awq) usable with it
   bool lora = false;             // LoRA fine-tuning on top of it
+  // Where its models run: "cpu", plus "cuda" when this machine has a GPU and the model it writes
+  // at some of its bits has a CUDA kernel for every weight (those bits in cuda_bits).
   std::vector<std::string> devices;
+  std::vector<int> cuda_bits;
 };
 
 struct GpuMemory {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "api/backend.hpp"
@@ -17,6 +18,7 @@
 #include "core/progress.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "model/perplexity.hpp"
 
 namespace uq {
@@ -96,35 +98,76 @@ struct Workload {
   std::vector<std::vector<float>> reference_logits;  // per window, predicted rows only
 };
 
+// Warm-up steps before decode is timed: the first step of a GPU sequence runs eagerly and
+// captures its CUDA graph, the second replays it once.
+constexpr std::int64_t kDecodeWarmupSteps = 2;
+
+// The largest GPU memory in use seen at the probe's readings, relative to before the upload.
+class DeviceMemoryProbe {
+ public:
+  explicit DeviceMemoryProbe(bool on_gpu)
+      : on_gpu_(on_gpu), before_(on_gpu ? cuda_memory_used_bytes() : 0), peak_(before_) {}
+  void sample() {
+    if (on_gpu_) peak_ = std::max(peak_, cuda_memory_used_bytes());
+  }
+  double rise_mib() const { return static_cast<double>(peak_ - before_) / kBytesPerMib; }
+
+ private:
+  bool on_gpu_;
+  std::int64_t before_;
+  std::int64_t peak_;
+};
+
 class Measurement {
  public:
   Measurement(const Workload& work, Progress& progress, std::string label)
       : work_(work), progress_(progress), label_(std::move(label)) {}
 
-  // Fills the speed, accuracy and peak memory fields; weights_mib must be set.
-  void run(const Model& model, ComparisonRow& row) {
+  // Places `model` on `device` and fills the device, speed, accuracy and memory fields;
+  // weights_mib must be set.
+  void run(const std::shared_ptr<const Model>& model, const std::string& device,
+           ComparisonRow& row) {
     const PeakMemoryProbe probe;
-    model.forward(work_.decode_prompt, LogitsMode::Last);  // warm-up: threads, caches
+    DeviceMemoryProbe device_memory(device != "cpu" && cuda_available());
+    const PlacedModel placed = place_model(model, device);
+    const CausalLM& runner = *placed.model;
+    row.device = placed.device;
+    device_memory.sample();
+
+    runner.forward(work_.prompt, LogitsMode::Last);  // warm-up: threads, caches, workspaces
     // The decoder runs one sequence per call: a batch is its sequences back to back.
+    std::unique_ptr<ModelSequence> sequence;
     const auto prompt_start = std::chrono::steady_clock::now();
-    for (std::int64_t b = 0; b < work_.batch; ++b) model.forward(work_.prompt, LogitsMode::Last);
+    for (std::int64_t b = 0; b < work_.batch; ++b) {
+      sequence = runner.start_sequence();
+      sequence->forward(work_.prompt, LogitsMode::Last);
+    }
     row.prompt_tokens_per_second =
         static_cast<double>(work_.batch * static_cast<std::int64_t>(work_.prompt.size())) /
         seconds_since(prompt_start);
-    GenerationOptions generation;
-    generation.max_new_tokens = work_.decode_tokens + 1;  // the first comes from the prompt pass
-    generation.stop_at_eos = false;
-    const GenerationResult generated = model.generate(work_.decode_prompt, generation);
+    device_memory.sample();  // the last prompt's KV cache is still held
+
+    sequence = runner.start_sequence();
+    std::int32_t next = sequence->forward_greedy(work_.decode_prompt);
+    const auto step = [&] {
+      next = sequence->forward_greedy(std::span<const std::int32_t>(&next, 1));
+    };
+    for (std::int64_t i = 0; i < kDecodeWarmupSteps; ++i) step();
+    const auto decode_start = std::chrono::steady_clock::now();
+    for (std::int64_t i = 0; i < work_.decode_tokens; ++i) step();
     row.decode_tokens_per_second =
-        static_cast<double>(generated.new_tokens - 1) / generated.decode_seconds;
+        static_cast<double>(work_.decode_tokens) / seconds_since(decode_start);
+    device_memory.sample();
+    sequence.reset();
     progress_.advance(1, label_ + ": evaluating");
 
     double cosine_sum = 0.0, kl_sum = 0.0;
     std::int64_t rows = 0;
     std::size_t window = 0;
     const PerplexityResult result =
-        perplexity(model, work_.eval_ids, work_.ctx,
+        perplexity(runner, work_.eval_ids, work_.ctx,
                    [&](std::span<const std::int32_t> ids, std::span<const float> logits) {
+                     device_memory.sample();
                      const auto predicted_rows = static_cast<std::int64_t>(ids.size()) - 1;
                      const auto predicted =
                          logits.first(static_cast<std::size_t>(predicted_rows * work_.vocab));
@@ -138,7 +181,9 @@ class Measurement {
     row.perplexity = result.perplexity;
     row.cosine_similarity = cosine_sum / static_cast<double>(result.windows);
     row.kl_divergence = kl_sum / static_cast<double>(rows);
-    row.peak_memory_mib = row.weights_mib + probe.rise_mib();
+    row.peak_memory_mib =
+        row.device == "cuda" ? device_memory.rise_mib() : row.weights_mib + probe.rise_mib();
+    row.process_peak_mib = static_cast<double>(process_peak_bytes()) / kBytesPerMib;
   }
 
  private:
@@ -189,7 +234,8 @@ Workload prepare_workload(const Model& model, const std::vector<std::int64_t>& i
   }
   if (options.eval_windows < 0) fail("option eval_windows must be >= 0");
   if (options.decode_tokens < 1) fail("option decode_tokens must be >= 1");
-  if (kDecodePromptTokens + options.decode_tokens + 1 > config.max_position_embeddings) {
+  if (kDecodePromptTokens + kDecodeWarmupSteps + options.decode_tokens >
+      config.max_position_embeddings) {
     fail("option decode_tokens: ", options.decode_tokens, " exceeds max_position_embeddings");
   }
   check_perplexity_ctx(config, options.ctx);
@@ -258,17 +304,48 @@ class ScratchDirectory {
   std::filesystem::path path_;
 };
 
+// Measures `model` on every device of the comparison: one row each, or a skipped entry saying
+// why it cannot run there. `base` holds the device-independent fields.
+void measure_on_devices(const std::shared_ptr<const Model>& model, const ComparisonRow& base,
+                        const Workload& work, Progress& progress, BackendComparison& comparison) {
+  const std::int64_t steps = 1 + comparison.eval_windows;
+  for (const std::string& device : comparison.devices) {
+    const std::string label =
+        base.backend + (comparison.devices.size() > 1 ? " on " + device : std::string());
+    std::optional<std::string> reason = device_unsupported_reason(*model, device);
+    if (!reason) {
+      ComparisonRow row = base;
+      try {
+        Measurement(work, progress, label).run(model, device, row);
+        comparison.rows.push_back(row);
+        continue;
+      } catch (const Error& error) {
+        reason = error.what();
+      }
+    }
+    comparison.skipped.push_back({base.backend, device, *reason});
+    progress.advance(steps, label + ": skipped");
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> comparison_devices(const std::string& device) {
+  if (device == "all") {
+    std::vector<std::string> devices{"cpu"};
+    if (cuda_available()) devices.emplace_back("cuda");
+    return devices;
+  }
+  check_device_option(device);
+  return {device};
+}
 
 BackendComparison compare_backends(const std::shared_ptr<const Model>& model,
                                    const std::vector<std::int64_t>& input_shape, int bits,
                                    const CompareOptions& options) {
   if (!model) fail("compare_backends: no model given");
   if (bits < 1 || bits > 8) fail("option bits: ", bits, " is outside 1..8");
-  if (options.device != "cpu" && options.device != "auto") {
-    fail("option device: '", options.device,
-         "' is not available to compare_backends (models run on the CPU in this build)");
-  }
+  const std::vector<std::string> devices = comparison_devices(options.device);
   const std::vector<const Backend*> selected = selected_backends(options);
   Workload work = prepare_workload(*model, input_shape, options);
   record_reference_logits(*model, work);
@@ -282,12 +359,14 @@ BackendComparison compare_backends(const std::shared_ptr<const Model>& model,
   comparison.ctx = work.ctx;
   comparison.eval_windows = windows;
   comparison.eval_tokens = windows * (work.ctx - 1);
+  comparison.devices = devices;
 
-  Progress progress("bench", static_cast<std::int64_t>(1 + selected.size()) * (2 + windows));
+  // Per model: quantized (1), then per device: speed (1) and each window.
+  const std::int64_t device_steps = static_cast<std::int64_t>(devices.size()) * (1 + windows);
+  Progress progress("bench", static_cast<std::int64_t>(1 + selected.size()) * (1 + device_steps));
   {
     ComparisonRow row;
     row.backend = "float";
-    row.device = "cpu";
     const WeightStorage storage = weight_storage(*model);
     row.scheme = storage.scheme;
     row.bits_per_weight = 8.0 * storage.bytes / storage.elements;
@@ -297,17 +376,18 @@ BackendComparison compare_backends(const std::shared_ptr<const Model>& model,
     // A model built in memory has no files: its in-memory weights stand in.
     row.disk_mib = on_disk > 0 ? static_cast<double>(on_disk) / kBytesPerMib : row.weights_mib;
     progress.advance(1, "float");
-    Measurement(work, progress, "float").run(*model, row);
-    comparison.rows.push_back(row);
+    measure_on_devices(model, row, work, progress, comparison);
   }
   for (const Backend* backend : selected) {
     const BackendSpec& spec = backend->spec();
+    const auto skip_everywhere = [&](const std::string& reason) {
+      for (const auto& device : devices) comparison.skipped.push_back({spec.name, device, reason});
+      progress.advance(1 + device_steps, spec.name + ": skipped");
+    };
     if (std::find(spec.bits.begin(), spec.bits.end(), bits) == spec.bits.end()) {
       std::string supported;
       for (int b : spec.bits) supported += (supported.empty() ? "" : ", ") + std::to_string(b);
-      comparison.skipped.push_back(
-          {spec.name, "writes " + supported + " bits, not " + std::to_string(bits)});
-      progress.advance(2 + windows, spec.name + ": skipped");
+      skip_everywhere("writes " + supported + " bits, not " + std::to_string(bits));
       continue;
     }
     UnifiedQuantizationConfig config;
@@ -320,26 +400,24 @@ BackendComparison compare_backends(const std::shared_ptr<const Model>& model,
             : spec.group_sizes.front();
     ComparisonRow row;
     row.backend = spec.name;
-    row.device = "cpu";
+    std::shared_ptr<const Model> quantized;
     try {
-      auto [quantized, quantizer] = quantize_model(model, config);
+      auto [model_out, quantizer] = quantize_model(model, config);
+      quantized = std::move(model_out);
       row.quantize_seconds = quantizer.report().seconds;
-      {
-        const ScratchDirectory scratch(spec.name);
-        quantizer.save_model(*quantized, scratch.path());
-        row.disk_mib = static_cast<double>(safetensors_bytes(scratch.path())) / kBytesPerMib;
-      }
-      const WeightStorage storage = weight_storage(*quantized);
-      row.scheme = storage.scheme;
-      row.bits_per_weight = 8.0 * storage.bytes / storage.elements;
-      row.weights_mib = storage.bytes / kBytesPerMib;
-      progress.advance(1, spec.name + ": quantized");
-      Measurement(work, progress, spec.name).run(*quantized, row);
+      const ScratchDirectory scratch(spec.name);
+      quantizer.save_model(*quantized, scratch.path());
+      row.disk_mib = static_cast<double>(safetensors_bytes(scratch.path())) / kBytesPerMib;
     } catch (const Error& error) {
-      comparison.skipped.push_back({spec.name, error.what()});
+      skip_everywhere(error.what());
       continue;
     }
-    comparison.rows.push_back(row);
+    const WeightStorage storage = weight_storage(*quantized);
+    row.scheme = storage.scheme;
+    row.bits_per_weight = 8.0 * storage.bytes / storage.elements;
+    row.weights_mib = storage.bytes / kBytesPerMib;
+    progress.advance(1, spec.name + ": quantized");
+    measure_on_devices(quantized, row, work, progress, comparison);
   }
   return comparison;
 }

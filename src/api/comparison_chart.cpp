@@ -42,6 +42,11 @@ std::string number(double value, int significant = 4) {
   return text;
 }
 
+// A row's series: the model and where it ran, e.g. "mlx (cuda)".
+std::string series_name(const ComparisonRow& row) {
+  return row.backend + " (" + row.device + ")";
+}
+
 // [low, high] padded so that points do not sit on the frame.
 std::pair<double, double> padded_range(double low, double high) {
   const double span = high - low;
@@ -114,10 +119,10 @@ void scatter_panel(Svg& svg, const BackendComparison& comparison) {
     const auto& row = comparison.rows[i];
     const char* color = kColors[i % kColors.size()];
     const double x = to_x(row.decode_tokens_per_second), y = to_y(row.perplexity);
-    svg.raw() << "<g data-series=\"" << escape(row.backend) << "\">\n"
+    svg.raw() << "<g data-series=\"" << escape(series_name(row)) << "\">\n"
               << "<circle cx=\"" << number(x, 6) << "\" cy=\"" << number(y, 6)
               << "\" r=\"7\" fill=\"" << color << "\"/>\n";
-    svg.text(x + 10, y - 8, row.backend + " (cos " + number(row.cosine_similarity, 5) + ")",
+    svg.text(x + 10, y - 8, series_name(row) + " cos " + number(row.cosine_similarity, 5),
              std::string("fill=\"") + color + "\"");
     svg.raw() << "</g>\n";
   }
@@ -139,8 +144,8 @@ void memory_panel(Svg& svg, const BackendComparison& comparison) {
     const double bar = band * 0.35;
     const double peak_width = row.peak_memory_mib / max_mib * (right - left);
     const double disk_width = row.disk_mib / max_mib * (right - left);
-    svg.raw() << "<g data-series=\"" << escape(row.backend) << "\">\n";
-    svg.text(left - 8, y + bar + 4, row.backend, "text-anchor=\"end\"");
+    svg.raw() << "<g data-series=\"" << escape(series_name(row)) << "\">\n";
+    svg.text(left - 8, y + bar + 4, series_name(row), "text-anchor=\"end\"");
     svg.raw() << "<rect x=\"" << left << "\" y=\"" << number(y, 6) << "\" width=\""
               << number(peak_width, 6) << "\" height=\"" << number(bar, 6) << "\" fill=\"" << color
               << "\"/>\n";

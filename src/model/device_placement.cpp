@@ -4,6 +4,9 @@
 #include "model/decoder.hpp"
 
 #if defined(UQ_HAVE_CUDA)
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/device.hpp"
 #endif
@@ -44,6 +47,32 @@ PlacedModel place_model(std::shared_ptr<const Model> model, const std::string& d
   }
 #endif
   return {std::move(model), "cpu"};
+}
+
+std::optional<std::string> device_unsupported_reason(const Model& model,
+                                                     const std::string& device) {
+  if (device != "cuda") {
+    check_device_option(device);
+    return std::nullopt;
+  }
+#if defined(UQ_HAVE_CUDA)
+  if (!cuda_available()) return "no CUDA GPU found";
+  return cuda::cuda_unsupported_reason(model);
+#else
+  (void)model;
+  return "this build has no CUDA support";
+#endif
+}
+
+std::int64_t cuda_memory_used_bytes() {
+#if defined(UQ_HAVE_CUDA)
+  if (!cuda_available()) return 0;
+  std::size_t free_bytes = 0, total_bytes = 0;
+  UQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return static_cast<std::int64_t>(total_bytes - free_bytes);
+#else
+  return 0;
+#endif
 }
 
 }  // namespace uq

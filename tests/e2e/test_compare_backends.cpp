@@ -45,6 +45,8 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
   std::vector<std::string> args{"bench",
                                 test::bundled_model().string(),
                                 "--json",
+                                "--device",
+                                "cpu",
                                 "--input-shape",
                                 "2,64",
                                 "--eval-windows",
@@ -63,6 +65,7 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
   const auto report = nlohmann::json::parse(result.out);
   EXPECT_EQ(report["input_shape"], nlohmann::json({2, 64}));
   EXPECT_EQ(report["bits"], 4);
+  EXPECT_EQ(report["devices"], nlohmann::json({"cpu"}));
   EXPECT_EQ(report["eval_windows"], 2);
   EXPECT_EQ(report["eval_tokens"], 2 * 255);
 
@@ -87,8 +90,8 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
     EXPECT_EQ(row["backend"], expected[i]);
     EXPECT_EQ(row["device"], "cpu");
     for (const char* key : {"disk_mib", "bits_per_weight", "weights_mib", "peak_memory_mib",
-                            "prompt_tokens_per_second", "decode_tokens_per_second", "perplexity",
-                            "cosine_similarity"}) {
+                            "process_peak_mib", "prompt_tokens_per_second",
+                            "decode_tokens_per_second", "perplexity", "cosine_similarity"}) {
       ASSERT_TRUE(row[key].is_number()) << key;
       const double value = row[key];
       EXPECT_TRUE(std::isfinite(value) && value > 0.0) << key << " = " << value;
@@ -122,9 +125,11 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
   ASSERT_EQ(parsed.exit_code, 0) << parsed.err;
   const auto svg_info = nlohmann::json::parse(parsed.out);
   EXPECT_EQ(svg_info["root"], "{http://www.w3.org/2000/svg}svg");
-  // One series in the scatter and one in the memory bars for every row.
-  std::vector<std::string> series_twice = expected;
-  series_twice.insert(series_twice.end(), expected.begin(), expected.end());
+  // One series in the scatter and one in the memory bars for every row, named with its device.
+  std::vector<std::string> series;
+  for (const auto& name : expected) series.push_back(name + " (cpu)");
+  std::vector<std::string> series_twice = series;
+  series_twice.insert(series_twice.end(), series.begin(), series.end());
   EXPECT_EQ(svg_info["series"].get<std::vector<std::string>>(), series_twice);
   const auto texts = svg_info["texts"].get<std::vector<std::string>>();
   for (const char* label : {"Speed vs accuracy", "Memory per backend (MiB)",
@@ -141,8 +146,8 @@ TEST(Bench, JsonHasAMeasuredRowForFloatAndEveryBackendAndAValidChart) {
   EXPECT_EQ(png_info["format"], "PNG");
   EXPECT_EQ(png_info["width"], 1960);
   EXPECT_EQ(png_info["height"], 880);
-  ASSERT_EQ(png_info["series"].size(), expected.size()) << png_info.dump();
-  for (const auto& name : expected) {
+  ASSERT_EQ(png_info["series"].size(), series.size()) << png_info.dump();
+  for (const auto& name : series) {
     // A scatter point alone (radius 7 at 2x) covers ~600 pixels; its bar adds more.
     EXPECT_GT(png_info["series"][name]["pixels"].get<int>(), 400) << name;
   }

@@ -66,7 +66,15 @@ TEST(BackendManager, ListsEveryRegisteredBackendWithItsSpec) {
     EXPECT_EQ(listed[i].name, spec.name);
     EXPECT_EQ(listed[i].bits, spec.bits);
     EXPECT_EQ(listed[i].group_sizes, spec.group_sizes);
-    EXPECT_EQ(listed[i].devices, std::vector<std::string>{"cpu"});
+    // GPTQ/AWQ need a group-wise integer grid: every backend but bnb's codebooks.
+    EXPECT_EQ(listed[i].calibration, spec.name != "bnb") << spec.name;
+    // With a GPU, tests/cuda/test_bench_cuda checks the cuda entries against uq bench.
+    if (BackendManager::get_instance().gpus().empty()) {
+      EXPECT_EQ(listed[i].devices, std::vector<std::string>{"cpu"});
+      EXPECT_TRUE(listed[i].cuda_bits.empty());
+    } else {
+      EXPECT_EQ(listed[i].devices.front(), "cpu");
+    }
   }
 }
 

@@ -217,14 +217,14 @@ TEST(AutoBackend, RuleTable) {
       {request(3), "mlx", "cpu"},
       {request(4, "rtn", false, false, false, true), "mlx", "cuda"},
       {request(8, "rtn", false, true), "quanto", "cpu"},
-      {request(8, "rtn", false, true, false, true), "quanto", "cpu"},  // no CUDA kernels
+      {request(8, "rtn", false, true, false, true), "quanto", "cuda"},
       {request(8, "rtn", false, false, true), "quanto", "cpu"},
       {request(4, "gptq"), "mlx", "cpu"},
       {request(3, "awq", true, false, false, true), "mlx", "cuda"},  // method before LoRA
       {request(4, "rtn", true), "bnb", "cpu"},
-      {request(4, "rtn", true, false, false, true), "bnb", "cpu"},
+      {request(4, "rtn", true, false, false, true), "bnb", "cuda"},
       {request(8, "rtn", true), "mlx", "cpu"},
-      {request(4, "rtn", false, false, false, true, "custom"), "custom", "cpu"},
+      {request(4, "rtn", false, false, false, true, "custom"), "custom", "cuda"},
       {request(4, "rtn", false, false, false, false, "mlx", "cuda"), "mlx", "cuda"},
       {request(4, "rtn", false, false, false, true, "mlx", "cpu"), "mlx", "cpu"},
   };

@@ -1,5 +1,6 @@
-// `uq bench MODEL [--input-shape 1,512] [--bits 4] [--backends LIST] [--plot FILE.svg|.png]...
-// [--json]`: the float model and every backend measured side by side (compare_backends).
+// `uq bench MODEL [--input-shape 1,512] [--bits 4] [--backends LIST] [--device D]
+// [--plot FILE.svg|.png]... [--json]`: the float model and every backend measured side by side
+// on each selected device (compare_backends).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -61,6 +62,7 @@ nlohmann::json comparison_json(const BackendComparison& comparison, const std::s
                     {"bits_per_weight", row.bits_per_weight},
                     {"weights_mib", row.weights_mib},
                     {"peak_memory_mib", row.peak_memory_mib},
+                    {"process_peak_mib", row.process_peak_mib},
                     {"prompt_tokens_per_second", row.prompt_tokens_per_second},
                     {"decode_tokens_per_second", row.decode_tokens_per_second},
                     {"perplexity", row.perplexity},
@@ -69,11 +71,13 @@ nlohmann::json comparison_json(const BackendComparison& comparison, const std::s
   }
   nlohmann::json skipped = nlohmann::json::array();
   for (const auto& skip : comparison.skipped) {
-    skipped.push_back({{"backend", skip.backend}, {"reason", skip.reason}});
+    skipped.push_back(
+        {{"backend", skip.backend}, {"device", skip.device}, {"reason", skip.reason}});
   }
   return {{"model", model},
           {"input_shape", {comparison.batch, comparison.sequence}},
           {"bits", comparison.bits},
+          {"devices", comparison.devices},
           {"data", comparison.data},
           {"ctx", comparison.ctx},
           {"eval_windows", comparison.eval_windows},
@@ -105,22 +109,27 @@ void print_table(const BackendComparison& comparison) {
     backend_width = std::max(backend_width, static_cast<int>(row.backend.size()));
     scheme_width = std::max(scheme_width, static_cast<int>(row.scheme.size()));
   }
-  std::printf("%-*s %-4s %-*s %8s %9s %6s %9s %10s %10s %9s %9s %10s\n", backend_width, "backend",
-              "dev", scheme_width, "scheme", "quant s", "disk MiB", "bits/w", "peak MiB",
-              "prompt t/s", "decode t/s", "ppl", "cosine", "KL");
+  std::printf("%-*s %-4s %-*s %8s %9s %6s %9s %9s %10s %10s %9s %9s %10s\n", backend_width,
+              "backend", "dev", scheme_width, "scheme", "quant s", "disk MiB", "bits/w", "peak MiB",
+              "RSS MiB", "prompt t/s", "decode t/s", "ppl", "cosine", "KL");
   for (const auto& row : comparison.rows) {
-    std::printf("%-*s %-4s %-*s %8.3f %9.3f %6.3f %9.2f %10.0f %10.1f %9.3f %9.6f %10.3g\n",
+    std::printf("%-*s %-4s %-*s %8.3f %9.3f %6.3f %9.2f %9.1f %10.0f %10.1f %9.3f %9.6f %10.3g\n",
                 backend_width, row.backend.c_str(), row.device.c_str(), scheme_width,
                 row.scheme.c_str(), row.quantize_seconds, row.disk_mib, row.bits_per_weight,
-                row.peak_memory_mib, row.prompt_tokens_per_second, row.decode_tokens_per_second,
-                row.perplexity, row.cosine_similarity, row.kl_divergence);
+                row.peak_memory_mib, row.process_peak_mib, row.prompt_tokens_per_second,
+                row.decode_tokens_per_second, row.perplexity, row.cosine_similarity,
+                row.kl_divergence);
   }
   for (const auto& skip : comparison.skipped) {
-    std::printf("skipped %s: %s\n", skip.backend.c_str(), skip.reason.c_str());
+    std::printf("skipped %s on %s: %s\n", skip.backend.c_str(), skip.device.c_str(),
+                skip.reason.c_str());
   }
   std::printf(
-      "\npeak MiB: the model's weights + the process's peak rise (VmHWM) while running it.\n"
-      "disk MiB: safetensors files. KL: mean KL(float || backend) per predicted token.\n");
+      "\npeak MiB: cpu rows: the model's weights + the process's peak rise (VmHWM) while\n"
+      "running it; cuda rows: the rise of GPU memory in use (driver) from before the upload.\n"
+      "RSS MiB: the process's peak resident set over the row. disk MiB: safetensors files.\n"
+      "Quantization runs on the CPU. cosine, KL: vs the float model's logits on the CPU;\n"
+      "KL: mean KL(float || backend) per predicted token.\n");
 }
 
 }  // namespace
@@ -183,8 +192,15 @@ void register_bench(CLI::App& app) {
                       "Write the chart to FILE.svg or FILE.png (repeat for both)");
   command->add_flag("--json", options.json, "Print one JSON object on stdout");
   add_run_options(*command, options.run);
+  command->get_option("--device")
+      ->description(
+          "cpu, cuda, auto (each model on the GPU when it can run there) or all (one row per "
+          "model on every usable device)");
   command->callback([] {
-    apply_run_options(options.run);
+    RunOptions run = options.run;
+    // "all" is bench's alone (compare_backends checks it); the rest of the run options apply.
+    if (run.device == "all") run.device = "cpu";
+    apply_run_options(run);
     for (const auto& plot : options.plots) check_plot_path(plot);
     const auto shape = parse_input_shape(options.input_shape);
     if (!options.synthetic.empty()) {

@@ -1,4 +1,5 @@
 // `uq info [--json]`: devices, backends and memory of this build on this machine.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,7 +37,8 @@ nlohmann::json info_json(const BackendManager& manager, const MemoryInfo& memory
                         {"group_sizes", backend.group_sizes},
                         {"calibration", backend.calibration},
                         {"lora", backend.lora},
-                        {"devices", backend.devices}});
+                        {"devices", backend.devices},
+                        {"cuda_bits", backend.cuda_bits}});
   }
   nlohmann::json gpu_memory = nlohmann::json::array();
   for (const auto& gpu : memory.gpus) {
@@ -76,13 +78,20 @@ void print_info(const BackendManager& manager, const MemoryInfo& memory) {
     std::printf("gpu %d   %s, compute %d.%d, %d SMs, %.1f GiB\n", gpu.index, gpu.name.c_str(),
                 gpu.compute_major, gpu.compute_minor, gpu.multiprocessors, gpu.memory_gb);
   }
-  std::printf("\n%-8s %-16s %-10s %-11s %-5s %-8s %s\n", "backend", "bits", "groups",
+  int groups_width = 6;  // bnb's block sizes run long: the column takes the widest entry
+  for (const auto& backend : manager.backends()) {
+    groups_width = std::max(groups_width, static_cast<int>(join(backend.group_sizes).size()));
+  }
+  std::printf("\n%-8s %-16s %-*s %-11s %-5s %-22s %s\n", "backend", "bits", groups_width, "groups",
               "calibration", "lora", "devices", "format / layout");
   for (const auto& backend : manager.backends()) {
     std::string devices;
-    for (const auto& device : backend.devices) devices += (devices.empty() ? "" : ",") + device;
-    std::printf("%-8s %-16s %-10s %-11s %-5s %-8s %s / %s\n", backend.name.c_str(),
-                join(backend.bits).c_str(), join(backend.group_sizes).c_str(),
+    for (const auto& device : backend.devices) {
+      devices += (devices.empty() ? "" : ",") + device;
+      if (device == "cuda") devices += "(" + join(backend.cuda_bits) + ")";
+    }
+    std::printf("%-8s %-16s %-*s %-11s %-5s %-22s %s / %s\n", backend.name.c_str(),
+                join(backend.bits).c_str(), groups_width, join(backend.group_sizes).c_str(),
                 backend.calibration ? "yes" : "no", backend.lora ? "yes" : "no", devices.c_str(),
                 backend.format.c_str(), backend.layout.c_str());
   }

@@ -10,6 +10,7 @@
 #include "kernels/cuda/bf16_gemv.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
+#include "kernels/cuda/format_device_matrix.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
 
@@ -19,8 +20,14 @@ namespace {
 const FloatWeight* as_float(const Weight& weight) {
   return dynamic_cast<const FloatWeight*>(&weight);
 }
+// Affine weights the tuned bf16 kernels (affine_gemv_cuda) take; others go to the format path.
 const AffineWeight* as_affine(const Weight& weight) {
-  return dynamic_cast<const AffineWeight*>(&weight);
+  const auto* affine = dynamic_cast<const AffineWeight*>(&weight);
+  if (affine == nullptr || affine->param_dtype() != DType::BF16) return nullptr;
+  const int bits = affine->bits();
+  const int group = affine->group_size();
+  const bool tuned = bits != 1 && bits != 7 && (group == 32 || group == 64 || group == 128);
+  return tuned ? affine : nullptr;
 }
 
 // Grows `buffer` to at least `count` elements (contents are not kept).
@@ -39,20 +46,8 @@ int narrow(std::int64_t value, const std::string& name) {
 std::optional<std::string> cuda_unsupported_reason(const NamedWeight& named) {
   const Weight& weight = *named.weight;
   if (as_float(weight) != nullptr) return std::nullopt;
-  if (const AffineWeight* affine = as_affine(weight)) {
-    if (affine->param_dtype() != DType::BF16) {
-      return "module '" + named.name + "': no CUDA kernel for affine weights with " +
-             std::string(dtype_name(affine->param_dtype())) + " scales yet (bf16 only)";
-    }
-    const int bits = affine->bits();
-    const int group = affine->group_size();
-    if (bits == 1 || bits == 7 || (group != 32 && group != 64 && group != 128)) {
-      return "module '" + named.name + "': no CUDA kernel for " + weight.describe() +
-             " yet (bits 2-6 and 8, groups 32/64/128)";
-    }
-    return std::nullopt;
-  }
-  return "module '" + named.name + "': no CUDA kernel for " + weight.describe() + " yet";
+  if (as_affine(weight) != nullptr) return std::nullopt;
+  return format_unsupported_reason(named);
 }
 
 bool DeviceMatrix::fusable(const Weight& a, const Weight& b) {
@@ -64,16 +59,18 @@ bool DeviceMatrix::fusable(const Weight& a, const Weight& b) {
   }
   const AffineWeight* affine_a = as_affine(a);
   const AffineWeight* affine_b = as_affine(b);
-  return affine_a != nullptr && affine_b != nullptr && affine_a->bits() == affine_b->bits() &&
-         affine_a->group_size() == affine_b->group_size() &&
-         affine_a->param_dtype() == affine_b->param_dtype();
+  if (affine_a != nullptr || affine_b != nullptr) {
+    return affine_a != nullptr && affine_b != nullptr && affine_a->bits() == affine_b->bits() &&
+           affine_a->group_size() == affine_b->group_size();
+  }
+  return float_a == nullptr && float_b == nullptr && format_fusable(a, b);
 }
 
 DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
   if (parts.empty()) fail("cuda: a device matrix needs at least one weight");
   for (const auto& part : parts) {
     if (auto reason = cuda_unsupported_reason(part)) fail(*reason);
-    if (!fusable(*parts.front().weight, *part.weight)) {
+    if (&part != &parts.front() && !fusable(*parts.front().weight, *part.weight)) {
       fail("module '", part.name, "': cannot share a device matrix with '", parts.front().name,
            "'");
     }
@@ -108,6 +105,11 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
     }
     return;
   }
+  if (as_affine(*parts.front().weight) == nullptr) {
+    kind_ = Kind::format;
+    format_ = make_format_device_matrix(parts);
+    return;
+  }
   kind_ = Kind::affine;
   std::vector<std::uint32_t> codes;
   std::vector<std::uint16_t> scales;
@@ -128,6 +130,8 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
       AffineHostWeight{name, out_, in_, first.bits(), first.group_size(), codes, scales, biases});
 }
 
+DeviceMatrix::~DeviceMatrix() = default;
+
 bool DeviceMatrix::accumulates_in_place(int rows) const {
   return (kind_ == Kind::affine && rows <= 2) ||
          (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
@@ -138,6 +142,7 @@ DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const Lin
   if (accumulate && (direct == nullptr || !accumulates_in_place(rows))) {
     fail("cuda: this product cannot accumulate in place");
   }
+  if (kind_ == Kind::format) return format_->multiply(x, rows, context, direct);
   LinearScratch& scratch = *context.scratch;
   const std::size_t outputs = static_cast<std::size_t>(rows) * static_cast<std::size_t>(out_);
   if (kind_ == Kind::affine) {
@@ -188,6 +193,8 @@ void DeviceMatrix::gather(const std::int32_t* ids, int count, float* out,
       return gather_rows(f32_.data(), in_, ids, count, out, stream);
     case Kind::affine:
       return gather_rows(*affine_, ids, count, out, stream);
+    case Kind::format:
+      return format_->gather(ids, count, out, stream);
   }
 }
 

@@ -5,8 +5,11 @@
 //     into bf16 high + low parts, stacked as twice the rows, so one pass over the weights gives
 //     a product accurate to ~16 significant bits of x;
 //   FloatWeight f32 / f16 -> f32 matrix, cuBLAS sgemm;
-//   AffineWeight (MLX layout, bf16 scales) -> AffineDeviceWeight and affine_gemv_cuda.
-// Any other Weight type is refused with a uq::Error naming the layer and its format.
+//   AffineWeight (MLX layout, bf16 scales, bits 2-6/8, groups 32/64/128) -> AffineDeviceWeight
+//     and affine_gemv_cuda;
+//   every other format (other affine scales/bits/groups, symmetric, float8, bnb, LLM.int8, ggml,
+//     quanto activations, LoRA) -> FormatDeviceMatrix (format_device_matrix.hpp).
+// A Weight type with none of these is refused with a uq::Error naming the layer and its format.
 // Several layers reading the same input (q|k|v, gate|up) are fused into one matrix when their
 // formats match, so one launch reads them all.
 #include <cuda_bf16.h>
@@ -26,10 +29,19 @@ class Weight;
 
 namespace uq::cuda {
 
+class FormatDeviceMatrix;
+
 // Device buffers a product needs besides its input and output; grown on demand.
 struct LinearScratch {
   DeviceBuffer<__nv_bfloat16> split;  // [2 * rows, in] bf16 parts of x
   DeviceBuffer<float> product;        // [2 * rows, out] raw products
+  // FormatDeviceMatrix: decoded tile of W, quantized activations, LoRA projection, LLM.int8.
+  DeviceBuffer<float> tile;
+  DeviceBuffer<float> activations;
+  DeviceBuffer<float> lora;
+  DeviceBuffer<std::int8_t> quantized_x;
+  DeviceBuffer<float> row_absmax;
+  DeviceBuffer<std::int32_t> outliers;
 };
 
 struct LinearContext {
@@ -51,6 +63,7 @@ class DeviceMatrix {
  public:
   // All parts must share a format and in_features (see fusable); throws uq::Error otherwise.
   explicit DeviceMatrix(const std::vector<NamedWeight>& parts);
+  ~DeviceMatrix();
   // True when `a` and `b` can share one DeviceMatrix.
   static bool fusable(const Weight& a, const Weight& b);
 
@@ -72,13 +85,14 @@ class DeviceMatrix {
   void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
 
  private:
-  enum class Kind { bf16, f32, affine };
+  enum class Kind { bf16, f32, affine, format };
   Kind kind_;
   int out_ = 0;
   int in_ = 0;
   DeviceBuffer<__nv_bfloat16> bf16_;
   DeviceBuffer<float> f32_;
   std::unique_ptr<AffineDeviceWeight> affine_;
+  std::unique_ptr<const FormatDeviceMatrix> format_;
 };
 
 // y = x W^T + bias for W the concatenation of its parts; biases (empty when a part has none)

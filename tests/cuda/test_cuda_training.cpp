@@ -276,7 +276,8 @@ TEST_F(GpuTraining, FinetuneCommandTrainsOnTheGpu) {
   EXPECT_NE(result.err.find("training on cuda"), std::string::npos) << result.err;
   const auto report = nlohmann::json::parse(result.out);
   EXPECT_EQ(report["device"], "cuda");
-  EXPECT_LT(report["val_ppl"].get<double>(), 0.9 * report["val_ppl_before"].get<double>());
+  // The CPU, same settings: 170.9 -> 69.0.
+  EXPECT_LT(report["val_ppl"].get<double>(), 0.6 * report["val_ppl_before"].get<double>());
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "adapter" / "adapter_model.safetensors"));
 }
 

@@ -230,7 +230,7 @@ struct CudaTrainableDecoder::State {
 
   void reserve_rows(const WindowShape& wanted);
   void attention_forward(const LayerWeights& layer, LayerActivations& a);
-  void attention_backward(const LayerWeights& layer, const LayerActivations& a);
+  void attention_backward(const LayerActivations& a);
 };
 
 void CudaTrainableDecoder::State::reserve_rows(const WindowShape& wanted) {
@@ -258,7 +258,7 @@ void CudaTrainableDecoder::State::reserve_rows(const WindowShape& wanted) {
     a.gate_up = DeviceBuffer<float>(size_of(n, 2 * inner));
     a.act = DeviceBuffer<float>(size_of(n, inner));
   }
-  std::int64_t widest_in = std::max(hidden, inner);
+  const std::int64_t widest_in = std::max(hidden, inner);
   ids = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(n));
   nll = DeviceBuffer<float>(static_cast<std::size_t>(n));
   host_nll.resize(static_cast<std::size_t>(n));
@@ -318,8 +318,7 @@ void CudaTrainableDecoder::State::attention_forward(const LayerWeights& layer,
 }
 
 // From grad_attended (token rows) to grad_qkv (token rows, RoPE undone).
-void CudaTrainableDecoder::State::attention_backward(const LayerWeights& /*layer*/,
-                                                     const LayerActivations& a) {
+void CudaTrainableDecoder::State::attention_backward(const LayerActivations& a) {
   const int tokens = shape.tokens;
   const int heads = static_cast<int>(config.num_attention_heads);
   const int kv_heads = static_cast<int>(config.num_key_value_heads);
@@ -611,7 +610,7 @@ double CudaTrainableDecoder::accumulate(std::span<const std::int32_t> ids, std::
                       s.grad_normed.data(), s.grad_residual.data(), true, stream);
     s.linear_backward(layer.o, a.attended.data(), rows, s.grad_residual.data(), hidden,
                       s.grad_attended.data(), false, dropout_seed);
-    s.attention_backward(layer, a);
+    s.attention_backward(a);
     s.linear_backward(layer.qkv, a.normed1.data(), rows, s.grad_qkv.data(), qkv_width,
                       s.grad_normed.data(), false, dropout_seed);
     rms_norm_backward(a.x_in.data(), rows, hidden, layer.input_norm.data(), eps,

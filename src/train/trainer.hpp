@@ -40,7 +40,7 @@ struct FinetuneOptions {
   // "cpu", "cuda" or "auto" (the GPU when this build has CUDA, a GPU is present and every
   // frozen weight has a CUDA kernel; else the CPU).
   std::string device = "cpu";
-  bool tf32 = false;  // CUDA: TF32 tensor cores for the frozen and attention products
+  bool tf32 = false;  // CUDA: TF32 tensor cores for the frozen products
 };
 
 struct StepReport {

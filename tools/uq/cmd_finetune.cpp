@@ -127,9 +127,8 @@ void register_finetune(CLI::App& app) {
   command->add_option("--adapter-format", options.adapter_format, "peft or mlx")
       ->capture_default_str();
   command->add_flag("--json", options.json, "Print one JSON object on stdout at the end");
-  command->add_flag(
-      "--tf32", options.train.tf32,
-      "CUDA: TF32 tensor cores for frozen-weight and attention products (faster, ~1e-3)");
+  command->add_flag("--tf32", options.train.tf32,
+                    "CUDA: TF32 tensor cores for the frozen-weight products (faster, ~1e-3)");
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);

@@ -127,10 +127,8 @@ struct CudaTrainableDecoder::State {
                const float* a, int lda, long long stride_a, const float* b, int ldb,
                long long stride_b, float beta, float* c, int ldc, long long stride_c,
                int count) const {
-    UQ_CUDA_CHECK(cublasGemmStridedBatchedEx(
-        cublas.get(), ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, stride_a, b, CUDA_R_32F, ldb,
-        stride_b, &beta, c, CUDA_R_32F, ldc, stride_c, count,
-        options.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    UQ_CUDA_CHECK(cublasSgemmStridedBatched(cublas.get(), ta, tb, m, n, k, &alpha, a, lda, stride_a,
+                                            b, ldb, stride_b, &beta, c, ldc, stride_c, count));
   }
 
   int tile_rows(const TrainLinear& linear) const {

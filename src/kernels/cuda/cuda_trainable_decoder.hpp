@@ -25,8 +25,8 @@ namespace uq::cuda {
 
 struct CudaTrainingOptions {
   double dropout = 0.0;
-  // TF32 tensor cores for the frozen and attention products (about 10 bits of mantissa:
-  // faster, less exact); off: every product in full fp32. Adapter products stay fp32.
+  // TF32 tensor cores for the frozen products (about 10 bits of mantissa: faster, less
+  // exact); off: every product in full fp32. Attention and adapter products stay fp32.
   bool tf32 = false;
   // Floats of one dequantized tile of a frozen matrix (bounds its scratch).
   std::int64_t tile_floats = std::int64_t{1} << 24;

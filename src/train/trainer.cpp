@@ -12,10 +12,16 @@
 #include "io/safetensors.hpp"
 #include "io/staged_directory.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "model/perplexity.hpp"
 #include "train/gradient_clipping.hpp"
 #include "train/lora_attach.hpp"
 #include "train/trainable_decoder.hpp"
+
+#if defined(UQ_HAVE_CUDA)
+#include "kernels/cuda/cuda_model.hpp"
+#include "kernels/cuda/cuda_trainable_decoder.hpp"
+#endif
 
 namespace uq {
 namespace {
@@ -59,6 +65,22 @@ json run_identity(const FinetuneOptions& options, std::size_t train_tokens) {
           {"train_tokens", train_tokens}};
 }
 
+// "cpu" or "cuda" for options.device; asked before the adapters wrap the weights.
+std::string training_device(const Model& model, const std::string& device) {
+  check_device_option(device);
+#if defined(UQ_HAVE_CUDA)
+  if (device == "cpu" || !cuda_available()) return "cpu";
+  if (const auto reason = cuda::cuda_unsupported_reason(model)) {
+    if (device == "cuda") fail("option --device cuda: ", *reason);
+    return "cpu";
+  }
+  return "cuda";
+#else
+  (void)model;
+  return "cpu";
+#endif
+}
+
 std::span<const std::byte> bytes_of(const std::vector<float>& values) {
   return std::as_bytes(std::span<const float>(values));
 }
@@ -81,16 +103,34 @@ Trainer::Trainer(std::shared_ptr<Model> model, std::vector<std::int32_t> train_i
          options_.ctx);
   }
   schedule_ = {options_.lr, options_.warmup_steps, options_.steps, options_.lr_schedule};
+  device_ = training_device(*model_, options_.device);
   std::map<std::string, std::shared_ptr<LoraAdapter>> trained;
   for (const NamedLoraAdapter& named : attach_lora(*model_, options_.lora, options_.seed)) {
     paths_.push_back(named.path);
     adapters_.push_back(named.adapter);
     trained[named.path] = named.adapter;
   }
+#if defined(UQ_HAVE_CUDA)
+  if (device_ == "cuda") {
+    std::vector<cuda::NamedDeviceAdapter> named;
+    for (std::size_t i = 0; i < paths_.size(); ++i)
+      named.push_back({paths_[i], adapters_[i].get()});
+    cuda_decoder_ = std::make_shared<cuda::CudaTrainableDecoder>(
+        *model_, named, cuda::CudaTrainingOptions{options_.lora.dropout, options_.tf32});
+    return;
+  }
+#endif
   decoder_ = std::make_unique<TrainableDecoder<float>>(*model_, trained, options_.lora.dropout);
 }
 
 Trainer::~Trainer() = default;
+
+std::int64_t Trainer::steps_done() const {
+#if defined(UQ_HAVE_CUDA)
+  if (cuda_decoder_) return cuda_decoder_->steps_taken();
+#endif
+  return optimizer_.steps_taken();
+}
 
 std::vector<std::int32_t> Trainer::window_ids(std::int64_t sequence) const {
   // Windows are visited in a fresh seeded order every epoch, so the window of
@@ -112,6 +152,37 @@ StepReport Trainer::step() {
   const std::int64_t step_index = steps_done();
   const std::int64_t sequences = options_.batch * options_.gradient_accumulation;
   const double weight = 1.0 / static_cast<double>(sequences * (options_.ctx - 1));
+  StepReport report;
+#if defined(UQ_HAVE_CUDA)
+  if (cuda_decoder_) {
+    // A batch of windows per launch sequence; its dropout masks are keyed by its first window.
+    cuda_decoder_->zero_gradients();
+    double total = 0.0;
+    for (std::int64_t first = 0; first < sequences; first += options_.batch) {
+      std::vector<std::int32_t> ids;
+      for (std::int64_t s = first; s < first + options_.batch; ++s) {
+        const std::vector<std::int32_t> window = window_ids(step_index * sequences + s);
+        ids.insert(ids.end(), window.begin(), window.end());
+      }
+      const auto sequence = static_cast<std::uint64_t>(step_index * sequences + first);
+      total +=
+          cuda_decoder_->accumulate(ids, options_.batch, weight, options_.seed ^ (sequence << 20));
+    }
+    report.lr = schedule_.at(step_index);
+    report.grad_norm =
+        cuda_decoder_->clip_and_step(options_.max_grad_norm, report.lr, options_.adamw);
+    // The model's LoraWeights share these: validation and saving see the trained values.
+    for (std::size_t i = 0; i < adapters_.size(); ++i) {
+      cuda_decoder_->download_adapter(i, *adapters_[i]);
+    }
+    report.step = steps_done();
+    report.loss = total / static_cast<double>(sequences * (options_.ctx - 1));
+    report.tokens = sequences * options_.ctx;
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+#endif
   decoder_->zero_gradients();
   double total_nll = 0.0;
   for (std::int64_t s = 0; s < sequences; ++s) {
@@ -127,7 +198,6 @@ StepReport Trainer::step() {
     gradients.push_back(&gradient.a);
     gradients.push_back(&gradient.b);
   }
-  StepReport report;
   report.grad_norm = clip_gradient_norm(gradients, options_.max_grad_norm);
   for (std::size_t i = 0; i < adapters_.size(); ++i) {
     LoraGradient<float>& gradient = decoder_->gradient(i);
@@ -160,8 +230,11 @@ void Trainer::save_checkpoint(const std::filesystem::path& dir) const {
   save_adapters(staged.path(), adapters(AdapterFormat::Peft), model_->config().num_hidden_layers);
   SafetensorsWriter writer(staged.path() / kOptimizerFile);
   // Moments exist once a step was taken; they pair with paths_ as (A, B).
-  const auto& m = optimizer_.first_moments();
-  const auto& v = optimizer_.second_moments();
+  std::vector<std::vector<float>> m = optimizer_.first_moments();
+  std::vector<std::vector<float>> v = optimizer_.second_moments();
+#if defined(UQ_HAVE_CUDA)
+  if (cuda_decoder_) cuda_decoder_->download_moments(m, v);
+#endif
   for (std::size_t index = 0; index < m.size(); ++index) {
     const std::string name = paths_[index / 2] + (index % 2 == 0 ? ".lora_A" : ".lora_B");
     const auto size = static_cast<std::int64_t>(m[index].size());
@@ -220,6 +293,13 @@ void Trainer::resume(const std::filesystem::path& dir) {
       }
     }
   }
+#if defined(UQ_HAVE_CUDA)
+  if (cuda_decoder_) {
+    std::vector<const LoraAdapter*> restored;
+    for (const auto& adapter : adapters_) restored.push_back(adapter.get());
+    cuda_decoder_->upload_state(restored, step, m, v);
+  }
+#endif
   optimizer_.restore(step, std::move(m), std::move(v));
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "train/adamw.hpp"
@@ -18,6 +19,9 @@ namespace uq {
 class Model;
 template <typename T>
 class TrainableDecoder;
+namespace cuda {
+class CudaTrainableDecoder;
+}
 
 struct FinetuneOptions {
   LoraConfig lora;
@@ -33,6 +37,10 @@ struct FinetuneOptions {
   double max_grad_norm = 1.0;      // 0: no clipping
   AdamWOptions adamw;
   std::uint64_t seed = 0;  // adapter init, window order, dropout masks
+  // "cpu", "cuda" or "auto" (the GPU when this build has CUDA, a GPU is present and every
+  // frozen weight has a CUDA kernel; else the CPU).
+  std::string device = "cpu";
+  bool tf32 = false;  // CUDA: TF32 tensor cores for the frozen products
 };
 
 struct StepReport {
@@ -47,7 +55,8 @@ struct StepReport {
 class Trainer {
  public:
   // Attaches fresh adapters to `model` (it must have none) and prepares to
-  // train on `train_ids`. Throws uq::Error for invalid options or too little data.
+  // train on `train_ids` on options.device. Throws uq::Error for invalid options,
+  // too little data, or --device cuda where the GPU or a weight's kernel is missing.
   Trainer(std::shared_ptr<Model> model, std::vector<std::int32_t> train_ids,
           FinetuneOptions options);
   ~Trainer();
@@ -55,7 +64,9 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   const FinetuneOptions& options() const { return options_; }
-  std::int64_t steps_done() const { return optimizer_.steps_taken(); }
+  // "cpu" or "cuda": where the steps run (options.device resolved).
+  const std::string& device() const { return device_; }
+  std::int64_t steps_done() const;
   bool finished() const { return steps_done() >= options_.steps; }
 
   // One optimizer step (gradient_accumulation batches).
@@ -82,7 +93,11 @@ class Trainer {
   LrSchedule schedule_;
   std::vector<std::string> paths_;
   std::vector<std::shared_ptr<LoraAdapter>> adapters_;
-  std::unique_ptr<TrainableDecoder<float>> decoder_;
+  std::string device_;
+  std::unique_ptr<TrainableDecoder<float>> decoder_;  // on the CPU
+  // Or on the GPU (shared_ptr: its deleter is bound where the type is complete, so builds
+  // without CUDA never need it).
+  std::shared_ptr<cuda::CudaTrainableDecoder> cuda_decoder_;
   AdamW optimizer_;
 };
 

@@ -10,7 +10,6 @@
 // of data/val.txt.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,14 +21,6 @@
 #include "train/lora_adapter.hpp"
 
 namespace {
-
-std::string short_val_text(const uq::test::TempDir& dir) {
-  std::string text = uq::test::read_text(uq::test::source_path("data/val.txt"));
-  text.resize(text.rfind('\n', 24000) + 1);
-  const auto path = dir / "val_head.txt";
-  std::ofstream(path, std::ios::binary) << text;
-  return path.string();
-}
 
 double eval_ppl(std::vector<std::string> args, const std::string& device) {
   args.insert(args.end(), {"--ctx", "128", "--json", "--device", device, "--quiet"});
@@ -70,7 +61,7 @@ std::string write_adapter(const uq::test::TempDir& dir) {
 TEST(CudaFormatsCli, EveryBackendEvaluatesOnCudaAsOnCpu) {
   if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
   uq::test::TempDir dir;
-  const std::string data = short_val_text(dir);
+  const std::string data = uq::test::val_text_head(dir, 24000);
   const std::string bundled = uq::test::bundled_model().string();
   struct Case {
     std::string name;

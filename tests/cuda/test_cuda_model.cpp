@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <random>
 
@@ -170,15 +169,6 @@ TEST(CudaModelVariants, TiedBiasedSlidingLlama3MatchesCpu) {
   }
 }
 
-// The first ~24 KB of data/val.txt (whole lines): 20+ windows of 128, seconds on a CPU.
-std::string short_val_text(const uq::test::TempDir& dir) {
-  std::string text = uq::test::read_text(uq::test::source_path("data/val.txt"));
-  text.resize(text.rfind('\n', 24000) + 1);
-  const auto path = dir / "val_head.txt";
-  std::ofstream(path, std::ios::binary) << text;
-  return path.string();
-}
-
 double eval_ppl(const std::string& model, const std::string& data, const std::string& device) {
   const auto result = uq::test::run_uq(
       {"eval", model, "--data", data, "--ctx", "128", "--json", "--device", device, "--quiet"});
@@ -191,7 +181,7 @@ double eval_ppl(const std::string& model, const std::string& data, const std::st
 TEST(CudaModelCli, EvalPerplexityMatchesCpu) {
   if (uq::cuda::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU";
   uq::test::TempDir dir;
-  const std::string data = short_val_text(dir);
+  const std::string data = uq::test::val_text_head(dir, 24000);
   std::vector<std::string> models = {uq::test::bundled_model().string()};
   for (const std::string bits : {"8", "4"}) {
     const auto out = (dir / ("mlx" + bits)).string();

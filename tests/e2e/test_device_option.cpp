@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
 
 #include "model/device_placement.hpp"
 #include "support/test_support.hpp"
@@ -15,15 +14,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using uq::test::run_uq;
-
-// The first ~6 KB of data/val.txt (whole lines): a few windows of 128, fast on any CPU.
-std::string short_val_text(const uq::test::TempDir& dir) {
-  std::string text = uq::test::read_text(uq::test::source_path("data/val.txt"));
-  text.resize(text.rfind('\n', 6000) + 1);
-  const auto path = dir / "val_head.txt";
-  std::ofstream(path, std::ios::binary) << text;
-  return path.string();
-}
 
 std::vector<std::string> eval_args(const std::string& data, const std::string& device) {
   return {"eval",   uq::test::bundled_model().string(),
@@ -36,7 +26,7 @@ std::vector<std::string> eval_args(const std::string& data, const std::string& d
 TEST(DeviceOption, WithoutGpuCudaIsOneErrorAndAutoIsCpu) {
   if (uq::cuda_available()) GTEST_SKIP() << "a GPU is present (tests/cuda cover it)";
   uq::test::TempDir dir;
-  const std::string data = short_val_text(dir);
+  const std::string data = uq::test::val_text_head(dir, 6000);
   const auto refused = run_uq(eval_args(data, "cuda"));
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_THAT(refused.err, StartsWith("error: option --device cuda: "));

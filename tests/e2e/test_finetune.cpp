@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "io/safetensors.hpp"
+#include "model/device_placement.hpp"
 #include "support/test_support.hpp"
 
 namespace uq {
@@ -223,6 +224,8 @@ TEST_F(Finetune, BadInputIsRefusedNamingTheCulprit) {
   expect_error(finetune_args("bad", {"--ctx", "1"}), "--ctx");
   expect_error(finetune_args("bad", {"--target", "no_such_proj"}), "no_such_proj");
   expect_error(finetune_args("bad", {"--adapter-format", "gguf"}), "--adapter-format");
+  expect_error(finetune_args("bad", {"--device", "tpu"}), "--device");
+  if (!cuda_available()) expect_error(finetune_args("bad", {"--device", "cuda"}), "--device cuda");
   expect_error({"finetune", q4(), "--data", path("missing.txt"), "-o", path("bad")}, "--data");
   expect_error({"eval", q4(), "--data", val_, "--adapter", path("no_adapter")}, "--adapter");
   expect_error({"export", q4(), "--fuse", "-o", path("bad_export")}, "--adapter");

@@ -129,6 +129,14 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
+std::string val_text_head(const TempDir& dir, std::size_t bytes) {
+  std::string text = read_text(source_path("data/val.txt"));
+  text.resize(text.rfind('\n', bytes) + 1);
+  const auto path = dir / "val_head.txt";
+  std::ofstream(path, std::ios::binary) << text;
+  return path.string();
+}
+
 std::vector<float> read_f32_tensor(const std::filesystem::path& file, const std::string& name) {
   return SafetensorsFile::open(file)->tensor(name).to_f32();
 }

@@ -64,4 +64,8 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Writes the whole lines of data/val.txt within its first `bytes` bytes into `dir` and returns
+// the file's path: a short evaluation text for tests that compare perplexities, not measure them.
+std::string val_text_head(const TempDir& dir, std::size_t bytes);
+
 }  // namespace uq::test

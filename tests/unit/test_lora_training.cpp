@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "io/hf_config.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "model/perplexity.hpp"
 #include "support/test_support.hpp"
 #include "train/adamw.hpp"
@@ -21,6 +22,7 @@
 #include "train/lora_weight.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainable_decoder.hpp"
+#include "train/trainer.hpp"
 
 namespace uq {
 namespace {
@@ -383,6 +385,36 @@ TEST(LoraTraining, TrainingForwardMatchesInferenceOnAQuantizedModel) {
   }
   TrainableDecoder<float> decoder(*model, trained);
   EXPECT_NEAR(decoder.loss(ids), expected, 1e-5 * expected);
+}
+
+// FinetuneOptions::device: "cpu" stays on the CPU, "auto" takes the GPU only where one is
+// usable, "cuda" without one and unknown names are refused naming --device.
+TEST(Trainer, ResolvesTheDeviceOption) {
+  const std::vector<std::int32_t> ids(test::bundled().val_ids.begin(),
+                                      test::bundled().val_ids.begin() + 256);
+  const auto trainer_on = [&](const std::string& device) {
+    FinetuneOptions options;
+    options.ctx = 64;
+    options.device = device;
+    return Trainer(load_model(test::bundled_model()), ids, options).device();
+  };
+  EXPECT_EQ(trainer_on("cpu"), "cpu");
+  EXPECT_EQ(trainer_on("auto"), cuda_available() ? "cuda" : "cpu");
+  if (!cuda_available()) {
+    EXPECT_THROW(
+        try { trainer_on("cuda"); } catch (const Error& error) {
+          EXPECT_NE(std::string(error.what()).find("--device cuda"), std::string::npos)
+              << error.what();
+          throw;
+        },
+        Error);
+  }
+  EXPECT_THROW(
+      try { trainer_on("tpu"); } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("--device"), std::string::npos) << error.what();
+        throw;
+      },
+      Error);
 }
 
 // The C++ API of the issue: enable_lora attaches fresh adapters in

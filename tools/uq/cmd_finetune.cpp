@@ -127,6 +127,8 @@ void register_finetune(CLI::App& app) {
   command->add_option("--adapter-format", options.adapter_format, "peft or mlx")
       ->capture_default_str();
   command->add_flag("--json", options.json, "Print one JSON object on stdout at the end");
+  command->add_flag("--tf32", options.train.tf32,
+                    "CUDA: TF32 tensor cores for the frozen-weight products (faster, ~1e-3)");
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
@@ -147,7 +149,10 @@ void register_finetune(CLI::App& app) {
              " tokens, fewer than one window of --ctx ", options.train.ctx);
       }
     }
+    options.train.device = options.run.device;
     Trainer trainer(model, std::move(train_ids), options.train);
+    std::fprintf(stderr, "training on %s (--device %s)\n", trainer.device().c_str(),
+                 options.run.device.c_str());
     const std::filesystem::path output = options.output;
     const std::filesystem::path checkpoint = output / "checkpoint";
     if (options.resume) {
@@ -216,6 +221,7 @@ void register_finetune(CLI::App& app) {
                                {"train_seconds", train_seconds},
                                {"seconds", seconds},
                                {"peak_rss_mib", peak_rss_mib()},
+                               {"device", trainer.device()},
                                {"adapter", output.string()}};
       if (ppl_before) report["val_ppl_before"] = *ppl_before;
       if (ppl_after) report["val_ppl"] = *ppl_after;

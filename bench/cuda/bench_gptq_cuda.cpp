@@ -133,6 +133,14 @@ int main(int argc, char** argv) try {
       "blocks %.1f s, %.2f s per block); peak device memory %.1f GiB; worst layer error %.4f\n",
       bits, group, windows, static_cast<long long>(ctx), total, total - blocks, blocks, per_block,
       static_cast<double>(run.peak_device_bytes) / (1 << 30), worst_error);
+  const double forward =
+      blocks - run.upload_seconds - run.hessian_seconds - run.gptq_seconds - run.build_seconds;
+  const auto count = static_cast<double>(run.block_seconds.size());
+  std::printf(
+      "per block: weights to f32 + upload %.2f s, Hessians %.2f s, GPTQ %.2f s, building the "
+      "MLX weights (host) %.2f s, forward %.2f s\n",
+      run.upload_seconds / count, run.hessian_seconds / count, run.gptq_seconds / count,
+      run.build_seconds / count, forward / count);
   if (config.num_hidden_layers < 32) {
     std::printf("extrapolated to 32 blocks: %.1f s\n", total - blocks + 32.0 * per_block);
   }

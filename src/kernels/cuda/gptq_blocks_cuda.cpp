@@ -86,15 +86,17 @@ class DeviceCalibration {
     const auto& linears = block_linears();
     DecoderLayer& layer = model_.layer(index);
     results.assign(linears.size(), CalibratedLayer{});
-    for (std::size_t m = 0; m < linears.size(); ++m) {
-      const Weight& weight = *(layer.*linears[m].member);
-      shapes_[m] = {weight.out_features(), weight.in_features()};
-      DeviceBuffer<float>& target = weights_[m];
-      reserve(target, elements(weight.out_features(), weight.in_features()));
-      const std::vector<float> values = float_matrix(weight);
-      UQ_CUDA_CHECK(cudaMemcpy(target.data(), values.data(), values.size() * sizeof(float),
-                               cudaMemcpyHostToDevice));
-    }
+    timed(stages_.upload_seconds, [&] {
+      for (std::size_t m = 0; m < linears.size(); ++m) {
+        const Weight& weight = *(layer.*linears[m].member);
+        shapes_[m] = {weight.out_features(), weight.in_features()};
+        DeviceBuffer<float>& target = weights_[m];
+        reserve(target, elements(weight.out_features(), weight.in_features()));
+        const std::vector<float> values = float_matrix(weight);
+        UQ_CUDA_CHECK(cudaMemcpy(target.data(), values.data(), values.size() * sizeof(float),
+                                 cudaMemcpyHostToDevice));
+      }
+    });
     const std::vector<float>* biases[] = {&layer.q_bias,   &layer.k_bias,    &layer.v_bias,
                                           &layer.o_bias,   &layer.gate_bias, &layer.up_bias,
                                           &layer.down_bias};
@@ -130,9 +132,25 @@ class DeviceCalibration {
     peak_device_bytes_ = std::max(peak_device_bytes_, total_bytes - free_bytes);
   }
 
-  std::size_t peak_device_bytes() const { return peak_device_bytes_; }
+  // Stage times and peak memory so far.
+  GptqBlocksRun stages() const {
+    GptqBlocksRun run = stages_;
+    run.peak_device_bytes = peak_device_bytes_;
+    return run;
+  }
 
  private:
+  // Runs `work` and adds its wall time, the stream's work included, to `total` (the work
+  // queued before it finishes first, so that it is not counted here).
+  template <class Work>
+  void timed(double& total, Work&& work) {
+    stream_.synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    stream_.synchronize();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
   // y (row stride `stride`) = (accumulate ? y : 0) + x · W_mᵀ + bias_m for x [rows, in_m].
   void linear(const float* x, std::int64_t rows, std::size_t m, float* y, std::int64_t stride,
               bool accumulate) {
@@ -195,7 +213,7 @@ class DeviceCalibration {
     }
     const std::int64_t in =
         (layer.*linears[static_cast<std::size_t>(members.front())].member)->in_features();
-    hessian(x, in);
+    timed(stages_.hessian_seconds, [&] { hessian(x, in); });
     for (std::size_t k = 0; k < members.size(); ++k) {
       const auto m = static_cast<std::size_t>(members[k]);
       CalibratedLayer& result = results[m];
@@ -204,37 +222,43 @@ class DeviceCalibration {
       if (grids[k]) {
         const std::int64_t out = slot->out_features();
         reserve(dequantized_, elements(out, in));
-        GptqDevice::Result quantized =
-            gptq_.quantize(weights_[m].data(), out, in, hessian_.data(), *grids[k], options_,
-                           dequantized_.data(), result.path);
+        GptqDevice::Result quantized{QuantizedMatrix(0, 1, 1), 0.0};
+        timed(stages_.gptq_seconds, [&] {
+          quantized = gptq_.quantize(weights_[m].data(), out, in, hessian_.data(), *grids[k],
+                                     options_, dequantized_.data(), result.path);
+        });
         std::swap(weights_[m], dequantized_);
         result.reconstruction_error = quantized.reconstruction_error;
         result.error_measure = "output";
-        result.weight = grids[k]->build(quantized.matrix, result.path + ".weight");
+        timed(stages_.build_seconds,
+              [&] { result.weight = grids[k]->build(quantized.matrix, result.path + ".weight"); });
         slot = result.weight;
       }
       progress.advance();
     }
   }
 
-  // hessian_ = 2/N XᵀX for x [tokens, in]: fp32 products of kHessianRows rows, float64 sum.
+  // hessian_ = 2/N XᵀX for x [tokens, in]: fp32 ssyrks of kHessianRows rows, float64 sum.
   void hessian(const float* x, std::int64_t in) {
     const cudaStream_t stream = stream_.get();
     const std::size_t count = elements(in, in);
     reserve(hessian_, count);
     reserve(partial_, count);
     UQ_CUDA_CHECK(cudaMemsetAsync(hessian_.data(), 0, count * sizeof(double), stream));
+    // ssyrk writes one triangle (column-major lower = row-major upper); the other stays 0
+    // until mirrored.
+    UQ_CUDA_CHECK(cudaMemsetAsync(partial_.data(), 0, count * sizeof(float), stream));
     const float one = 1.0f, zero = 0.0f;
     for (std::int64_t first = 0; first < tokens_; first += kHessianRows) {
       const auto rows = static_cast<int>(std::min(kHessianRows, tokens_ - first));
       const float* part = x + elements(first, in);
-      UQ_CUDA_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(in),
-                                static_cast<int>(in), rows, &one, part, static_cast<int>(in), part,
-                                static_cast<int>(in), &zero, partial_.data(),
-                                static_cast<int>(in)));
+      UQ_CUDA_CHECK(cublasSsyrk(cublas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                                static_cast<int>(in), rows, &one, part, static_cast<int>(in), &zero,
+                                partial_.data(), static_cast<int>(in)));
       accumulate_f64(partial_.data(), count, hessian_.data(), stream);
     }
     scale_f64(hessian_.data(), count, 2.0 / static_cast<double>(tokens_), stream);
+    mirror_upper(hessian_.data(), in, stream);
   }
 
   Model& model_;
@@ -255,6 +279,7 @@ class DeviceCalibration {
   DeviceBuffer<double> hessian_;
   DeviceBuffer<float> partial_;
   std::size_t peak_device_bytes_ = 0;
+  GptqBlocksRun stages_;
 };
 
 }  // namespace
@@ -276,7 +301,9 @@ GptqBlocksRun gptq_calibrate_blocks(Model& model,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     done(b, std::move(results));
   }
-  run.peak_device_bytes = calibration.peak_device_bytes();
+  std::vector<double> block_seconds = std::move(run.block_seconds);
+  run = calibration.stages();
+  run.block_seconds = std::move(block_seconds);
   return run;
 }
 

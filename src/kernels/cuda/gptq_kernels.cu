@@ -171,6 +171,13 @@ __global__ void set_diagonal_kernel(double* a, std::int64_t n, const double* dia
   if (i < n) a[i * n + i] = diagonal[i] + add;
 }
 
+__global__ void mirror_upper_kernel(double* a, std::int64_t n) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<std::size_t>(n) * n) return;
+  const auto r = static_cast<std::int64_t>(i / n), c = static_cast<std::int64_t>(i % n);
+  if (r > c) a[i] = a[c * n + r];
+}
+
 __global__ void upper_to_float_kernel(const double* a, std::int64_t n, float* out) {
   const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (i >= static_cast<std::size_t>(n) * n) return;
@@ -265,6 +272,12 @@ void set_diagonal(double* a, std::int64_t n, const double* diagonal, double add,
   set_diagonal_kernel<<<blocks_for(static_cast<std::size_t>(n)), kThreads, 0, stream>>>(
       a, n, diagonal, add);
   UQ_CUDA_CHECK_LAUNCH("set_diagonal_kernel");
+}
+
+void mirror_upper(double* a, std::int64_t n, cudaStream_t stream) {
+  const std::size_t count = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  mirror_upper_kernel<<<blocks_for(count), kThreads, 0, stream>>>(a, n);
+  UQ_CUDA_CHECK_LAUNCH("mirror_upper_kernel");
 }
 
 void upper_to_float(const double* a, std::int64_t n, float* out, cudaStream_t stream) {

@@ -51,6 +51,8 @@ void scale_f64(double* data, std::size_t count, double factor, cudaStream_t stre
 // a[i, i] = diagonal[i] + add for an [n, n] matrix.
 void set_diagonal(double* a, std::int64_t n, const double* diagonal, double add,
                   cudaStream_t stream);
+// a[r, c] = a[c, r] below the diagonal (row-major): the upper triangle copied down.
+void mirror_upper(double* a, std::int64_t n, cudaStream_t stream);
 // out = float(a) on and above the diagonal (row-major), 0 below.
 void upper_to_float(const double* a, std::int64_t n, float* out, cudaStream_t stream);
 // out = float(a)

@@ -119,9 +119,13 @@ GridFor calibration_grids(const UnifiedQuantizationConfig& config, const std::st
 }
 
 CalibrationOptions calibration_options(const UnifiedQuantizationConfig& config) {
-  return {
-      config.method, config.calibration_data, config.calibration_samples, config.calibration_ctx,
-      config.seed,   config.act_order};
+  return {config.method,
+          config.calibration_data,
+          config.calibration_samples,
+          config.calibration_ctx,
+          config.seed,
+          config.act_order,
+          config.device};
 }
 
 LayerQuantization calibrated_line(const CalibratedLayer& calibrated, int bits,
@@ -155,10 +159,11 @@ namespace {
 // path -> what it did.
 std::map<std::string, CalibratedLayer> calibrate(Model& model,
                                                  const UnifiedQuantizationConfig& config,
-                                                 const std::string& backend) {
+                                                 QuantizationReport& report) {
   std::map<std::string, CalibratedLayer> calibrated;
-  for (auto& layer :
-       calibrate_model(model, calibration_options(config), calibration_grids(config, backend))) {
+  const GridFor grids = calibration_grids(config, report.backend);
+  report.calibration_device = calibration_device(model, calibration_options(config), grids);
+  for (auto& layer : calibrate_model(model, calibration_options(config), grids)) {
     calibrated.emplace(layer.path, std::move(layer));
   }
   return calibrated;
@@ -239,7 +244,7 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model(
   auto quantized = std::make_shared<Model>(*model);
   warn_unmatched_patterns(config, all_module_paths(*quantized), report.warnings);
   std::map<std::string, CalibratedLayer> calibrated;
-  if (config.method != "rtn") calibrated = calibrate(*quantized, config, report.backend);
+  if (config.method != "rtn") calibrated = calibrate(*quantized, config, report);
   auto slots = quantized->weight_slots();
   Progress progress("quantize", static_cast<std::int64_t>(slots.size()));
   for (auto& slot : slots) {

@@ -30,8 +30,9 @@ struct LayerQuantization {
 
 struct QuantizationReport {
   std::string backend;
-  std::string backend_reason;  // why `auto` chose it (and the device), or "requested"
-  std::string device;          // cpu | cuda: where `auto` (or the request) puts the model
+  std::string backend_reason;      // why `auto` chose it (and the device), or "requested"
+  std::string device;              // cpu | cuda: where `auto` (or the request) puts the model
+  std::string calibration_device;  // cpu | cuda: where GPTQ/AWQ/HQQ ran; empty for rtn
   std::vector<LayerQuantization> layers;
   std::vector<std::string> warnings;  // e.g. a layer pattern that matched nothing
   // Quantized modules the calibrated method did not cover (round-to-nearest instead).

@@ -423,6 +423,8 @@ void stream_calibrated(const UnifiedQuantizationConfig& config, const StreamSour
   };
   round_to_nearest(nullptr);
   ++next;
+  report.calibration_device = calibration_device(model, calibration_options(config),
+                                                 calibration_grids(config, report.backend));
   calibrate_blocks(
       model, calibration_options(config), calibration_grids(config, report.backend),
       [&](std::int64_t, std::vector<CalibratedLayer> layers) {
@@ -489,6 +491,8 @@ std::pair<std::shared_ptr<Model>, Quantizer> quantize_model_streaming(
   };
   auto slots = model->weight_slots();
   if (config.method != "rtn") {
+    report.calibration_device = calibration_device(*model, calibration_options(config),
+                                                   calibration_grids(config, report.backend));
     calibrate_blocks(
         *model, calibration_options(config), calibration_grids(config, report.backend),
         [&](std::int64_t, std::vector<CalibratedLayer> block) {

@@ -13,6 +13,12 @@
 #include "core/progress.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
+
+#if UQ_HAVE_CUDA
+#include "kernels/cuda/gptq_blocks_cuda.hpp"
+#include "kernels/cuda/gptq_cuda.hpp"
+#endif
 
 namespace uq {
 
@@ -36,6 +42,35 @@ std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
 }
 
 namespace {
+
+GptqOptions gptq_options(const CalibrationOptions& options) {
+  GptqOptions gptq;
+  gptq.act_order = options.act_order;
+  return gptq;
+}
+
+// Empty when the GPU runs GPTQ on every calibrated linear of `model`, else why not.
+std::string gpu_gptq_refusal(const Model& model, const CalibrationOptions& options,
+                             const GridFor& grid_for) {
+#if UQ_HAVE_CUDA
+  const GptqOptions gptq = gptq_options(options);
+  const auto& layers = model.layers();
+  for (std::size_t b = 0; b < layers.size(); ++b) {
+    for (const auto& linear : block_linears()) {
+      const std::string path = linear_path(static_cast<std::int64_t>(b), linear);
+      std::string note;
+      const auto grid = grid_for(path, *(layers[b].*linear.member), note);
+      if (!grid) continue;
+      if (std::string reason = cuda::gptq_cuda_unsupported_reason(*grid, gptq); !reason.empty())
+        return path + ": " + reason;
+    }
+  }
+  return {};
+#else
+  (void)model, (void)options, (void)grid_for;
+  return "this build has no CUDA";
+#endif
+}
 
 // GPTQ on one block: the linears sharing an input are quantized together,
 // in model order, each group from inputs that the block's already-quantized
@@ -118,8 +153,37 @@ std::vector<CalibratedLayer> hqq_block(Model& model, std::int64_t index, const G
 
 }  // namespace
 
+std::string calibration_device(const Model& model, const CalibrationOptions& options,
+                               const GridFor& grid_for) {
+  if (options.device != "cuda" && options.device != "auto") {
+    check_device_option(options.device);
+    return "cpu";
+  }
+  if (options.method != "gptq") {
+    if (options.device == "cuda") {
+      fail("--device cuda: only gptq calibrates on the GPU; '", options.method,
+           "' runs on the CPU (--device cpu)");
+    }
+    return "cpu";
+  }
+  if (options.device == "auto") {
+    return cuda_available() && gpu_gptq_refusal(model, options, grid_for).empty() ? "cuda" : "cpu";
+  }
+  check_device_option(options.device);  // names a build without CUDA, or no GPU
+  if (const std::string refusal = gpu_gptq_refusal(model, options, grid_for); !refusal.empty())
+    fail("gptq --device cuda: ", refusal);
+  return "cuda";
+}
+
 void calibrate_blocks(Model& model, const CalibrationOptions& options, const GridFor& grid_for,
                       const BlockCalibrated& done) {
+  if (calibration_device(model, options, grid_for) == "cuda") {
+#if UQ_HAVE_CUDA
+    cuda::gptq_calibrate_blocks(model, load_windows(model, options), grid_for,
+                                gptq_options(options), done);
+    return;
+#endif
+  }
   const std::int64_t blocks = model.config().num_hidden_layers;
   const auto linears = static_cast<std::int64_t>(block_linears().size());
   if (options.method == "hqq") {
@@ -132,8 +196,7 @@ void calibrate_blocks(Model& model, const CalibrationOptions& options, const Gri
   }
   BlockInputs inputs(model, load_windows(model, options));
   Progress progress(options.method, blocks * linears);
-  GptqOptions gptq;
-  gptq.act_order = options.act_order;
+  const GptqOptions gptq = gptq_options(options);
   for (std::int64_t b = 0; b < blocks; ++b) {
     std::vector<CalibratedLayer> block;
     if (options.method == "gptq") {

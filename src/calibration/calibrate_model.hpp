@@ -24,12 +24,21 @@ struct CalibrationOptions {
   std::int64_t ctx = 256;
   std::uint64_t seed = 0;
   bool act_order = false;  // gptq
+  // cpu | cuda | auto (calibration_device): where GPTQ runs; the other methods run on the CPU.
+  std::string device = "cpu";
 };
 
 // The calibration windows of `options` drawn from the model's tokenization of
 // calibration_data. Throws uq::Error naming the file or option that is unusable.
 std::vector<std::vector<std::int32_t>> load_windows(const Model& model,
                                                     const CalibrationOptions& options);
+
+// Where calibrate_blocks runs `options` on `model`: "cuda" for GPTQ with device "cuda", or
+// "auto" when a GPU is usable and it has every layer's grid (kernels/cuda/gptq_cuda.hpp);
+// else "cpu". Throws uq::Error for device "cuda" where the build has no CUDA or no GPU, for a
+// method other than GPTQ, or naming a layer whose grid or options the GPU cannot run.
+std::string calibration_device(const Model& model, const CalibrationOptions& options,
+                               const GridFor& grid_for);
 
 // Called once per decoder block, in order, with its seven linears' results
 // (model order) once nothing reads that block's weights any more (the next

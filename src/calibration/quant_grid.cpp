@@ -24,6 +24,9 @@ class MlxAffineGrid final : public QuantGrid {
   MlxAffineGrid(int bits, std::int64_t group_size, DType param_dtype)
       : QuantGrid(group_size, 0, (1 << bits) - 1, true), bits_(bits), param_dtype_(param_dtype) {}
 
+  GridFamily family() const override { return GridFamily::mlx_affine; }
+  DType param_dtype() const override { return param_dtype_; }
+
   GroupParams params_for_range(float lo, float hi) const override {
     const auto levels = static_cast<float>(max_code());
     if (bits_ == 1) return stored({std::max(hi - lo, 1e-7f), lo});
@@ -75,6 +78,9 @@ class QuantoAffineGrid final : public QuantGrid {
   QuantoAffineGrid(int bits, std::int64_t group_size, DType dtype)
       : QuantGrid(group_size, 0, (1 << bits) - 1, true), bits_(bits), dtype_(dtype) {}
 
+  GridFamily family() const override { return GridFamily::quanto_affine; }
+  DType param_dtype() const override { return dtype_; }
+
   GroupParams params_for_range(float lo, float hi) const override {
     const float range = round_to_dtype(hi - lo, dtype_);
     return stored({range / static_cast<float>(max_code()), lo});
@@ -111,6 +117,9 @@ class SymmetricGrid final : public QuantGrid {
       : QuantGrid(in_features, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, false),
         bits_(bits),
         scale_dtype_(scale_dtype) {}
+
+  GridFamily family() const override { return GridFamily::symmetric; }
+  DType param_dtype() const override { return scale_dtype_; }
 
   GroupParams params_for_range(float lo, float hi) const override {
     const float absmax = std::max(std::fabs(lo), std::fabs(hi));

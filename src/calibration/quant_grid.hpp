@@ -42,9 +42,16 @@ struct QuantizedMatrix {
   std::vector<float> dequantize() const;
 };
 
+// Which rounding rule params_for_range follows (the GPU GPTQ re-implements them).
+enum class GridFamily { mlx_affine, quanto_affine, symmetric };
+
 class QuantGrid {
  public:
   virtual ~QuantGrid() = default;
+
+  virtual GridFamily family() const = 0;
+  // The dtype the format stores scale and bias in (stored() rounds to it).
+  virtual DType param_dtype() const = 0;
 
   std::int64_t group_size() const { return group_size_; }
   int min_code() const { return min_code_; }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.hpp"
+#include "model/device_placement.hpp"
 #include "support/test_support.hpp"
 
 namespace uq {
@@ -77,6 +78,8 @@ TEST(CalibrationCli, GptqIsDeterministicAndBeatsRoundToNearest) {
   EXPECT_EQ(read_text(dir / "a" / "model.safetensors"), read_text(dir / "b" / "model.safetensors"));
 
   EXPECT_EQ(first["method"], "gptq");
+  // --device auto: GPTQ runs on the GPU where one is usable (tests/cuda/test_cuda_gptq.cpp).
+  EXPECT_EQ(first["calibration_device"], cuda_available() ? "cuda" : "cpu");
   EXPECT_TRUE(first["not_calibrated"].empty());
   int calibrated = 0;
   for (const auto& layer : first["layers"]) {

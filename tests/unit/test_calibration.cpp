@@ -11,6 +11,7 @@
 
 #include "calibration/awq.hpp"
 #include "calibration/awq_block.hpp"
+#include "calibration/calibrate_model.hpp"
 #include "calibration/calibration_windows.hpp"
 #include "calibration/gptq.hpp"
 #include "calibration/group_refit.hpp"
@@ -19,6 +20,7 @@
 #include "calibration/quant_grid.hpp"
 #include "core/error.hpp"
 #include "model/decoder.hpp"
+#include "model/device_placement.hpp"
 #include "model/float_weight.hpp"
 #include "quant/affine_weight.hpp"
 #include "quant/quanto_affine.hpp"
@@ -430,6 +432,54 @@ TEST(Awq, ScaleFoldingKeepsTheFloatModelsLogits) {
         std::max(broken_difference, static_cast<double>(std::fabs(broken[i] - reference[i])));
   }
   EXPECT_GT(broken_difference, 10.0 * max_difference);
+}
+
+// --device for calibration: GPTQ goes to the GPU for "cuda", and for "auto" where a GPU is
+// usable and has every layer's grid; the other methods, act-order and symmetric grids stay on
+// the CPU, and asking for the GPU with them is refused by name.
+TEST(CalibrationDevice, PicksTheGpuOnlyWhereItRunsGptq) {
+  const Model& model = *test::bundled().model;
+  const auto grids = [](const char* backend) -> GridFor {
+    return [backend](const std::string&, const Weight& weight, std::string& note) {
+      return make_grid(backend, 3, 64, weight.in_features(), DType::BF16, note);
+    };
+  };
+  CalibrationOptions options;
+  options.method = "gptq";
+  options.device = "cpu";
+  EXPECT_EQ(calibration_device(model, options, grids("mlx")), "cpu");
+  options.device = "auto";
+  EXPECT_EQ(calibration_device(model, options, grids("mlx")), cuda_available() ? "cuda" : "cpu");
+  EXPECT_EQ(calibration_device(model, options, grids("custom")), "cpu");
+  options.act_order = true;
+  EXPECT_EQ(calibration_device(model, options, grids("mlx")), "cpu");
+  options.act_order = false;
+
+  options.device = "cuda";
+  try {
+    calibration_device(model, options, grids("custom"));
+    FAIL() << "a symmetric grid was sent to the GPU";
+  } catch (const Error& error) {
+    // Without a GPU the device itself is refused; with one, the layer and its grid.
+    const std::string message = error.what();
+    EXPECT_TRUE(message.find("--device cuda") != std::string::npos) << message;
+    if (cuda_available()) {
+      EXPECT_NE(message.find("model.layers.0.self_attn.q_proj"), std::string::npos) << message;
+    }
+  }
+  options.method = "awq";
+  EXPECT_THROW(
+      {
+        try {
+          calibration_device(model, options, grids("mlx"));
+        } catch (const Error& error) {
+          EXPECT_NE(std::string(error.what()).find("only gptq"), std::string::npos);
+          throw;
+        }
+      },
+      Error);
+  options.device = "gpu";
+  EXPECT_THROW(calibration_device(model, options, grids("mlx")), Error);
 }
 
 }  // namespace

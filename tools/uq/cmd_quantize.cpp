@@ -185,6 +185,7 @@ void register_quantize(CLI::App& app) {
                                     {"peak_rss_bytes", process_peak_bytes()},
                                     {"warnings", report.warnings},
                                     {"method", quantizer.config().method},
+                                    {"calibration_device", report.calibration_device},
                                     {"not_calibrated", report.not_calibrated},
                                     {"layers", layers}};
     std::printf("%s\n", summary.dump().c_str());

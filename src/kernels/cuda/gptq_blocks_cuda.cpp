@@ -185,11 +185,9 @@ class DeviceCalibration {
       linear(x, rows, 2, qkv_.data() + q_width_ + kv_width_, qkv_width_, false);
       for (std::int64_t start = 0; start < rows; start += ctx_) {
         float* q = qkv_.data() + elements(start, qkv_width_);
-        float* k = q + q_width_;
-        rope(q, ctx, static_cast<int>(qkv_width_), shape.heads + shape.kv_heads, shape.head_dim,
-             inverse_frequencies_.data(), position_.data(), stream);
-        store_kv(k, k + kv_width_, ctx, static_cast<int>(qkv_width_), static_cast<int>(kv_width_),
-                 position_.data(), keys_.data(), values_.data(), stream);
+        rope_store_kv(q, ctx, static_cast<int>(qkv_width_), shape.heads, shape.kv_heads,
+                      shape.head_dim, inverse_frequencies_.data(), position_.data(), keys_.data(),
+                      values_.data(), stream);
         cuda::attention(q, ctx, static_cast<int>(qkv_width_), position_.data(), ctx, keys_.data(),
                         values_.data(), shape, attention_workspace_.data(),
                         attended_.data() + elements(first + start, q_width_), stream);

@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
 namespace {
@@ -28,18 +29,6 @@ constexpr int kTiledMinQueries = 8;  // from this many queries on, the tiled ker
 
 int blocks_for(std::size_t items) {
   return static_cast<int>((items + kThreads - 1) / kThreads);
-}
-
-__device__ float warp_sum(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
-__device__ float warp_max(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  return value;
 }
 
 __global__ void gather_bf16_kernel(const __nv_bfloat16* table, int width, const std::int32_t* ids,

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/format_decoders.cuh"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
 namespace {
@@ -12,12 +13,6 @@ constexpr int kGemvWarps = kGemvThreads / 32;
 constexpr int kOutPerWarp = 2;     // output rows one warp computes
 constexpr int kChunksPerLane = 2;  // 8-element chunks a lane decodes per row and step
 constexpr int kRowThreads = 256;
-
-__device__ __forceinline__ float warp_sum(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
 
 // x[r, 8 chunk .. 8 chunk + 8) into v, zeros past `in` (16-byte loads where aligned).
 __device__ __forceinline__ void load_x(const float* __restrict__ row, int chunk, int valid,

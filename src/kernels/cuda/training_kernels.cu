@@ -2,6 +2,7 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/training_kernels.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
 namespace {
@@ -10,18 +11,6 @@ constexpr int kThreads = 256;
 
 int blocks_for(std::size_t items) {
   return static_cast<int>((items + kThreads - 1) / kThreads);
-}
-
-__device__ float warp_sum(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
-__device__ float warp_max(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  return value;
 }
 
 // Sum (or max) over the block of kThreads threads; every thread gets the result.

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/copy_bandwidth.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/cuda_trainable_decoder.hpp"
 #include "kernels/cuda/device.hpp"
@@ -54,10 +55,10 @@ double cublas_tflops(int m, int n, int k, bool tf32) {
   std::vector<double> samples;
   for (int rep = 0; rep < 8; ++rep) {
     start.record(nullptr);
-    UQ_CUDA_CHECK(cublasGemmEx(handle.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, b.data(),
-                               CUDA_R_32F, k, a.data(), CUDA_R_32F, k, &zero, c.data(), CUDA_R_32F,
-                               n, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
+    UQ_CUDA_CHECK(uq::cuda::cublas_library().gemm_ex(
+        handle.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, b.data(), CUDA_R_32F, k, a.data(),
+        CUDA_R_32F, k, &zero, c.data(), CUDA_R_32F, n,
+        tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     stop.record(nullptr);
     if (rep > 0) samples.push_back(stop.elapsed_ms_since(start));
   }

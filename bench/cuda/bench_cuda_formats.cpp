@@ -19,6 +19,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda/copy_bandwidth.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/device_linear.hpp"
@@ -161,15 +162,15 @@ int main(int argc, char** argv) try {
     }
     DeviceBuffer<std::uint16_t> device_x16(x16.size());
     device_x16.upload(x16);
-    UQ_CUDA_CHECK(cublasSetStream(cublas.get(), stream.get()));
+    UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
     for (const int rows : {1, 16}) {
       const double us = median_us(stream.get(), [&](int i) {
         const float one = 1.0f, zero = 0.0f;
-        UQ_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, kOut, rows, kIn, &one,
-                                   copies[static_cast<std::size_t>(i % kCopies)].data(),
-                                   CUDA_R_16BF, kIn, device_x16.data(), CUDA_R_16BF, kIn, &zero,
-                                   y.data(), CUDA_R_32F, kOut, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
+        UQ_CUDA_CHECK(uq::cuda::cublas_library().gemm_ex(
+            cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, kOut, rows, kIn, &one,
+            copies[static_cast<std::size_t>(i % kCopies)].data(), CUDA_R_16BF, kIn,
+            device_x16.data(), CUDA_R_16BF, kIn, &zero, y.data(), CUDA_R_32F, kOut,
+            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
       (rows == 1 ? cublas1 : cublas16) = us;
     }

@@ -16,6 +16,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/stream.hpp"
@@ -128,9 +129,9 @@ int main(int argc, char** argv) try {
   Stream stream;
   CublasHandle cublas;
   DeviceBuffer<unsigned char> cublas_workspace(32u << 20);
-  UQ_CUDA_CHECK(cublasSetStream(cublas.get(), stream.get()));
-  UQ_CUDA_CHECK(
-      cublasSetWorkspace(cublas.get(), cublas_workspace.data(), cublas_workspace.bytes()));
+  UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
+  UQ_CUDA_CHECK(uq::cuda::cublas_library().set_workspace(cublas.get(), cublas_workspace.data(),
+                                                         cublas_workspace.bytes()));
 
   const double copy_gbs = copy_bandwidth_gbs(stream.get());
   std::printf("device copy (D2D 1 GiB, read+write): %.0f GB/s\n", copy_gbs);
@@ -170,11 +171,11 @@ int main(int argc, char** argv) try {
       for (int rows : row_list) {
         const float alpha = 1.0f, beta = 0.0f;
         cublas_us[rows] = time_us(stream.get(), [&](int i) {
-          UQ_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, shape.out, rows,
-                                     shape.in, &alpha, copies[i % n].data(), CUDA_R_16BF, shape.in,
-                                     x_bf16.data(), CUDA_R_16BF, shape.in, &beta, y_bf16.data(),
-                                     CUDA_R_16BF, shape.out, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
+          UQ_CUDA_CHECK(uq::cuda::cublas_library().gemm_ex(
+              cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, shape.out, rows, shape.in, &alpha,
+              copies[i % n].data(), CUDA_R_16BF, shape.in, x_bf16.data(), CUDA_R_16BF, shape.in,
+              &beta, y_bf16.data(), CUDA_R_16BF, shape.out, CUBLAS_COMPUTE_32F,
+              CUBLAS_GEMM_DEFAULT));
         });
       }
     }

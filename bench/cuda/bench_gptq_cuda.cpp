@@ -15,6 +15,7 @@
 #include "calibration/block_linears.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda/copy_bandwidth.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/device_buffer.hpp"
@@ -37,7 +38,7 @@ double sgemm_tflops() {
   const int n = 8192;
   uq::cuda::Stream stream;
   uq::cuda::CublasHandle cublas;
-  UQ_CUDA_CHECK(cublasSetStream(cublas.get(), stream.get()));
+  UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
   std::vector<float> host(static_cast<std::size_t>(n) * n);
   std::uint64_t state = 12345;
   for (float& value : host) {
@@ -49,8 +50,9 @@ double sgemm_tflops() {
   b.upload(host);
   const float one = 1.0f, zero = 0.0f;
   const auto product = [&] {
-    UQ_CUDA_CHECK(cublasSgemm(cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.data(), n,
-                              b.data(), n, &zero, c.data(), n));
+    UQ_CUDA_CHECK(uq::cuda::cublas_library().sgemm(cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, n, n, n,
+                                                   &one, a.data(), n, b.data(), n, &zero, c.data(),
+                                                   n));
   };
   product();
   product();

@@ -13,6 +13,7 @@
 #include "calibration/gptq.hpp"
 #include "calibration/hessian.hpp"
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/gptq_cuda.hpp"
@@ -72,7 +73,7 @@ struct GpuRun {
 GpuRun run_on_gpu(const Problem& problem, const QuantGrid& grid, const GptqOptions& options) {
   cuda::Stream stream;
   cuda::CublasHandle cublas;
-  UQ_CUDA_CHECK(cublasSetStream(cublas.get(), stream.get()));
+  UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
   cuda::DeviceBuffer<float> weights(problem.weights.size());
   weights.upload(problem.weights);
   cuda::DeviceBuffer<double> hessian(problem.hessian.size());

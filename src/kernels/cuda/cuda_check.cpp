@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_check.hpp"
 
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 
 namespace uq::cuda {
 
@@ -13,7 +14,8 @@ void check(cudaError_t status, const char* call, const char* file, int line) {
 
 void check(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  fail("cuda: ", call, " failed: ", cublasGetStatusString(status), " at ", file, ":", line);
+  fail("cuda: ", call, " failed: ", cublas_library().get_status_string(status), " at ", file, ":",
+       line);
 }
 
 }  // namespace uq::cuda

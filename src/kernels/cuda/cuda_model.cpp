@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "model/rope.hpp"
 
@@ -72,9 +73,9 @@ void DeviceKVCache::reserve(std::int64_t positions) {
 CudaModel::CudaModel(std::shared_ptr<const Model> model) : model_(std::move(model)) {
   if (auto reason = cuda_unsupported_reason(*model_)) fail(*reason);
   cublas_workspace_ = DeviceBuffer<unsigned char>(std::size_t{32} << 20);
-  UQ_CUDA_CHECK(
-      cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
-  UQ_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  UQ_CUDA_CHECK(cublas_library().set_workspace(cublas_.get(), cublas_workspace_.data(),
+                                               cublas_workspace_.bytes()));
+  UQ_CUDA_CHECK(cublas_library().set_stream(cublas_.get(), stream_.get()));
   const ModelConfig& config = model_->config();
   embedding_ = std::make_shared<const DeviceMatrix>(
       std::vector<NamedWeight>{{"model.embed_tokens", &model_->embed_tokens()}});

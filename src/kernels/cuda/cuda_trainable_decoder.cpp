@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_linear.hpp"
@@ -118,17 +119,18 @@ struct CudaTrainableDecoder::State {
   void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
             const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc,
             bool tf32) const {
-    UQ_CUDA_CHECK(cublasGemmEx(cublas.get(), ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
-                               CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc,
-                               tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
+    UQ_CUDA_CHECK(cublas_library().gemm_ex(cublas.get(), ta, tb, m, n, k, &alpha, a, CUDA_R_32F,
+                                           lda, b, CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc,
+                                           tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                           CUBLAS_GEMM_DEFAULT));
   }
   void batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const float* a, int lda, long long stride_a, const float* b, int ldb,
                long long stride_b, float beta, float* c, int ldc, long long stride_c,
                int count) const {
-    UQ_CUDA_CHECK(cublasSgemmStridedBatched(cublas.get(), ta, tb, m, n, k, &alpha, a, lda, stride_a,
-                                            b, ldb, stride_b, &beta, c, ldc, stride_c, count));
+    UQ_CUDA_CHECK(cublas_library().sgemm_strided_batched(cublas.get(), ta, tb, m, n, k, &alpha, a,
+                                                         lda, stride_a, b, ldb, stride_b, &beta, c,
+                                                         ldc, stride_c, count));
   }
 
   int tile_rows(const TrainLinear& linear) const {
@@ -368,9 +370,9 @@ CudaTrainableDecoder::CudaTrainableDecoder(const Model& model,
          s.config.num_key_value_heads, " key/value heads");
   }
   s.cublas_workspace = DeviceBuffer<unsigned char>(std::size_t{32} << 20);
-  UQ_CUDA_CHECK(
-      cublasSetWorkspace(s.cublas.get(), s.cublas_workspace.data(), s.cublas_workspace.bytes()));
-  UQ_CUDA_CHECK(cublasSetStream(s.cublas.get(), s.stream.get()));
+  UQ_CUDA_CHECK(cublas_library().set_workspace(s.cublas.get(), s.cublas_workspace.data(),
+                                               s.cublas_workspace.bytes()));
+  UQ_CUDA_CHECK(cublas_library().set_stream(s.cublas.get(), s.stream.get()));
 
   std::map<std::string, std::size_t> by_path;
   for (std::size_t i = 0; i < adapters.size(); ++i) {

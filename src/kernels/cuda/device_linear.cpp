@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/bf16_gemv.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "kernels/cuda/format_device_matrix.hpp"
@@ -157,12 +158,13 @@ DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const Lin
   }
   const float one = 1.0f;
   const float zero = 0.0f;
-  UQ_CUDA_CHECK(cublasSetStream(context.cublas, context.stream));
+  UQ_CUDA_CHECK(cublas_library().set_stream(context.cublas, context.stream));
   // Row-major y [n, out] = x [n, in] W^T is column-major y^T = W^T(col-major [in, out])^T x^T.
   if (kind_ == Kind::f32) {
     reserve(scratch.product, outputs);
-    UQ_CUDA_CHECK(cublasSgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_, rows, in_, &one,
-                              f32_.data(), in_, x, in_, &zero, scratch.product.data(), out_));
+    UQ_CUDA_CHECK(cublas_library().sgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_, rows, in_,
+                                         &one, f32_.data(), in_, x, in_, &zero,
+                                         scratch.product.data(), out_));
     return {scratch.product.data(), nullptr};
   }
   if (bf16_gemv_supports(rows, in_)) {
@@ -177,10 +179,10 @@ DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const Lin
   reserve(scratch.split, 2 * static_cast<std::size_t>(rows) * static_cast<std::size_t>(in_));
   reserve(scratch.product, 2 * outputs);
   split_bf16(x, rows, in_, scratch.split.data(), context.stream);
-  UQ_CUDA_CHECK(cublasGemmEx(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_, 2 * rows, in_, &one,
-                             bf16_.data(), CUDA_R_16BF, in_, scratch.split.data(), CUDA_R_16BF, in_,
-                             &zero, scratch.product.data(), CUDA_R_32F, out_, CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT));
+  UQ_CUDA_CHECK(cublas_library().gemm_ex(
+      context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_, 2 * rows, in_, &one, bf16_.data(),
+      CUDA_R_16BF, in_, scratch.split.data(), CUDA_R_16BF, in_, &zero, scratch.product.data(),
+      CUDA_R_32F, out_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return {scratch.product.data(), scratch.product.data() + outputs};
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/format_kernels.hpp"
 #include "kernels/cuda/int8_rowwise_kernels.hpp"
@@ -216,13 +217,14 @@ class DecodedDeviceMatrix final : public FormatDeviceMatrix {
     float* tile = context.scratch->tile.data();
     const float one = 1.0f;
     const float zero = 0.0f;
-    UQ_CUDA_CHECK(cublasSetStream(context.cublas, context.stream));
+    UQ_CUDA_CHECK(cublas_library().set_stream(context.cublas, context.stream));
     for (int first = 0; first < view_.out; first += tile_rows) {
       const int count = std::min(tile_rows, view_.out - first);
       format_decode_rows(view_, first, nullptr, count, tile, context.stream);
       // Column-major y^T[first.., :] (count x rows, ld out) = tile^T^T x^T.
-      UQ_CUDA_CHECK(cublasSgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, count, rows, view_.in,
-                                &one, tile, view_.in, x, view_.in, &zero, y + first, view_.out));
+      UQ_CUDA_CHECK(cublas_library().sgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, count, rows,
+                                           view_.in, &one, tile, view_.in, x, view_.in, &zero,
+                                           y + first, view_.out));
     }
     return {y, nullptr};
   }
@@ -365,15 +367,15 @@ class LoraDeviceMatrix final : public FormatDeviceMatrix {
     reserve(scratch.lora, static_cast<std::size_t>(rows) * static_cast<std::size_t>(rank_));
     const float one = 1.0f;
     const float zero = 0.0f;
-    UQ_CUDA_CHECK(cublasSetStream(context.cublas, context.stream));
+    UQ_CUDA_CHECK(cublas_library().set_stream(context.cublas, context.stream));
     // projected^T [rank, rows] = A x^T; y^T += scale B projected^T (column-major views).
-    UQ_CUDA_CHECK(cublasSgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, rank_, rows, base_.in(),
-                              &one, a_.data(), base_.in(), x, base_.in(), &zero,
-                              scratch.lora.data(), rank_));
+    UQ_CUDA_CHECK(cublas_library().sgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, rank_, rows,
+                                         base_.in(), &one, a_.data(), base_.in(), x, base_.in(),
+                                         &zero, scratch.lora.data(), rank_));
     // product.a is direct or scratch this matrix owns for the call: y = a (+ b) gains the term.
-    UQ_CUDA_CHECK(cublasSgemm(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, base_.out(), rows, rank_,
-                              &scale_, b_.data(), rank_, scratch.lora.data(), rank_, &one,
-                              const_cast<float*>(product.a), base_.out()));
+    UQ_CUDA_CHECK(cublas_library().sgemm(
+        context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, base_.out(), rows, rank_, &scale_, b_.data(),
+        rank_, scratch.lora.data(), rank_, &one, const_cast<float*>(product.a), base_.out()));
     return product;
   }
 

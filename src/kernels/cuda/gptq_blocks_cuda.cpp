@@ -7,6 +7,7 @@
 #include "calibration/block_linears.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "kernels/cuda/gptq_cuda.hpp"
 #include "kernels/cuda/gptq_kernels.hpp"
@@ -49,7 +50,7 @@ class DeviceCalibration {
         grid_for_(grid_for),
         options_(options),
         gptq_(stream_.get(), cublas_.get()) {
-    UQ_CUDA_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+    UQ_CUDA_CHECK(cublas_library().set_stream(cublas_.get(), stream_.get()));
     ctx_ = static_cast<std::int64_t>(windows.front().size());
     tokens_ = ctx_ * static_cast<std::int64_t>(windows.size());
     hidden_ = config_.hidden_size;
@@ -157,9 +158,9 @@ class DeviceCalibration {
     const auto out = static_cast<int>(shapes_[m].first);
     const auto in = static_cast<int>(shapes_[m].second);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    UQ_CUDA_CHECK(cublasSgemm(cublas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, out, static_cast<int>(rows),
-                              in, &one, weights_[m].data(), in, x, in, &beta, y,
-                              static_cast<int>(stride)));
+    UQ_CUDA_CHECK(cublas_library().sgemm(cublas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, out,
+                                         static_cast<int>(rows), in, &one, weights_[m].data(), in,
+                                         x, in, &beta, y, static_cast<int>(stride)));
     if (biases_[m].size() > 0)
       add_bias_rows(y, rows, out, stride, biases_[m].data(), stream_.get());
   }
@@ -250,9 +251,9 @@ class DeviceCalibration {
     for (std::int64_t first = 0; first < tokens_; first += kHessianRows) {
       const auto rows = static_cast<int>(std::min(kHessianRows, tokens_ - first));
       const float* part = x + elements(first, in);
-      UQ_CUDA_CHECK(cublasSsyrk(cublas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
-                                static_cast<int>(in), rows, &one, part, static_cast<int>(in), &zero,
-                                partial_.data(), static_cast<int>(in)));
+      UQ_CUDA_CHECK(cublas_library().ssyrk(
+          cublas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(in), rows, &one,
+          part, static_cast<int>(in), &zero, partial_.data(), static_cast<int>(in)));
       accumulate_f64(partial_.data(), count, hessian_.data(), stream);
     }
     scale_f64(hessian_.data(), count, 2.0 / static_cast<double>(tokens_), stream);

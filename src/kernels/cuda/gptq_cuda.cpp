@@ -1,12 +1,12 @@
 #include "kernels/cuda/gptq_cuda.hpp"
 
-#include <cusolverDn.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "calibration/group_refit.hpp"
 #include "core/error.hpp"
+#include "kernels/cuda/cublas_library.hpp"
+#include "kernels/cuda/cusolver_library.hpp"
 #include "kernels/cuda/gptq_kernels.hpp"
 
 namespace uq::cuda {
@@ -68,13 +68,13 @@ std::string gptq_cuda_unsupported_reason(const QuantGrid& grid, const GptqOption
 
 GptqDevice::GptqDevice(cudaStream_t stream, cublasHandle_t cublas)
     : stream_(stream), cublas_(cublas), info_(1), sums_(2) {
-  check_solver(cusolverDnCreate(&solver_), "cusolverDnCreate");
-  check_solver(cusolverDnSetStream(solver_, stream_), "cusolverDnSetStream");
+  check_solver(cusolver_library().create(&solver_), "cusolverDnCreate");
+  check_solver(cusolver_library().set_stream(solver_, stream_), "cusolverDnSetStream");
   partials_ = DeviceBuffer<double>(static_cast<std::size_t>(dot_partial_count()));
 }
 
 GptqDevice::~GptqDevice() {
-  cusolverDnDestroy(solver_);
+  cusolver_library().destroy(solver_);
 }
 
 void GptqDevice::inverse_cholesky(const double* hessian, std::int64_t in, double damp,
@@ -97,12 +97,12 @@ void GptqDevice::inverse_cholesky(const double* hessian, std::int64_t in, double
   UQ_CUDA_CHECK(cudaMemcpyAsync(diagonal_.data(), diagonal.data(), diagonal.size() * sizeof(double),
                                 cudaMemcpyHostToDevice, stream_));
   int potrf_size = 0, potri_size = 0;
-  check_solver(
-      cusolverDnDpotrf_bufferSize(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n, &potrf_size),
-      "cusolverDnDpotrf_bufferSize");
-  check_solver(
-      cusolverDnDpotri_bufferSize(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n, &potri_size),
-      "cusolverDnDpotri_bufferSize");
+  check_solver(cusolver_library().dpotrf_buffer_size(solver_, CUBLAS_FILL_MODE_LOWER, n,
+                                                     work_.data(), n, &potrf_size),
+               "cusolverDnDpotrf_bufferSize");
+  check_solver(cusolver_library().dpotri_buffer_size(solver_, CUBLAS_FILL_MODE_LOWER, n,
+                                                     work_.data(), n, &potri_size),
+               "cusolverDnDpotri_bufferSize");
   const int scratch = std::max(potrf_size, potri_size);
   reserve(solver_scratch_, static_cast<std::size_t>(scratch));
   // Column-major 'L' is the row-major upper triangle (as in gptq.cpp's LAPACK calls): the
@@ -118,16 +118,16 @@ void GptqDevice::inverse_cholesky(const double* hessian, std::int64_t in, double
     UQ_CUDA_CHECK(cudaMemcpyAsync(work_.data(), hessian, count * sizeof(double),
                                   cudaMemcpyDeviceToDevice, stream_));
     set_diagonal(work_.data(), in, diagonal_.data(), damp * mean, stream_);
-    check_solver(cusolverDnDpotrf(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
-                                  solver_scratch_.data(), scratch, info_.data()),
+    check_solver(cusolver_library().dpotrf(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
+                                           solver_scratch_.data(), scratch, info_.data()),
                  "cusolverDnDpotrf");
     if (!succeeded()) continue;
-    check_solver(cusolverDnDpotri(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
-                                  solver_scratch_.data(), scratch, info_.data()),
+    check_solver(cusolver_library().dpotri(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
+                                           solver_scratch_.data(), scratch, info_.data()),
                  "cusolverDnDpotri");
     if (!succeeded()) continue;
-    check_solver(cusolverDnDpotrf(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
-                                  solver_scratch_.data(), scratch, info_.data()),
+    check_solver(cusolver_library().dpotrf(solver_, CUBLAS_FILL_MODE_LOWER, n, work_.data(), n,
+                                           solver_scratch_.data(), scratch, info_.data()),
                  "cusolverDnDpotrf");
     if (!succeeded()) continue;
     reserve(factor_, count);
@@ -169,7 +169,7 @@ void GptqDevice::pass(const float* weights, std::int64_t out, std::int64_t in,
     args.length = static_cast<int>(end - begin);
     gptq_block(args, stream_);
     if (end < in) {  // W[:, end:] -= E · U[begin:end, end:] (row-major; cuBLAS sees transposes)
-      UQ_CUDA_CHECK(cublasSgemm(
+      UQ_CUDA_CHECK(cublas_library().sgemm(
           cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(in - end), static_cast<int>(out),
           args.length, &minus_one, factor_.data() + begin * in + end, static_cast<int>(in),
           errors_.data(), kGptqBlock, &one, w_.data() + end, static_cast<int>(in)));
@@ -198,10 +198,10 @@ double GptqDevice::relative_error(const float* weights, const float* dequantized
   subtract(weights, dequantized, elements(out, in), difference_.data(), stream_);
   const float one = 1.0f, zero = 0.0f;
   const auto quadratic = [&](const float* matrix, double* result) {  // Σ_o mₒᵀ H mₒ
-    UQ_CUDA_CHECK(cublasSgemm(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(in),
-                              static_cast<int>(out), static_cast<int>(in), &one,
-                              hessian_f32_.data(), static_cast<int>(in), matrix,
-                              static_cast<int>(in), &zero, product_.data(), static_cast<int>(in)));
+    UQ_CUDA_CHECK(cublas_library().sgemm(
+        cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(in), static_cast<int>(out),
+        static_cast<int>(in), &one, hessian_f32_.data(), static_cast<int>(in), matrix,
+        static_cast<int>(in), &zero, product_.data(), static_cast<int>(in)));
     dot(product_.data(), matrix, elements(out, in), partials_.data(), result, stream_);
   };
   quadratic(weights, sums_.data());

@@ -2,6 +2,7 @@
 // RAII owners of a CUDA stream, a CUDA event and a cuBLAS handle.
 #include <utility>
 
+#include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 
 namespace uq::cuda {
@@ -41,10 +42,10 @@ class Event {
 
 class CublasHandle {
  public:
-  CublasHandle() { UQ_CUDA_CHECK(cublasCreate(&handle_)); }
+  CublasHandle() { UQ_CUDA_CHECK(cublas_library().create(&handle_)); }
   CublasHandle(const CublasHandle&) = delete;
   CublasHandle& operator=(const CublasHandle&) = delete;
-  ~CublasHandle() { cublasDestroy(handle_); }
+  ~CublasHandle() { cublas_library().destroy(handle_); }
   cublasHandle_t get() const { return handle_; }
 
  private:

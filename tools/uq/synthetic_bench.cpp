@@ -21,7 +21,6 @@ namespace uq::cli {
 namespace {
 
 constexpr int kPromptRuns = 3;
-constexpr int kProfileRepetitions = 100;
 
 int parse_format(const std::string& format) {
   if (format == "bf16") return 16;
@@ -107,6 +106,8 @@ Row measure(const SyntheticBenchOptions& options, const std::string& format, dou
 }
 
 #if defined(UQ_HAVE_CUDA)
+constexpr int kProfileRepetitions = 100;
+
 // Per stage of a decode step: calls per step and device microseconds per call and per step,
 // at each context; `uq bench --profile-decode`.
 void profile_decode(const SyntheticBenchOptions& options, const std::string& format) {

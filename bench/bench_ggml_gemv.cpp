@@ -1,12 +1,15 @@
 // GEMV (one token) and export-quantization throughput of the GGUF block
-// formats (GgmlWeight). Weights rotate through copies totalling >= 256 MiB so
-// every iteration streams its weight from DRAM, as in bench_quant_kernels.
+// formats (GgmlWeight). The GEMV runs the int8-activation path (exact = 0,
+// what decode uses) or the exact float one (exact = 1, UQ_EXACT_GEMV); compare
+// with ggml's own Q4_0 GEMV in bench/ggml_q4_0. Weights rotate through copies totalling >= 256 MiB
+// so every iteration streams its weight from DRAM, as in bench_quant_kernels.
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
 #include "quant/ggml_blocks.hpp"
 #include "quant/ggml_weight.hpp"
 #include "support/random_floats.hpp"
@@ -21,6 +24,7 @@ void BM_GgmlGemv(benchmark::State& state) {
   const auto type = static_cast<uq::GgmlType>(state.range(0));
   const std::int64_t out = state.range(1), in = state.range(2);
   uq::set_num_threads(static_cast<int>(state.range(3)));
+  uq::cpu::set_exact_gemv(state.range(4) != 0);
   const auto w = random_floats(static_cast<std::size_t>(out * in), 1);
   const uq::GgmlWeight first = uq::GgmlWeight::quantize(type, out, in, w.data());
   std::vector<uq::GgmlWeight> copies;
@@ -36,6 +40,7 @@ void BM_GgmlGemv(benchmark::State& state) {
     next = (next + 1) % copies.size();
     benchmark::DoNotOptimize(y.data());
   }
+  uq::cpu::set_exact_gemv(false);
   state.SetLabel(std::string(uq::ggml_type_name(type)));
   state.counters["GB/s"] = benchmark::Counter(
       static_cast<double>(first.storage_bytes()) * static_cast<double>(state.iterations()) / 1e9,
@@ -58,11 +63,14 @@ void BM_GgmlQuantize(benchmark::State& state) {
 }
 
 void gemv_arguments(benchmark::internal::Benchmark* bench) {
-  for (const auto type :
-       {uq::GgmlType::Q4_0, uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
-    for (const int threads : {1, 2}) {
-      bench->Args({static_cast<std::int64_t>(type), 4096, 4096, threads});
+  bench->ArgNames({"type", "out", "in", "threads", "exact"});
+  for (const auto type : {uq::GgmlType::Q4_0, uq::GgmlType::Q4_1, uq::GgmlType::Q5_0,
+                          uq::GgmlType::Q8_0, uq::GgmlType::Q4_K, uq::GgmlType::Q6_K}) {
+    for (const std::int64_t out : {4096, 14336}) {
+      bench->Args({static_cast<std::int64_t>(type), out, 4096, 1, 0});
     }
+    bench->Args({static_cast<std::int64_t>(type), 4096, 4096, 2, 0});
+    bench->Args({static_cast<std::int64_t>(type), 4096, 4096, 1, 1});
   }
 }
 

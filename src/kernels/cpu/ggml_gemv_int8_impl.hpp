@@ -108,13 +108,17 @@ float dot_q8_0(const std::byte* blocks, const Int8Row& x, std::int64_t count) {
   return horizontal_sum(acc);
 }
 
+// Eight bytes as eight float lanes.
+inline __m256 u8x8_to_f32(const std::uint8_t* bytes) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes))));
+}
+
 template <class Dot>
 float dot_q4_k(const std::byte* blocks, const Int8Row& x, std::int64_t count) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float min_sum = 0.0f;
+  __m256 acc = _mm256_setzero_ps(), min_acc = _mm256_setzero_ps();
   for (std::int64_t super = 0; super < count / 256; ++super, blocks += 144) {
-    const float d = load_half(blocks), dmin = load_half(blocks + 2);
     std::uint8_t s[12];
     std::memcpy(s, blocks + 4, sizeof s);
     std::uint8_t scale[8], min[8];
@@ -124,22 +128,28 @@ float dot_q4_k(const std::byte* blocks, const Int8Row& x, std::int64_t count) {
       scale[j + 4] = static_cast<std::uint8_t>((s[j + 8] & 0x0F) | ((s[j] >> 6) << 4));
       min[j + 4] = static_cast<std::uint8_t>((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
     }
-    const std::int64_t first = super * 8;  // activation block of sub-block 0
+    // The eight sub-blocks meet activation blocks super·8 .. super·8 + 7: their
+    // factors d·scale·d_x and the min terms dmin·min·d_x·Σq as vectors.
+    const std::int64_t first = super * 8;
+    alignas(32) float factor[8];
+    _mm256_store_ps(
+        factor, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(load_half(blocks)), u8x8_to_f32(scale)),
+                              _mm256_loadu_ps(x.d + first)));
+    min_acc =
+        _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(load_half(blocks + 2)), u8x8_to_f32(min)),
+                        _mm256_loadu_ps(x.dq_sum + first), min_acc);
     for (int pair = 0; pair < 4; ++pair) {
       // 32 bytes: low nibbles are sub-block 2·pair, high nibbles 2·pair + 1.
       const __m256i packed = load_256(blocks + 16 + 32 * pair);
-      for (int half = 0; half < 2; ++half) {
-        const int j = 2 * pair + half;
-        const std::int64_t b = first + j;
-        const __m256i codes =
-            _mm256_and_si256(half == 0 ? packed : _mm256_srli_epi16(packed, 4), low4);
-        acc = accumulate(acc, d * static_cast<float>(scale[j]) * x.d[b],
-                         Dot::dot(codes, load_256(x.q + 32 * b)));
-        min_sum += dmin * static_cast<float>(min[j]) * x.dq_sum[b];
-      }
+      const std::int8_t* xq = x.q + 32 * (first + 2 * pair);
+      acc =
+          accumulate(acc, factor[2 * pair], Dot::dot(_mm256_and_si256(packed, low4), load_256(xq)));
+      acc = accumulate(
+          acc, factor[2 * pair + 1],
+          Dot::dot(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low4), load_256(xq + 32)));
     }
   }
-  return horizontal_sum(acc) - min_sum;
+  return horizontal_sum(acc) - horizontal_sum(min_acc);
 }
 
 template <class Dot>
@@ -164,15 +174,22 @@ float dot_q6_k(const std::byte* blocks, const Int8Row& x, std::int64_t count) {
                           _mm256_and_si256(qh, bits45)),
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45))};
+      // Factors d·scale_j·d_x of the half's sub-blocks j of 16 (activation
+      // block j / 2); sub-blocks 2k, 2k + 1 form activation block k.
+      const std::int64_t b0 = super * 8 + half * 4;
+      const __m256 dx = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(x.d + b0)),
+                                                 _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+      const __m256 factors =
+          _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), dx),
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales + 8 * half)))));
       for (int k = 0; k < 4; ++k) {
-        const std::int64_t b = super * 8 + half * 4 + k;
-        const float dd = d * x.d[b];
-        // int32 lanes 0..3 sum elements 0..15 (sub-scale 2k), lanes 4..7 16..31.
-        const __m256 scale =
-            _mm256_set_m128(_mm_set1_ps(dd * static_cast<float>(scales[8 * half + 2 * k + 1])),
-                            _mm_set1_ps(dd * static_cast<float>(scales[8 * half + 2 * k])));
+        // int32 lanes 0..3 sum elements 0..15 (factor 2k), lanes 4..7 16..31.
+        const __m256 scale = _mm256_permutevar8x32_ps(
+            factors, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                       2 * k + 1));
         const __m256i sums =
-            dot_signed<Dot>(_mm256_sub_epi8(codes[k], offset), load_256(x.q + 32 * b));
+            dot_signed<Dot>(_mm256_sub_epi8(codes[k], offset), load_256(x.q + 32 * (b0 + k)));
         acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc);
       }
     }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -381,13 +382,30 @@ TEST_F(Gguf, CommandLineRunsGgufFiles) {
     std::ofstream stream(text);
     stream << test::read_text(test::source_path("data/val.txt")).substr(0, 3000);
   }
-  const auto eval_ppl = [&](const std::filesystem::path& model) {
+  const auto eval_ppl = [&](const std::filesystem::path& model, const std::string& ctx) {
     const auto result = test::run_uq(
-        {"eval", model.string(), "--data", text.string(), "--ctx", "64", "--json", "--quiet"});
+        {"eval", model.string(), "--data", text.string(), "--ctx", ctx, "--json", "--quiet"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return nlohmann::json::parse(result.out)["ppl"].get<double>();
   };
-  EXPECT_NEAR(eval_ppl(file("Q8_0")) / eval_ppl(test::bundled_model()), 1.0, 0.003);
+  EXPECT_NEAR(eval_ppl(file("Q8_0"), "64") / eval_ppl(test::bundled_model(), "64"), 1.0, 0.003);
+  // --ctx 4: every product is a GEMV (at most 4 rows), so the quantized types
+  // run the int8-activation path; UQ_EXACT_GEMV=1 (inherited by the uq child)
+  // the exact float one. Measured: float 139.930; Q8_0 139.951 (exact
+  // 140.190), Q4_0 142.236 (142.392), Q4_K_M 137.314 (137.356); tolerances
+  // vs float those of QuantizedExportsKeepPerplexity (Q8_0 widened to 0.003
+  // as above for the different text).
+  const double float_ppl = eval_ppl(test::bundled_model(), "4");
+  for (const auto& [type, tolerance] : std::vector<std::pair<std::string, double>>{
+           {"Q8_0", 0.003}, {"Q4_0", 0.10}, {"Q4_K_M", 0.05}}) {
+    const double int8 = eval_ppl(file(type), "4");
+    ::setenv("UQ_EXACT_GEMV", "1", 1);
+    const double exact = eval_ppl(file(type), "4");
+    ::unsetenv("UQ_EXACT_GEMV");
+    EXPECT_NEAR(int8 / float_ppl, 1.0, tolerance) << type;
+    EXPECT_NEAR(int8 / exact, 1.0, 0.005) << type;
+    EXPECT_NE(int8, exact) << type;  // the int8 path ran
+  }
   const auto generated = test::run_uq(
       {"generate", file("Q4_K_M").string(), "-p", "The", "-n", "8", "--json", "--quiet"});
   ASSERT_EQ(generated.exit_code, 0) << generated.err;

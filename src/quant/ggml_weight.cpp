@@ -7,6 +7,8 @@
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/affine_matrix.hpp"
+#include "kernels/cpu/ggml_gemv_int8.hpp"
 #include "kernels/cpu/ggml_kernels.hpp"
 #include "model/blas.hpp"
 
@@ -57,13 +59,22 @@ void GgmlWeight::matmul(const float* x, std::int64_t rows, float* y) const {
 }
 
 void GgmlWeight::matmul_gemv(const float* x, std::int64_t rows, float* y) const {
+  const bool avx2 = cpu::best_kernel_isa() == cpu::KernelIsa::Avx2;
+  if (cpu::ggml_int8_gemv_supports(type_) && !cpu::exact_gemv()) {
+    // llama.cpp's arithmetic: activations rounded to int8 blocks, integer dots.
+    const auto dot = avx2 ? cpu::ggml_int8_dot_simd(type_, cpu::best_dot_isa())
+                          : cpu::ggml_int8_dot_scalar(type_);
+    cpu::ggml_gemv_int8(dot, data_.data(), row_bytes_, out_features_, in_features_, x, rows, y);
+    return;
+  }
   const std::int64_t min_chunk =
       std::max<std::int64_t>(16, 32768 / std::max<std::int64_t>(in_features_, 1));
-  // Q4_0 and Q8_0 have AVX2 kernels; the other formats unpack block by block.
+  // Exact float dot products: Q4_0 and Q8_0 have AVX2 kernels; the other
+  // formats unpack block by block.
   using Dot = float (*)(const std::byte*, const float*, std::int64_t);
   Dot dot = nullptr;
-  if (type_ == GgmlType::Q4_0) dot = ggml_dot_q4_0_avx2;
-  if (type_ == GgmlType::Q8_0) dot = ggml_dot_q8_0_avx2;
+  if (avx2 && type_ == GgmlType::Q4_0) dot = ggml_dot_q4_0_avx2;
+  if (avx2 && type_ == GgmlType::Q8_0) dot = ggml_dot_q8_0_avx2;
   parallel_for(0, out_features_, min_chunk, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t o = lo; o < hi; ++o) {
       for (std::int64_t r = 0; r < rows; ++r) {

@@ -1,8 +1,10 @@
 #pragma once
 // A weight stored in one of ggml's block formats (a GGUF tensor), row-major
-// [out, in] with each row packed independently. Few input rows: a GEMV that
-// unpacks one block at a time and multiplies it in registers; many rows:
-// tiles of W unpacked to float32 and multiplied with sgemm.
+// [out, in] with each row packed independently. Few input rows: a GEMV with
+// int8 activations and integer dot products per block, as llama.cpp computes
+// (kernels/cpu/ggml_gemv_int8.hpp; the exact float GEMV under UQ_EXACT_GEMV
+// and for the float types); many rows: tiles of W unpacked to float32 and
+// multiplied with sgemm.
 #include <cstddef>
 #include <cstdint>
 #include <span>

@@ -10,6 +10,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "kernels/cpu/affine_gemv_int8.hpp"
 #include "quant/ggml_blocks.hpp"
 #include "quant/ggml_weight.hpp"
 
@@ -170,8 +171,11 @@ TEST(GgmlBlocks, TypeNamesSizesAndBadCounts) {
   }
 }
 
-// GEMV (1-4 rows) and tiled GEMM (more rows) against dequantize + double sums.
+// Exact float GEMV (1-4 rows, UQ_EXACT_GEMV; the int8-activation GEMV has its
+// own bound in test_ggml_gemv_int8) and tiled GEMM (more rows) against
+// dequantize + double sums.
 TEST(GgmlWeight, MatmulMatchesDequantizedReference) {
+  cpu::set_exact_gemv(true);
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const std::int64_t out = 96, in = 512;
@@ -201,6 +205,7 @@ TEST(GgmlWeight, MatmulMatchesDequantizedReference) {
     }
     EXPECT_EQ(weight.storage_bytes(), ggml_row_bytes(type, in) * out);
   }
+  cpu::set_exact_gemv(false);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #pragma once
-// AVX2 dot products of one ggml-packed row with a float32 vector, for the
-// formats decode spends its time in: each block is unpacked in registers and
+// AVX2 dot products of one ggml-packed row with a float32 vector: the exact
+// float GEMV of Q4_0 and Q8_0 (UQ_EXACT_GEMV; decode otherwise takes the int8
+// path of ggml_gemv_int8.hpp). Each block is unpacked in registers and
 // multiplied with FMA (results equal ggml_dot_row's up to float summation order).
 #include <cstddef>
 #include <cstdint>

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "io/safetensors.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 #include "kernels/cpu/tiled_gemm.hpp"
 
 namespace uq {
@@ -28,12 +29,6 @@ inline __m256 load8(const std::byte* row, std::int64_t i) {
     if constexpr (kDtype == DType::F16) return _mm256_cvtph_ps(half);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
   }
-}
-
-inline float horizontal_sum(__m256 v) {
-  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
 inline float scalar_at(const std::byte* row, std::int64_t i, DType dtype) {
@@ -68,7 +63,7 @@ void dot_tile(const std::byte* w, std::size_t row_bytes, const float* x, std::in
   }
   for (int o = 0; o < kOuts; ++o) {
     for (int r = 0; r < kRows; ++r) {
-      float sum = horizontal_sum(acc[o][r]);
+      float sum = cpu::horizontal_sum(acc[o][r]);
       for (std::int64_t j = i; j < in; ++j) {
         sum += scalar_at(w + o * row_bytes, j, kDtype) * x[r * in + j];
       }

@@ -11,6 +11,7 @@
 
 #include "core/dtype.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 
 namespace uq::cpu::detail {
 namespace {
@@ -52,13 +53,6 @@ inline float param(const void* params, DType dtype, std::int64_t index) {
     default:
       return static_cast<const float*>(params)[index];
   }
-}
-
-inline float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
 }
 
 // Output row o times R activation rows from r0. Per block of 32, each row

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cpu/affine_kernels.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 
 namespace uq::cpu::detail {
 namespace {
@@ -52,13 +53,6 @@ inline float param(const void* params, DType dtype, std::int64_t index) {
     default:
       return static_cast<const float*>(params)[index];
   }
-}
-
-inline float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
 }
 
 // O output rows starting at o0 times R rows of x. Each (o, r) pair keeps its

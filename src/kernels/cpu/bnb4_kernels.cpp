@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/thread_pool.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 #include "kernels/cpu/tiled_gemm.hpp"
 
 namespace uq::cpu {
@@ -56,12 +57,6 @@ inline __m256 lookup8(__m256i index, __m256 table_low, __m256 table_high) {
   const __m256 low = _mm256_permutevar8x32_ps(table_low, index);
   const __m256 high = _mm256_permutevar8x32_ps(table_high, index);
   return _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(index, 28)));
-}
-
-inline float horizontal_sum(__m256 v) {
-  const __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  return _mm_cvtss_f32(_mm_add_ss(sum2, _mm_movehdup_ps(sum2)));
 }
 
 void gemv_rows_avx2(const Bnb4Matrix& w, const float* x, std::int64_t rows, std::int64_t out_first,

@@ -1,4 +1,5 @@
 #include "kernels/cpu/float8_kernels.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 
 #include <immintrin.h>
 
@@ -17,12 +18,6 @@ inline __m256 decode8(const std::uint8_t* codes, DType format) {
   // Exponent bias 7 -> 127: times 2^120 (also exact for the subnormal codes).
   return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(magnitude, sign)),
                        _mm256_set1_ps(0x1p120f));
-}
-
-inline float horizontal_sum(__m256 v) {
-  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
 }
 
 void gemv_rows_scalar(const Float8Matrix& w, const float* x, std::int64_t rows,

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/cpu/ggml_gemv_int8.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 
 namespace uq::cpu::detail {
 namespace {
@@ -44,13 +45,6 @@ inline __m256i spread_fifth_bits(const std::byte* p) {
   const __m256i select = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
   const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select);
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-}
-
-inline float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
 }
 
 // Σ w·xq for signed codes w (|w| ≤ 128): |w| times xq carrying w's sign.

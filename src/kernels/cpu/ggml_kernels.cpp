@@ -1,4 +1,5 @@
 #include "kernels/cpu/ggml_kernels.hpp"
+#include "kernels/cpu/horizontal_sum.hpp"
 
 #include <immintrin.h>
 
@@ -11,13 +12,6 @@ float block_scale(const std::byte* block) {
   std::uint16_t bits;
   std::memcpy(&bits, block, sizeof bits);
   return _cvtsh_ss(bits);
-}
-
-float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
 }
 
 // Eight unsigned / signed bytes of `bytes` (starting at byte `offset`) as floats.
@@ -46,7 +40,7 @@ float ggml_dot_q4_0_avx2(const std::byte* blocks, const float* x, std::int64_t c
                           _mm256_loadu_ps(x + 24), sum);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(blocks)), sum, acc);
   }
-  return horizontal_sum(acc);
+  return cpu::horizontal_sum(acc);
 }
 
 float ggml_dot_q8_0_avx2(const std::byte* blocks, const float* x, std::int64_t count) {
@@ -60,7 +54,7 @@ float ggml_dot_q8_0_avx2(const std::byte* blocks, const float* x, std::int64_t c
     sum = _mm256_fmadd_ps(i8_to_f32(_mm_srli_si128(second, 8)), _mm256_loadu_ps(x + 24), sum);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(blocks)), sum, acc);
   }
-  return horizontal_sum(acc);
+  return cpu::horizontal_sum(acc);
 }
 
 }  // namespace uq

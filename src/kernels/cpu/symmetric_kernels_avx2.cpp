@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/horizontal_sum.hpp"
 #include "kernels/cpu/symmetric_kernels.hpp"
 
 namespace uq::cpu::detail {
@@ -25,13 +26,6 @@ inline __m256 chunk_values(const std::uint8_t* row, std::int64_t chunk) {
                          _mm256_set1_epi32(0x0F));
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(nibbles, _mm256_set1_epi32(8)));
   }
-}
-
-inline float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
 }
 
 template <int B>

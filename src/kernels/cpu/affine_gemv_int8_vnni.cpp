@@ -1,5 +1,5 @@
 // The int8-activation GEMV with AVX-512 VNNI dot products (vpdpbusd on 256-bit
-// vectors). Only this file is compiled for AVX-512, through the pragma below,
+// vectors). Only this file is compiled for AVX-512, through UQ_VNNI_TARGET_BEGIN below,
 // which comes after every header so that no inline function shared with other
 // files is compiled for AVX-512; it runs only where best_dot_isa() found VNNI.
 #include <immintrin.h>
@@ -10,14 +10,9 @@
 
 #include "core/dtype.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
+#include "kernels/cpu/vnni_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
-#endif
+UQ_VNNI_TARGET_BEGIN
 
 #include "kernels/cpu/affine_gemv_int8_impl.hpp"
 
@@ -50,8 +45,4 @@ void gemv_int8_rows_vnni(const AffineMatrix& w, const Int8Activations& a, const 
 
 }  // namespace uq::cpu::detail
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+UQ_VNNI_TARGET_END

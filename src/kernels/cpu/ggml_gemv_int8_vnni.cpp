@@ -1,5 +1,5 @@
 // The ggml int8-activation dot products with AVX-512 VNNI (vpdpbusd on
-// 256-bit vectors). Only this file is compiled for AVX-512, through the pragma
+// 256-bit vectors). Only this file is compiled for AVX-512, through UQ_VNNI_TARGET_BEGIN
 // below, which comes after every header so that no inline function shared
 // with other files is compiled for AVX-512; it runs only where best_dot_isa()
 // found VNNI.
@@ -9,14 +9,9 @@
 #include <cstring>
 
 #include "kernels/cpu/ggml_gemv_int8.hpp"
+#include "kernels/cpu/vnni_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
-#endif
+UQ_VNNI_TARGET_BEGIN
 
 #include "kernels/cpu/ggml_gemv_int8_impl.hpp"
 
@@ -38,8 +33,4 @@ GgmlInt8Dot ggml_int8_dot_vnni(GgmlType type) {
 
 }  // namespace uq::cpu::detail
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+UQ_VNNI_TARGET_END

@@ -112,45 +112,7 @@ TEST(CudaModelVariants, TiedBiasedSlidingLlama3MatchesCpu) {
   config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
   config.rope_scaling.factor = 8.0;
   config.rope_scaling.original_max_position_embeddings = 128;
-  const uq::Checkpoint checkpoint = uq::Checkpoint::open(uq::test::bundled_model());
-  const uq::TensorSource stored = uq::checkpoint_tensors(checkpoint);
-  std::map<std::string, std::vector<float>> biases;
-  std::mt19937 random(7);
-  std::normal_distribution<float> draw(0.0f, 0.05f);
-  const std::int64_t q_width = config.num_attention_heads * config.head_dim;
-  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
-  for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-    const std::pair<std::string, std::int64_t> shapes[] = {
-        {"self_attn.q_proj", q_width},
-        {"self_attn.k_proj", kv_width},
-        {"self_attn.v_proj", kv_width},
-        {"self_attn.o_proj", config.hidden_size},
-        {"mlp.gate_proj", config.intermediate_size},
-        {"mlp.up_proj", config.intermediate_size},
-        {"mlp.down_proj", config.hidden_size}};
-    for (const auto& [name, width] : shapes) {
-      auto& bias = biases[prefix + name + ".bias"];
-      bias.resize(static_cast<std::size_t>(width));
-      for (auto& b : bias) b = draw(random);
-    }
-  }
-  uq::TensorSource tensors;
-  tensors.contains = [&](const std::string& name) {
-    return biases.contains(name) || stored.contains(name);
-  };
-  tensors.tensor = [&](const std::string& name) {
-    const auto found = biases.find(name);
-    if (found == biases.end()) return stored.tensor(name);
-    uq::TensorView view;
-    view.name = name;
-    view.dtype = uq::DType::F32;
-    view.shape = {static_cast<std::int64_t>(found->second.size())};
-    view.data = reinterpret_cast<const std::byte*>(found->second.data());
-    view.nbytes = found->second.size() * sizeof(float);
-    return view;
-  };
-  const auto cpu = std::make_shared<const uq::Model>(config, tensors, uq::float_weights(tensors));
+  const std::shared_ptr<const uq::Model> cpu = uq::test::bundled_with_random_biases(config);
   const uq::cuda::CudaModel gpu(cpu);
   const auto& ids = uq::test::bundled().val_ids;
   // 150 prompt tokens (tiled attention past the window), then decode steps (split attention).

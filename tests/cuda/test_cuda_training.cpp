@@ -42,7 +42,7 @@ std::shared_ptr<uq::Model> bundled_model(int bits) {
 }
 
 // The bundled bf16 weights under a config with tied embeddings, random biases on every
-// projection and a sliding window of 40 on every layer.
+// projection (test::bundled_with_random_biases) and a sliding window of 40 on every layer.
 std::shared_ptr<uq::Model> variant_model() {
   uq::ModelConfig config = uq::load_model_config(uq::test::bundled_model() / "config.json");
   config.tie_word_embeddings = true;
@@ -51,44 +51,7 @@ std::shared_ptr<uq::Model> variant_model() {
   config.mlp_bias = true;
   config.sliding_window = 40;
   config.layer_uses_sliding_window.assign(static_cast<std::size_t>(config.num_hidden_layers), true);
-  static const uq::Checkpoint checkpoint = uq::Checkpoint::open(uq::test::bundled_model());
-  static const uq::TensorSource stored = uq::checkpoint_tensors(checkpoint);
-  static std::map<std::string, std::vector<float>> biases;
-  std::mt19937 random(7);
-  std::normal_distribution<float> draw(0.0f, 0.05f);
-  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
-  for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-    const std::pair<std::string, std::int64_t> shapes[] = {
-        {"self_attn.q_proj", config.num_attention_heads * config.head_dim},
-        {"self_attn.k_proj", kv_width},
-        {"self_attn.v_proj", kv_width},
-        {"self_attn.o_proj", config.hidden_size},
-        {"mlp.gate_proj", config.intermediate_size},
-        {"mlp.up_proj", config.intermediate_size},
-        {"mlp.down_proj", config.hidden_size}};
-    for (const auto& [name, width] : shapes) {
-      auto& bias = biases[prefix + name + ".bias"];
-      bias.resize(static_cast<std::size_t>(width));
-      for (auto& b : bias) b = draw(random);
-    }
-  }
-  uq::TensorSource tensors;
-  tensors.contains = [](const std::string& name) {
-    return biases.contains(name) || stored.contains(name);
-  };
-  tensors.tensor = [](const std::string& name) {
-    const auto found = biases.find(name);
-    if (found == biases.end()) return stored.tensor(name);
-    uq::TensorView view;
-    view.name = name;
-    view.dtype = uq::DType::F32;
-    view.shape = {static_cast<std::int64_t>(found->second.size())};
-    view.data = reinterpret_cast<const std::byte*>(found->second.data());
-    view.nbytes = found->second.size() * sizeof(float);
-    return view;
-  };
-  return std::make_shared<uq::Model>(config, tensors, uq::float_weights(tensors));
+  return uq::test::bundled_with_random_biases(config);
 }
 
 // Rank-8 adapters on all seven projections of every layer, A and B both random (B = 0 would

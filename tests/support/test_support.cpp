@@ -11,13 +11,16 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
+#include "io/hf_config.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
+#include "model/tensor_source.hpp"
 
 namespace uq::test {
 namespace {
@@ -127,6 +130,49 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::shared_ptr<Model> bundled_with_random_biases(const ModelConfig& config) {
+  // The model may keep reading the mapped checkpoint: it stays open for the process.
+  static const Checkpoint checkpoint = Checkpoint::open(bundled_model());
+  static const TensorSource stored = checkpoint_tensors(checkpoint);
+  std::map<std::string, std::vector<float>> biases;
+  std::mt19937 random(7);
+  std::normal_distribution<float> draw(0.0f, 0.05f);
+  const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
+  for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+    const std::pair<std::string, std::int64_t> shapes[] = {
+        {"self_attn.q_proj", config.num_attention_heads * config.head_dim},
+        {"self_attn.k_proj", kv_width},
+        {"self_attn.v_proj", kv_width},
+        {"self_attn.o_proj", config.hidden_size},
+        {"mlp.gate_proj", config.intermediate_size},
+        {"mlp.up_proj", config.intermediate_size},
+        {"mlp.down_proj", config.hidden_size}};
+    for (const auto& [name, width] : shapes) {
+      auto& bias = biases[prefix + name + ".bias"];
+      bias.resize(static_cast<std::size_t>(width));
+      for (auto& b : bias) b = draw(random);
+    }
+  }
+  TensorSource tensors;
+  tensors.contains = [&](const std::string& name) {
+    return biases.contains(name) || stored.contains(name);
+  };
+  tensors.tensor = [&](const std::string& name) {
+    const auto found = biases.find(name);
+    if (found == biases.end()) return stored.tensor(name);
+    TensorView view;
+    view.name = name;
+    view.dtype = DType::F32;
+    view.shape = {static_cast<std::int64_t>(found->second.size())};
+    view.data = reinterpret_cast<const std::byte*>(found->second.data());
+    view.nbytes = found->second.size() * sizeof(float);
+    return view;
+  };
+  // The biases are copied into the model's layers here; `biases` may go.
+  return std::make_shared<Model>(config, tensors, float_weights(tensors));
 }
 
 std::string val_text_head(const TempDir& dir, std::size_t bytes) {

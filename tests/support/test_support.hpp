@@ -10,7 +10,8 @@
 
 namespace uq {
 class Model;
-}
+struct ModelConfig;
+}  // namespace uq
 
 namespace uq::test {
 
@@ -63,6 +64,11 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The bundled model's weights under `config` (its own config with projection biases turned on,
+// and whatever else a test varies): every decoder projection gets random biases, N(0, 0.05²)
+// from seed 7, so each of them moves the logits.
+std::shared_ptr<Model> bundled_with_random_biases(const ModelConfig& config);
 
 // Writes the whole lines of data/val.txt within its first `bytes` bytes into `dir` and returns
 // the file's path: a short evaluation text for tests that compare perplexities, not measure them.

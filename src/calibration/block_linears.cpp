@@ -15,6 +15,11 @@ const std::array<BlockLinear, 7>& block_linears() {
   return linears;
 }
 
+const std::vector<std::vector<int>>& shared_input_groups() {
+  static const std::vector<std::vector<int>> groups{{0, 1, 2}, {3}, {4, 5}, {6}};
+  return groups;
+}
+
 std::string linear_path(std::int64_t index, const BlockLinear& linear) {
   return "model.layers." + std::to_string(index) + "." + linear.name;
 }

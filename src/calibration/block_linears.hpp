@@ -16,6 +16,9 @@ struct BlockLinear {
 
 // In model order: q, k, v, o, gate, up, down.
 const std::array<BlockLinear, 7>& block_linears();
+// The linears that read the same input, as indices into block_linears(): q|k|v, o, gate|up,
+// down. GPTQ builds one Hessian per group.
+const std::vector<std::vector<int>>& shared_input_groups();
 // "model.layers.<index>.<name>"
 std::string linear_path(std::int64_t index, const BlockLinear& linear);
 // The whole matrix as float32 [out, in].

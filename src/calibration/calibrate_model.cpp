@@ -78,11 +78,10 @@ std::string gpu_gptq_refusal(const Model& model, const CalibrationOptions& optio
 std::vector<CalibratedLayer> gptq_block(Model& model, std::int64_t index, const BlockInputs& inputs,
                                         const GridFor& grid_for, const GptqOptions& options,
                                         Progress& progress) {
-  static const std::vector<std::vector<int>> shared_inputs{{0, 1, 2}, {3}, {4, 5}, {6}};
   const auto& linears = block_linears();
   std::vector<CalibratedLayer> results(linears.size());
   DecoderLayer& layer = model.layer(index);
-  for (const auto& members : shared_inputs) {
+  for (const auto& members : shared_input_groups()) {
     std::vector<std::unique_ptr<QuantGrid>> grids;
     for (const int m : members) {
       auto& result = results[static_cast<std::size_t>(m)];

@@ -35,12 +35,6 @@ DeviceBuffer<float> upload(const std::vector<float>& values) {
   return buffer;
 }
 
-// The decoder linears that share an input, as indices into block_linears().
-const std::vector<std::vector<int>>& shared_inputs() {
-  static const std::vector<std::vector<int>> groups{{0, 1, 2}, {3}, {4, 5}, {6}};
-  return groups;
-}
-
 class DeviceCalibration {
  public:
   DeviceCalibration(Model& model, const std::vector<std::vector<std::int32_t>>& windows,
@@ -201,7 +195,7 @@ class DeviceCalibration {
   void quantize_group(std::int64_t index, std::size_t group, const float* x,
                       std::vector<CalibratedLayer>& results, Progress& progress) {
     const auto& linears = block_linears();
-    const std::vector<int>& members = shared_inputs()[group];
+    const std::vector<int>& members = shared_input_groups()[group];
     DecoderLayer& layer = model_.layer(index);
     std::vector<std::unique_ptr<QuantGrid>> grids;
     for (const int m : members) {

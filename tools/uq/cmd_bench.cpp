@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "io/atomic_file.hpp"
 #include "model/decoder.hpp"
+#include "parse_integer.hpp"
 #include "run_options.hpp"
 #include "synthetic_bench.hpp"
 
@@ -35,17 +36,11 @@ std::vector<std::string> split_list(const std::string& text) {
 std::vector<std::int64_t> parse_input_shape(const std::string& text) {
   std::vector<std::int64_t> shape;
   for (const auto& item : split_list(text)) {
-    std::size_t used = 0;
-    std::int64_t value = 0;
-    try {
-      value = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || value < 1) {
+    const auto value = parse_integer<std::int64_t>(item);
+    if (!value || *value < 1) {
       fail("option --input-shape '", text, "': '", item, "' is not a positive number");
     }
-    shape.push_back(value);
+    shape.push_back(*value);
   }
   if (shape.size() != 2) fail("option --input-shape '", text, "': expected BATCH,SEQUENCE");
   return shape;

@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "model/decoder.hpp"
+#include "parse_integer.hpp"
 #include "run_options.hpp"
 
 namespace uq::cli {
@@ -25,16 +26,9 @@ std::pair<std::string, int> parse_layer_bits(const std::string& text) {
     fail("option --layer-bits '", text, "': expected PATTERN=BITS");
   }
   const std::string bits_text = text.substr(equals + 1);
-  std::size_t used = 0;
-  int bits = 0;
-  try {
-    bits = std::stoi(bits_text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != bits_text.size())
-    fail("option --layer-bits '", text, "': '", bits_text, "' is not a number");
-  return {text.substr(0, equals), bits};
+  const auto bits = parse_integer<int>(bits_text);
+  if (!bits) fail("option --layer-bits '", text, "': '", bits_text, "' is not a number");
+  return {text.substr(0, equals), *bits};
 }
 
 std::string human_bytes(double bytes) {

@@ -11,6 +11,7 @@
 #include "model/decoder.hpp"
 #include "model/device_placement.hpp"
 #include "model/synthetic_model.hpp"
+#include "parse_integer.hpp"
 
 #if defined(UQ_HAVE_CUDA)
 #include "kernels/cuda/copy_bandwidth.hpp"
@@ -165,17 +166,11 @@ void profile_decode(const SyntheticBenchOptions& options, const std::string& for
 }  // namespace
 
 int parse_profile_context(const std::string& text) {
-  std::size_t used = 0;
-  int value = 0;
-  try {
-    value = std::stoi(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 1) {
+  const auto value = parse_integer<int>(text);
+  if (!value || *value < 1) {
     fail("option --profile-decode: '", text, "' is not a positive context length");
   }
-  return value;
+  return *value;
 }
 
 void run_synthetic_bench(const SyntheticBenchOptions& options) {

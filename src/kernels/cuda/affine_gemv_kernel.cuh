@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda::detail {
 
@@ -140,10 +141,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int o = 0; o < kOut; ++o)
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      float sum = acc[o][r];
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2)
-        sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+      const float sum = warp_sum(acc[o][r]);
       // Spread the stores over lanes rather than all on lane 0.
       if (lane == (o * ROWS + r) % 32 && r < rows && first_out + o < out)
         y[static_cast<std::size_t>(r) * out + first_out + o] = sum;

@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda::detail {
 
@@ -142,10 +143,7 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
   for (int o = 0; o < kOut; ++o)
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      float sum = acc[o][r];
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2)
-        sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+      const float sum = warp_sum(acc[o][r]);
       if (lane == o * ROWS + r && first_out + o < out) {
         float& target = y[static_cast<std::size_t>(r) * out + first_out + o];
         target = accumulate ? target + sum : sum;

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
 namespace {
@@ -64,9 +65,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
-    float sum = acc[r];
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+    const float sum = warp_sum(acc[r]);
     if (lane == 0) {
       float& target = y[static_cast<std::size_t>(r) * out + o];
       target = accumulate ? target + sum : sum;

@@ -1,6 +1,7 @@
 #include "kernels/cuda/int8_rowwise_kernels.hpp"
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
 namespace {
@@ -55,8 +56,7 @@ __global__ void __launch_bounds__(kThreads)
   float max_abs = 0.0f;
   for (int c = static_cast<int>(threadIdx.x); c < in; c += kThreads)
     if (flags[c] == 0) max_abs = fmaxf(max_abs, fabsf(row[c]));
-  for (int offset = 16; offset > 0; offset /= 2)
-    max_abs = fmaxf(max_abs, __shfl_xor_sync(0xffffffffu, max_abs, offset));
+  max_abs = warp_max(max_abs);
   __shared__ float partial[kThreads / 32];
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = max_abs;
   __syncthreads();

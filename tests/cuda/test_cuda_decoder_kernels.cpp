@@ -11,10 +11,12 @@
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "kernels/cuda/bf16_gemv.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/device_linear.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 #include "kernels/cuda/stream.hpp"
 #include "model/float_weight.hpp"
 #include "model/rms_norm.hpp"
@@ -378,6 +380,80 @@ TEST_F(CudaDecoderKernels, LinearAccumulatesInPlace) {
         // 1-2 rows: exact products in fp32; 3 rows of bf16 through cuBLAS: 16 bits of x.
         EXPECT_LT(relative_l2(from_device(y_dev), want), rows <= 2 ? 1e-5 : 1e-4);
       }
+    }
+  }
+}
+
+// Two dependent bf16 GEMVs back to back, y1 = W1 x (y1 poisoned first), y2 += W2 y1, under
+// every overlap mode: programmatic dependent launch on/off (the second kernel loads W2 before
+// it waits for y1: a missing wait reads NaN) and the L2 prefetch of the rows on/off. Shapes
+// take whole 128-byte batches per lane (4096, 14336) and a ragged tail (4104, 320). All modes
+// give the same bits (same summation order), within 1e-5 of float64.
+TEST_F(CudaDecoderKernels, Bf16GemvOverlapModesAgree) {
+  uq::cuda::Stream stream;
+  struct Shape {
+    int in, mid, out;
+  };
+  for (const Shape shape :
+       {Shape{4096, 14336, 1000}, Shape{14336, 4104, 300}, Shape{320, 77, 40}}) {
+    for (const int rows : {1, 2}) {
+      SCOPED_TRACE(::testing::Message()
+                   << shape.in << " -> " << shape.mid << " -> " << shape.out << ", rows " << rows);
+      const auto bf16_matrix = [&](int out, int in, std::vector<float>& values) {
+        std::vector<std::uint16_t> bits(static_cast<std::size_t>(out) * in);
+        values.resize(bits.size());
+        const auto drawn = normal(bits.size(), 0.02f);
+        for (std::size_t i = 0; i < bits.size(); ++i) {
+          bits[i] = uq::f32_to_bf16(drawn[i]);
+          values[i] = uq::bf16_to_f32(bits[i]);
+        }
+        return to_device(bits);
+      };
+      const auto as_bf16 = [](const DeviceBuffer<std::uint16_t>& buffer) {
+        return reinterpret_cast<const __nv_bfloat16*>(buffer.data());
+      };
+      std::vector<float> w1, w2;
+      const auto w1_dev = bf16_matrix(shape.mid, shape.in, w1);
+      const auto w2_dev = bf16_matrix(shape.out, shape.mid, w2);
+      const auto x = normal(static_cast<std::size_t>(rows) * shape.in);
+      const auto initial = normal(static_cast<std::size_t>(rows) * shape.out);
+      const auto x_dev = to_device(x);
+      std::vector<double> y1(static_cast<std::size_t>(rows) * shape.mid);
+      std::vector<double> want(initial.begin(), initial.end());
+      for (int r = 0; r < rows; ++r) {
+        for (int o = 0; o < shape.mid; ++o) {
+          double sum = 0.0;
+          for (int i = 0; i < shape.in; ++i)
+            sum += double(x[r * shape.in + i]) * w1[static_cast<std::size_t>(o) * shape.in + i];
+          y1[r * shape.mid + o] = sum;
+        }
+        for (int o = 0; o < shape.out; ++o) {
+          for (int i = 0; i < shape.mid; ++i)
+            want[r * shape.out + o] +=
+                y1[r * shape.mid + i] * w2[static_cast<std::size_t>(o) * shape.mid + i];
+        }
+      }
+      std::vector<float> first_result;
+      for (const bool pdl : {true, false}) {
+        for (const bool prefetch : {true, false}) {
+          SCOPED_TRACE(::testing::Message() << "pdl " << pdl << ", prefetch " << prefetch);
+          uq::cuda::set_programmatic_launch_enabled(pdl);
+          uq::cuda::set_bf16_gemv_l2_prefetch(prefetch);
+          auto y1_dev = poisoned(y1.size());
+          auto y2_dev = to_device(initial);
+          uq::cuda::bf16_gemv_cuda(as_bf16(w1_dev), shape.mid, shape.in, x_dev.data(), rows,
+                                   y1_dev.data(), false, stream.get());
+          uq::cuda::bf16_gemv_cuda(as_bf16(w2_dev), shape.out, shape.mid, y1_dev.data(), rows,
+                                   y2_dev.data(), true, stream.get());
+          stream.synchronize();
+          const auto got = from_device(y2_dev);
+          EXPECT_LT(relative_l2(got, want), 1e-5);
+          if (first_result.empty()) first_result = got;
+          EXPECT_EQ(got, first_result);
+        }
+      }
+      uq::cuda::set_programmatic_launch_enabled(true);
+      uq::cuda::set_bf16_gemv_l2_prefetch(true);
     }
   }
 }

@@ -9,12 +9,14 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "io/hf_config.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/cpu/affine_gemv_int8.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/device.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 #include "model/decoder.hpp"
 #include "model/float_weight.hpp"
 #include "model/generate.hpp"
@@ -89,6 +91,51 @@ TEST_P(CudaModelTest, GreedyGenerationEqualsCpu) {
   // is replayed, then captured again after the cache grows.
   const std::span<const std::int32_t> prompt(ids.data(), 240);
   EXPECT_EQ(uq::generate(gpu, prompt, options).ids, uq::generate(*cpu, prompt, options).ids);
+}
+
+// Programmatic dependent launch lets each kernel of a step start while the one before drains;
+// every kernel waits before touching activations, so a missing wait is a race. With it on and
+// off: 48 eager decode steps give the same logits to the bit, and 48 greedy tokens through the
+// captured decode graph (replayed with programmatic edges) are the same.
+TEST_P(CudaModelTest, ProgrammaticLaunchGivesIdenticalDecode) {
+  const auto cpu = model();
+  const auto& ids = uq::test::bundled().val_ids;
+  const std::span<const std::int32_t> prompt(ids.data(), 100);
+  const auto decode = [&](bool pdl) {
+    uq::cuda::set_programmatic_launch_enabled(pdl);
+    const uq::cuda::CudaModel gpu(cpu);
+    auto sequence = gpu.start_sequence();
+    std::vector<std::vector<float>> logits{sequence->forward(prompt, LogitsMode::Last)};
+    for (int step = 0; step < 48; ++step) {
+      const std::int32_t next = ids[static_cast<std::size_t>(100 + step)];
+      logits.push_back(sequence->forward(std::span(&next, 1), LogitsMode::Last));
+    }
+    uq::GenerationOptions options;
+    options.max_new_tokens = 48;
+    options.stop_at_eos = false;
+    const auto tokens = uq::generate(gpu, prompt, options).ids;
+    // The decode graph the greedy steps replay: captured from the second step on.
+    const auto& config = cpu->config();
+    uq::cuda::DeviceKVCache cache(static_cast<int>(config.num_hidden_layers),
+                                  static_cast<int>(config.num_key_value_heads * config.head_dim));
+    uq::cuda::DecodeGraph graph;
+    std::int32_t chosen = 0;
+    gpu.run(prompt, cache, LogitsMode::Last, &chosen, &graph);
+    gpu.run(std::span(&chosen, 1), cache, LogitsMode::Last, &chosen, &graph);
+    EXPECT_TRUE(graph.graph.ready());
+    const std::size_t edges = graph.graph.ready() ? graph.graph.programmatic_edges() : 0;
+    uq::cuda::set_programmatic_launch_enabled(true);
+    return std::make_tuple(logits, tokens, edges);
+  };
+  const auto [logits_on, tokens_on, edges_on] = decode(true);
+  const auto [logits_off, tokens_off, edges_off] = decode(false);
+  // Every kernel of a layer follows a kernel: dozens of programmatic edges per step.
+  EXPECT_GT(edges_on, cpu->config().num_hidden_layers * 8);
+  EXPECT_EQ(edges_off, 0u);
+  ASSERT_EQ(logits_on.size(), logits_off.size());
+  for (std::size_t step = 0; step < logits_on.size(); ++step)
+    EXPECT_EQ(logits_on[step], logits_off[step]) << "step " << step;
+  EXPECT_EQ(tokens_on, tokens_off);
 }
 
 std::string format_name(const ::testing::TestParamInfo<int>& param) {

@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda::detail {
@@ -77,6 +78,10 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
                                float* __restrict__ y, int out, int in, int group_shift,
                                bool accumulate) {
   constexpr int kOut = kSegmentOutputsPerWarp;
+  // Launched with programmatic dependent launch (pdl_launch.hpp): x and y may still be in use
+  // by the kernel before until pdl_wait. Weight loads may move above the wait.
+  pdl_launch_dependents();
+  pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int first_out = static_cast<int>(blockIdx.x * kSegmentWarps + threadIdx.x / 32) * kOut;
   if (first_out >= out) return;  // whole warp leaves; the kernel has no block barrier
@@ -156,9 +161,9 @@ void launch_affine_gemv_segment(const GemvArgs& a, int group_size, const XT* x) 
   constexpr int outputs_per_block = kSegmentWarps * kSegmentOutputsPerWarp;
   const int group_shift = group_size == 32 ? 5 : group_size == 64 ? 6 : 7;
   const auto blocks = static_cast<unsigned>((a.out + outputs_per_block - 1) / outputs_per_block);
-  affine_gemv_segment_kernel<BITS, ROWS, XT><<<blocks, kSegmentWarps * 32, 0, a.stream>>>(
-      a.codes, a.scales, a.biases, x, a.y, a.out, a.in, group_shift, a.accumulate);
-  UQ_CUDA_CHECK_LAUNCH("affine_gemv_segment_kernel");
+  launch_pdl("affine_gemv_segment_kernel", affine_gemv_segment_kernel<BITS, ROWS, XT>, blocks,
+             kSegmentWarps * 32, 0, a.stream, a.codes, a.scales, a.biases, x, a.y, a.out, a.in,
+             group_shift, a.accumulate);
 }
 
 // The SIMT kernels: 32-element segments for 1-2 rows, runs of 8 for 3..16.

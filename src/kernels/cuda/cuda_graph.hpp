@@ -1,7 +1,10 @@
 #pragma once
 // RAII owner of an instantiated CUDA graph captured from a stream: many small launches
 // replayed as one (a decode step of the decoder is hundreds of kernels).
+#include <algorithm>
+#include <cstddef>
 #include <utility>
+#include <vector>
 
 #include "kernels/cuda/cuda_check.hpp"
 
@@ -30,6 +33,18 @@ class CapturedGraph {
     }
     UQ_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
     UQ_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  // Edges that let a kernel start while the one before it drains (captured launches with
+  // programmatic dependent launch, pdl_launch.hpp); 0 when every kernel waits for the last.
+  std::size_t programmatic_edges() const {
+    std::size_t count = 0;
+    UQ_CUDA_CHECK(cudaGraphGetEdges(graph_, nullptr, nullptr, nullptr, &count));
+    std::vector<cudaGraphNode_t> from(count), to(count);
+    std::vector<cudaGraphEdgeData> edges(count);
+    UQ_CUDA_CHECK(cudaGraphGetEdges(graph_, from.data(), to.data(), edges.data(), &count));
+    return static_cast<std::size_t>(std::count_if(edges.begin(), edges.end(), [](const auto& e) {
+      return e.type == cudaGraphDependencyTypeProgrammatic;
+    }));
   }
   void launch(cudaStream_t stream) const { UQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
   void reset() {

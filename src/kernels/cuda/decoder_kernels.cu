@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
@@ -33,6 +34,8 @@ int blocks_for(std::size_t items) {
 
 __global__ void gather_bf16_kernel(const __nv_bfloat16* table, int width, const std::int32_t* ids,
                                    int count, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(count) * width) return;
   const std::size_t token = index / width;
@@ -42,6 +45,8 @@ __global__ void gather_bf16_kernel(const __nv_bfloat16* table, int width, const 
 
 __global__ void gather_f32_kernel(const float* table, int width, const std::int32_t* ids, int count,
                                   float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(count) * width) return;
   const std::size_t token = index / width;
@@ -53,6 +58,8 @@ __global__ void gather_affine_kernel(const std::uint32_t* codes, const std::uint
                                      const std::uint16_t* biases, int width, int bits,
                                      int group_size, const std::int32_t* ids, int count,
                                      float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(count) * width) return;
   const std::size_t row = static_cast<std::size_t>(ids[index / width]);
@@ -74,6 +81,8 @@ __global__ void gather_affine_kernel(const std::uint32_t* codes, const std::uint
 // (a block of 256 walking 16 dependent iterations took ~12 us on an H200).
 __global__ void rms_norm_kernel(const float* x, int dim, const float* weight, float eps,
                                 float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const float* in_row = x + static_cast<std::size_t>(blockIdx.x) * dim;
   float* out_row = out + static_cast<std::size_t>(blockIdx.x) * dim;
   float sum = 0.0f;
@@ -96,6 +105,8 @@ __global__ void rms_norm_kernel(const float* x, int dim, const float* weight, fl
 __global__ void rope_store_kv_kernel(float* qkv, int rows, int row_stride, int heads, int kv_heads,
                                      int head_dim, const float* inverse_frequencies,
                                      const int* first_position_at, float* k_cache, float* v_cache) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int first_position = *first_position_at;
   const int half = head_dim / 2;
   const int kv_width = kv_heads * head_dim;
@@ -164,12 +175,18 @@ __global__ void __launch_bounds__(kDecodeThreads)
   __shared__ float head_max[kGroupChunk];
   __shared__ float head_sum[kGroupChunk];
 
+  pdl_launch_dependents();
   const int head_dim = shape.head_dim;
   const int split_keys = kDecodeTileFloats / head_dim;
   const int row = blockIdx.z;
-  const int position = *first_position_at + row;
+  // Only copied from the host before the step: readable before pdl_wait. Keys before it were
+  // cached by earlier steps; RoPE, the kernel before, writes the rest.
+  const int first_position = *first_position_at;
+  const int position = first_position + row;
   const int first_key = first_visible_key(shape, position) + blockIdx.x * split_keys;
-  if (first_key > position) return;  // past the last key: the combine never reads this split
+  // Past the last key: the combine never reads this split. Split 0 always waits, so the grid
+  // still ends after its predecessors.
+  if (first_key > position) return;
   const int keys = min(split_keys, position + 1 - first_key);
   const int group = shape.heads / shape.kv_heads;
   const int chunks = (group + kGroupChunk - 1) / kGroupChunk;
@@ -179,12 +196,19 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int vectors = head_dim / 4;  // float4 per key row
   const int kv_width = shape.kv_heads * head_dim;
 
-  for (int i = threadIdx.x; i < keys * vectors; i += blockDim.x) {
-    const std::size_t offset =
-        static_cast<std::size_t>(first_key + i / vectors) * kv_width + kv_head * head_dim;
-    key_tile[i] = __ldg(reinterpret_cast<const float4*>(k_cache + offset) + i % vectors);
-    value_tile[i] = __ldg(reinterpret_cast<const float4*>(v_cache + offset) + i % vectors);
-  }
+  // Cached keys and values are staged while the kernels before drain, this step's after.
+  const auto stage = [&](bool cached) {
+    for (int i = threadIdx.x; i < keys * vectors; i += blockDim.x) {
+      const int key = first_key + i / vectors;
+      if ((key < first_position) != cached) continue;
+      const std::size_t offset = static_cast<std::size_t>(key) * kv_width + kv_head * head_dim;
+      key_tile[i] = __ldg(reinterpret_cast<const float4*>(k_cache + offset) + i % vectors);
+      value_tile[i] = __ldg(reinterpret_cast<const float4*>(v_cache + offset) + i % vectors);
+    }
+  };
+  stage(true);
+  pdl_wait();
+  stage(false);
   float* query = reinterpret_cast<float*>(query_tile);
   for (int i = threadIdx.x; i < heads * head_dim; i += blockDim.x) {
     query[i] = q[static_cast<std::size_t>(row) * q_stride + first_head * head_dim + i] * scale;
@@ -271,6 +295,8 @@ __global__ void __launch_bounds__(kCombineThreads)
   __shared__ float weights[kCombineChunk];
   __shared__ float reduce[kCombineThreads];
   __shared__ float chunk_max;
+  pdl_launch_dependents();
+  pdl_wait();
   const int head = blockIdx.x;
   const int row = blockIdx.y;
   const int head_dim = shape.head_dim;
@@ -353,6 +379,8 @@ __global__ void attention_tiled_kernel(const float* q, int count, int q_stride,
                                        const float* v_cache, AttentionShape shape, float scale,
                                        float* out) {
   extern __shared__ float tile[];
+  pdl_launch_dependents();
+  pdl_wait();
   const int first_position = *first_position_at;
   const int head = blockIdx.y;
   const int first_row = blockIdx.x * kWarps * kQueriesPerWarp;
@@ -444,24 +472,23 @@ void launch_attention(const float* q, int count, int q_stride, const int* first_
     const dim3 grid((count + kWarps * kQueriesPerWarp - 1) / (kWarps * kQueriesPerWarp),
                     shape.heads);
     const std::size_t shared = 2 * kTileFloats * sizeof(float);
-    attention_tiled_kernel<D><<<grid, kWarps * 32, shared, stream>>>(
-        q, count, q_stride, first_position, k_cache, v_cache, shape, scale, out);
-    UQ_CUDA_CHECK_LAUNCH("attention_tiled_kernel");
+    launch_pdl("attention_tiled_kernel", attention_tiled_kernel<D>, grid, kWarps * 32, shared,
+               stream, q, count, q_stride, first_position, k_cache, v_cache, shape, scale, out);
     return;
   }
   const int splits = decode_splits(shape, max_keys);
   const int group = shape.heads / shape.kv_heads;
   const int chunks = (group + kGroupChunk - 1) / kGroupChunk;
-  attention_decode_split_kernel<<<dim3(splits, shape.kv_heads * chunks, count), kDecodeThreads, 0,
-                                  stream>>>(q, q_stride, first_position, k_cache, v_cache, shape,
-                                            splits, scale, workspace);
-  UQ_CUDA_CHECK_LAUNCH("attention_decode_split_kernel");
-  attention_combine_kernel<<<dim3(shape.heads, count), kCombineThreads, 0, stream>>>(
-      workspace, first_position, shape, splits, out);
-  UQ_CUDA_CHECK_LAUNCH("attention_combine_kernel");
+  launch_pdl("attention_decode_split_kernel", attention_decode_split_kernel,
+             dim3(splits, shape.kv_heads * chunks, count), kDecodeThreads, 0, stream, q, q_stride,
+             first_position, k_cache, v_cache, shape, splits, scale, workspace);
+  launch_pdl("attention_combine_kernel", attention_combine_kernel, dim3(shape.heads, count),
+             kCombineThreads, 0, stream, workspace, first_position, shape, splits, out);
 }
 
 __global__ void swiglu_kernel(const float* gate_up, int rows, int width, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(rows) * width) return;
   const std::size_t row = index / width;
@@ -472,6 +499,8 @@ __global__ void swiglu_kernel(const float* gate_up, int rows, int width, float* 
 }
 
 __global__ void split_bf16_kernel(const float* x, std::size_t elements, __nv_bfloat16* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= elements) return;
   const float value = x[index];
@@ -483,6 +512,8 @@ __global__ void split_bf16_kernel(const float* x, std::size_t elements, __nv_bfl
 __global__ void linear_epilogue_kernel(const float* a, const float* b, const float* bias, int rows,
                                        int width, float* y, int y_stride, int column,
                                        bool accumulate) {
+  pdl_launch_dependents();
+  pdl_wait();
   const std::size_t index = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (index >= static_cast<std::size_t>(rows) * width) return;
   const std::size_t row = index / width;
@@ -528,6 +559,8 @@ __device__ void block_argmax(float& best, int& best_index) {
 // latency-bound at ~45 us); stage 2 reduces the blocks' winners.
 __global__ void argmax_partial_kernel(const float* values, int count, float* best_values,
                                       int* best_indices) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int slice = (count + gridDim.x - 1) / gridDim.x;
   const int begin = blockIdx.x * slice;
   const int end = min(count, begin + slice);
@@ -550,6 +583,8 @@ __global__ void argmax_partial_kernel(const float* values, int count, float* bes
 
 __global__ void argmax_final_kernel(const float* best_values, const int* best_indices, int blocks,
                                     std::int32_t* result) {
+  pdl_launch_dependents();
+  pdl_wait();
   float best = -INFINITY;
   int best_index = kNoIndex;
   for (int b = threadIdx.x; b < blocks; b += blockDim.x) {
@@ -566,32 +601,32 @@ __global__ void argmax_final_kernel(const float* best_values, const int* best_in
 
 void gather_rows(const __nv_bfloat16* table, int width, const std::int32_t* ids, int count,
                  float* out, cudaStream_t stream) {
-  gather_bf16_kernel<<<blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0, stream>>>(
-      table, width, ids, count, out);
-  UQ_CUDA_CHECK_LAUNCH("gather_bf16_kernel");
+  launch_pdl("gather_bf16_kernel", gather_bf16_kernel,
+             blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0, stream, table, width,
+             ids, count, out);
 }
 
 void gather_rows(const float* table, int width, const std::int32_t* ids, int count, float* out,
                  cudaStream_t stream) {
-  gather_f32_kernel<<<blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0, stream>>>(
-      table, width, ids, count, out);
-  UQ_CUDA_CHECK_LAUNCH("gather_f32_kernel");
+  launch_pdl("gather_f32_kernel", gather_f32_kernel,
+             blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0, stream, table, width,
+             ids, count, out);
 }
 
 void gather_rows(const AffineDeviceWeight& table, const std::int32_t* ids, int count, float* out,
                  cudaStream_t stream) {
   const int width = table.in();
-  gather_affine_kernel<<<blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0,
-                         stream>>>(table.codes(), table.scales(), table.biases(), width,
-                                   table.bits(), table.group_size(), ids, count, out);
-  UQ_CUDA_CHECK_LAUNCH("gather_affine_kernel");
+  launch_pdl("gather_affine_kernel", gather_affine_kernel,
+             blocks_for(static_cast<std::size_t>(count) * width), kThreads, 0, stream,
+             table.codes(), table.scales(), table.biases(), width, table.bits(), table.group_size(),
+             ids, count, out);
 }
 
 void rms_norm(const float* x, int rows, int dim, const float* weight, float eps, float* out,
               cudaStream_t stream) {
   const int threads = std::clamp((dim / 4 + 31) / 32 * 32, 32, 1024);
-  rms_norm_kernel<<<rows, threads, 0, stream>>>(x, dim, weight, eps, out);
-  UQ_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+  launch_pdl("rms_norm_kernel", rms_norm_kernel, rows, threads, 0, stream, x, dim, weight, eps,
+             out);
 }
 
 void rope_store_kv(float* qkv, int rows, int row_stride, int heads, int kv_heads, int head_dim,
@@ -599,10 +634,9 @@ void rope_store_kv(float* qkv, int rows, int row_stride, int heads, int kv_heads
                    float* v_cache, cudaStream_t stream) {
   const std::size_t items = static_cast<std::size_t>(rows) * (heads + kv_heads) * (head_dim / 2) +
                             static_cast<std::size_t>(rows) * kv_heads * head_dim;
-  rope_store_kv_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
-      qkv, rows, row_stride, heads, kv_heads, head_dim, inverse_frequencies, first_position,
-      k_cache, v_cache);
-  UQ_CUDA_CHECK_LAUNCH("rope_store_kv_kernel");
+  launch_pdl("rope_store_kv_kernel", rope_store_kv_kernel, blocks_for(items), kThreads, 0, stream,
+             qkv, rows, row_stride, heads, kv_heads, head_dim, inverse_frequencies, first_position,
+             k_cache, v_cache);
 }
 
 std::size_t attention_workspace_floats(const AttentionShape& shape, int count, int keys) {
@@ -650,22 +684,21 @@ void attention(const float* q, int count, int q_stride, const int* first_positio
 }
 
 void swiglu(const float* gate_up, int rows, int width, float* out, cudaStream_t stream) {
-  swiglu_kernel<<<blocks_for(static_cast<std::size_t>(rows) * width), kThreads, 0, stream>>>(
-      gate_up, rows, width, out);
-  UQ_CUDA_CHECK_LAUNCH("swiglu_kernel");
+  launch_pdl("swiglu_kernel", swiglu_kernel, blocks_for(static_cast<std::size_t>(rows) * width),
+             kThreads, 0, stream, gate_up, rows, width, out);
 }
 
 void split_bf16(const float* x, int rows, int width, __nv_bfloat16* out, cudaStream_t stream) {
   const std::size_t elements = static_cast<std::size_t>(rows) * width;
-  split_bf16_kernel<<<blocks_for(elements), kThreads, 0, stream>>>(x, elements, out);
-  UQ_CUDA_CHECK_LAUNCH("split_bf16_kernel");
+  launch_pdl("split_bf16_kernel", split_bf16_kernel, blocks_for(elements), kThreads, 0, stream, x,
+             elements, out);
 }
 
 void linear_epilogue(const float* a, const float* b, const float* bias, int rows, int width,
                      float* y, int y_stride, int column, bool accumulate, cudaStream_t stream) {
-  linear_epilogue_kernel<<<blocks_for(static_cast<std::size_t>(rows) * width), kThreads, 0,
-                           stream>>>(a, b, bias, rows, width, y, y_stride, column, accumulate);
-  UQ_CUDA_CHECK_LAUNCH("linear_epilogue_kernel");
+  launch_pdl("linear_epilogue_kernel", linear_epilogue_kernel,
+             blocks_for(static_cast<std::size_t>(rows) * width), kThreads, 0, stream, a, b, bias,
+             rows, width, y, y_stride, column, accumulate);
 }
 
 std::size_t argmax_workspace_floats() {
@@ -677,10 +710,10 @@ void argmax(const float* values, int count, float* workspace, std::int32_t* resu
   if (count < 1) fail("cuda argmax: no values");
   const int blocks = std::min(kArgmaxBlocks, (count + kThreads - 1) / kThreads);
   int* indices = reinterpret_cast<int*>(workspace + kArgmaxBlocks);
-  argmax_partial_kernel<<<blocks, kThreads, 0, stream>>>(values, count, workspace, indices);
-  UQ_CUDA_CHECK_LAUNCH("argmax_partial_kernel");
-  argmax_final_kernel<<<1, kThreads, 0, stream>>>(workspace, indices, blocks, result);
-  UQ_CUDA_CHECK_LAUNCH("argmax_final_kernel");
+  launch_pdl("argmax_partial_kernel", argmax_partial_kernel, blocks, kThreads, 0, stream, values,
+             count, workspace, indices);
+  launch_pdl("argmax_final_kernel", argmax_final_kernel, 1, kThreads, 0, stream, workspace, indices,
+             blocks, result);
 }
 
 }  // namespace uq::cuda

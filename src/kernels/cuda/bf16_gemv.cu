@@ -1,10 +1,7 @@
 #include "kernels/cuda/bf16_gemv.hpp"
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
@@ -15,7 +12,7 @@ namespace uq::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-constexpr int kUnroll = 8;  // 16-byte weight loads per lane issued before any is used
+constexpr int kUnroll = 4;  // 16-byte weight loads per lane issued before any is used
 
 __device__ __forceinline__ float dot8(const uint4& w, const float4& a, const float4& b, float acc) {
   // bf16 -> f32 is the bf16 bits in the high half of the f32.
@@ -30,56 +27,46 @@ __device__ __forceinline__ float dot8(const uint4& w, const float4& a, const flo
   return acc;
 }
 
-// A warp per output row; lanes take 16-byte chunks (8 weights) 32 apart, kUnroll at a time
-// (128 bytes in flight per lane). The weights are read once (streaming loads); x stays in L1/L2.
-// Under programmatic dependent launch (pdl_launch.hpp) the weights, which no kernel writes, are
-// requested before pdl_wait: the first batch into registers and, with `prefetch`, the second
-// into L2, while the kernel before (norm, attention, SwiGLU) still runs.
+// A warp per output row; lanes take 16-byte chunks (8 weights) 32 apart, kUnroll at a time.
+// The weights are read once (streaming loads); x stays in L1/L2. Launched with programmatic
+// dependent launch (pdl_launch.hpp). Issuing the first weight batch before pdl_wait (v1 in
+// docs/PERFORMANCE.md, "CUDA decoder") did not pay at the occupancy it cost.
 template <int ROWS>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     bf16_gemv_kernel(const uint4* __restrict__ w, int out, int in, const float* __restrict__ x,
-                     float* __restrict__ y, bool accumulate, bool prefetch) {
+                     float* __restrict__ y, bool accumulate) {
   pdl_launch_dependents();
+  pdl_wait();
   const int o = static_cast<int>(blockIdx.x) * kWarpsPerBlock + static_cast<int>(threadIdx.x / 32);
-  // Whole warp; warp 0 of every block has a row, so every block waits below.
-  if (o >= out) return;
+  if (o >= out) return;  // whole warp; no block barrier below
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int chunks = in / 8;
   const uint4* row = w + static_cast<std::size_t>(o) * chunks;
-  if (prefetch) {
-    // The batch after the first, one request per 128-byte line (8 chunks): bounded, so that
-    // what the resident warps ask for fits in L2 whatever the row length.
-    for (int line = 4 * kUnroll + lane; line < min(8 * kUnroll, chunks / 8); line += 32) {
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(row + 8 * line));
-    }
-  }
-  constexpr int kStep = 32 * kUnroll;
-  uint4 weights[kUnroll];
-  const auto load_batch = [&](int first) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int c = first + 32 * u;
-      weights[u] = c < chunks ? __ldcs(row + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
-  };
-  load_batch(lane);
-  pdl_wait();
   const float4* x4 = reinterpret_cast<const float4*>(x);
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.0f;
-  for (int first = lane; first < chunks; first += kStep) {
+  int c = lane;
+  for (; c + 32 * (kUnroll - 1) < chunks; c += 32 * kUnroll) {
+    uint4 weights[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) weights[u] = __ldcs(row + c + 32 * u);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int c = first + 32 * u;
-      if (c >= chunks) break;
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {
-        const float4* xr = x4 + static_cast<std::size_t>(r) * (in / 4) + 2 * c;
+        const float4* xr = x4 + static_cast<std::size_t>(r) * (in / 4) + 2 * (c + 32 * u);
         acc[r] = dot8(weights[u], __ldg(xr), __ldg(xr + 1), acc[r]);
       }
     }
-    if (first + kStep < chunks) load_batch(first + kStep);
+  }
+  for (; c < chunks; c += 32) {
+    const uint4 weights = __ldcs(row + c);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const float4* xr = x4 + static_cast<std::size_t>(r) * (in / 4) + 2 * c;
+      acc[r] = dot8(weights, __ldg(xr), __ldg(xr + 1), acc[r]);
+    }
   }
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
@@ -91,23 +78,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-std::atomic<bool>& l2_prefetch_flag() {
-  static std::atomic<bool> flag{[] {
-    const char* value = std::getenv("UQ_CUDA_L2_PREFETCH");
-    return value == nullptr || std::strcmp(value, "0") != 0;
-  }()};
-  return flag;
-}
-
 }  // namespace
-
-bool bf16_gemv_l2_prefetch_enabled() {
-  return l2_prefetch_flag().load(std::memory_order_relaxed);
-}
-
-void set_bf16_gemv_l2_prefetch(bool enabled) {
-  l2_prefetch_flag().store(enabled, std::memory_order_relaxed);
-}
 
 bool bf16_gemv_supports(int rows, int in) {
   return rows >= 1 && rows <= kBf16GemvMaxRows && in > 0 && in % 8 == 0;
@@ -123,9 +94,8 @@ void bf16_gemv_cuda(const __nv_bfloat16* w, int out, int in, const float* x, int
   }
   const auto blocks = static_cast<unsigned>((out + kWarpsPerBlock - 1) / kWarpsPerBlock);
   const auto* rows_of_w = reinterpret_cast<const uint4*>(w);
-  const bool prefetch = bf16_gemv_l2_prefetch_enabled();
   launch_pdl("bf16_gemv_kernel", rows == 1 ? bf16_gemv_kernel<1> : bf16_gemv_kernel<2>, blocks,
-             kWarpsPerBlock * 32, 0, stream, rows_of_w, out, in, x, y, accumulate, prefetch);
+             kWarpsPerBlock * 32, 0, stream, rows_of_w, out, in, x, y, accumulate);
 }
 
 }  // namespace uq::cuda

@@ -16,11 +16,6 @@ constexpr int kBf16GemvMaxRows = 2;
 // True when bf16_gemv_cuda takes these shapes.
 bool bf16_gemv_supports(int rows, int in);
 
-// Whether each warp also asks L2 for the second batch of its weight row before waiting on the
-// kernel before it (programmatic dependent launch): on unless UQ_CUDA_L2_PREFETCH=0.
-bool bf16_gemv_l2_prefetch_enabled();
-void set_bf16_gemv_l2_prefetch(bool enabled);
-
 // accumulate: y += the product instead of y =.
 void bf16_gemv_cuda(const __nv_bfloat16* w, int out, int in, const float* x, int rows, float* y,
                     bool accumulate, cudaStream_t stream);

@@ -176,17 +176,13 @@ __global__ void __launch_bounds__(kDecodeThreads)
   __shared__ float head_sum[kGroupChunk];
 
   pdl_launch_dependents();
+  pdl_wait();
   const int head_dim = shape.head_dim;
   const int split_keys = kDecodeTileFloats / head_dim;
   const int row = blockIdx.z;
-  // Only copied from the host before the step: readable before pdl_wait. Keys before it were
-  // cached by earlier steps; RoPE, the kernel before, writes the rest.
-  const int first_position = *first_position_at;
-  const int position = first_position + row;
+  const int position = *first_position_at + row;
   const int first_key = first_visible_key(shape, position) + blockIdx.x * split_keys;
-  // Past the last key: the combine never reads this split. Split 0 always waits, so the grid
-  // still ends after its predecessors.
-  if (first_key > position) return;
+  if (first_key > position) return;  // past the last key: the combine never reads this split
   const int keys = min(split_keys, position + 1 - first_key);
   const int group = shape.heads / shape.kv_heads;
   const int chunks = (group + kGroupChunk - 1) / kGroupChunk;
@@ -196,19 +192,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int vectors = head_dim / 4;  // float4 per key row
   const int kv_width = shape.kv_heads * head_dim;
 
-  // Cached keys and values are staged while the kernels before drain, this step's after.
-  const auto stage = [&](bool cached) {
-    for (int i = threadIdx.x; i < keys * vectors; i += blockDim.x) {
-      const int key = first_key + i / vectors;
-      if ((key < first_position) != cached) continue;
-      const std::size_t offset = static_cast<std::size_t>(key) * kv_width + kv_head * head_dim;
-      key_tile[i] = __ldg(reinterpret_cast<const float4*>(k_cache + offset) + i % vectors);
-      value_tile[i] = __ldg(reinterpret_cast<const float4*>(v_cache + offset) + i % vectors);
-    }
-  };
-  stage(true);
-  pdl_wait();
-  stage(false);
+  for (int i = threadIdx.x; i < keys * vectors; i += blockDim.x) {
+    const std::size_t offset =
+        static_cast<std::size_t>(first_key + i / vectors) * kv_width + kv_head * head_dim;
+    key_tile[i] = __ldg(reinterpret_cast<const float4*>(k_cache + offset) + i % vectors);
+    value_tile[i] = __ldg(reinterpret_cast<const float4*>(v_cache + offset) + i % vectors);
+  }
   float* query = reinterpret_cast<float*>(query_tile);
   for (int i = threadIdx.x; i < heads * head_dim; i += blockDim.x) {
     query[i] = q[static_cast<std::size_t>(row) * q_stride + first_head * head_dim + i] * scale;

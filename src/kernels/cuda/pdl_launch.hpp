@@ -14,7 +14,8 @@
 //                           early (that one waits with pdl_wait), so calling it first is
 //                           memory-safe; it only shares the SMs sooner.
 // Work that touches only data no kernel of the step writes (weights, norm weights, RoPE
-// frequencies, addresses) goes before pdl_wait: it overlaps the predecessor's tail.
+// frequencies, addresses) may go before pdl_wait to overlap the predecessor's tail; it pays only
+// where it costs no occupancy (docs/PERFORMANCE.md, "CUDA decoder (H200)": the bf16 GEMV's try).
 // Stream capture keeps the attribute as a programmatic edge of the CUDA graph. Without the
 // attribute (programmatic_launch_enabled() false) both instructions are no-ops and launches are
 // ordinary stream-ordered launches: the same results.

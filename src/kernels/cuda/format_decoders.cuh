@@ -218,15 +218,18 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     // (e4m3fn's NaN code 0x7F reads as 480; quantizers saturate at 448 and never write it.)
     const uint2 b = bytes8(codes, base + chunk * 8);
     const float scale = __ldg(w.scales + row);
+    if (w.float8_e5m2) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const unsigned byte = byte_of(b, j);
-      const float value =
-          w.float8_e5m2
-              ? __half2float(__ushort_as_half(static_cast<unsigned short>(byte << 8)))
-              : __int_as_float(static_cast<int>(((byte & 0x80u) << 24) | ((byte & 0x7Fu) << 20))) *
-                    0x1p120f;
-      v[j] = value * scale;
+      for (int j = 0; j < 8; ++j)
+        v[j] =
+            __half2float(__ushort_as_half(static_cast<unsigned short>(byte_of(b, j) << 8))) * scale;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const unsigned byte = byte_of(b, j);
+        v[j] = __int_as_float(static_cast<int>(((byte & 0x80u) << 24) | ((byte & 0x7Fu) << 20))) *
+               0x1p120f * scale;
+      }
     }
   } else if constexpr (F == DeviceFormat::bnb4) {
     // Element f of the flattened matrix is in byte f / 2, the high nibble when f is even. Swapping

@@ -151,7 +151,7 @@ int main(int argc, char** argv) try {
   DeviceBuffer<float> y(16 * static_cast<std::size_t>(kOut));
 
   // cuBLAS bf16 baseline: bf16 W and x, f32 output.
-  double cublas[3] = {};
+  double cublas_us[3] = {};
   {
     std::vector<std::uint16_t> w16(w.size());
     for (std::size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
@@ -167,7 +167,7 @@ int main(int argc, char** argv) try {
     UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
     for (int k = 0; k < 3; ++k) {
       const int rows = kRows[k];
-      cublas[k] = median_us(stream.get(), [&](int i) {
+      cublas_us[k] = median_us(stream.get(), [&](int i) {
         const float one = 1.0f, zero = 0.0f;
         UQ_CUDA_CHECK(uq::cuda::cublas_library().gemm_ex(
             cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, kOut, rows, kIn, &one,
@@ -178,7 +178,7 @@ int main(int argc, char** argv) try {
     }
   }
   std::printf("cuBLAS bf16 %dx%d: rows 1 %.2f us, rows 8 %.2f us, rows 16 %.2f us\n", kOut, kIn,
-              cublas[0], cublas[1], cublas[2]);
+              cublas_us[0], cublas_us[1], cublas_us[2]);
 
   // Quantize every format on all CPU cores at once, then time each.
   const auto list = formats();
@@ -205,7 +205,7 @@ int main(int argc, char** argv) try {
   }
 
   std::printf("\n%dx%d, copy %.0f GB/s, cuBLAS bf16 %.2f / %.2f / %.2f us (1 / 8 / 16 rows)\n",
-              kOut, kIn, copy_gbs, cublas[0], cublas[1], cublas[2]);
+              kOut, kIn, copy_gbs, cublas_us[0], cublas_us[1], cublas_us[2]);
   std::printf("%-34s %7s %7s %5s %6s %7s %6s %7s %6s %6s\n", "format", "MB", "floor", "rows", "us",
               "GB/s", "%copy", "x floor", "xcuBL", "");
   for (const auto& r : results) {
@@ -214,14 +214,14 @@ int main(int argc, char** argv) try {
       std::printf("%-34s %7.1f %7.2f %5d %6.2f %7.0f %5.1f%% %7.2f %5.2fx\n",
                   k == 0 ? r.name.c_str() : "", r.bytes / 1e6, floor_us, kRows[k], r.us[k],
                   r.bytes / r.us[k] / 1e3, 100.0 * r.bytes / r.us[k] / 1e3 / copy_gbs,
-                  r.us[k] / floor_us, cublas[k] / r.us[k]);
+                  r.us[k] / floor_us, cublas_us[k] / r.us[k]);
     }
   }
   if (!json_path.empty()) {
     std::ofstream json(json_path);
     json << "{\"device\": \"" << props.name << "\", \"copy_gbs\": " << copy_gbs
-         << ", \"cublas_bf16_us\": {\"1\": " << cublas[0] << ", \"8\": " << cublas[1]
-         << ", \"16\": " << cublas[2] << "}, \"formats\": [";
+         << ", \"cublas_bf16_us\": {\"1\": " << cublas_us[0] << ", \"8\": " << cublas_us[1]
+         << ", \"16\": " << cublas_us[2] << "}, \"formats\": [";
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       json << (i ? ", " : "") << "{\"name\": \"" << r.name << "\", \"bytes\": " << r.bytes

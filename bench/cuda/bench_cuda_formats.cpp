@@ -1,5 +1,5 @@
 // GPU benchmark of every weight format's CUDA product (DeviceMatrix, as the model runs it) at
-// 14336x4096 for 1 and 16 input rows, against cuBLAS bf16 (GemmEx, f32 output) and the device
+// 14336x4096 for 1, 8 and 16 input rows, against cuBLAS bf16 (GemmEx, f32 output) and the device
 // copy bandwidth, measured in the same run.
 // Usage: bench_cuda_formats [--json FILE]
 // Weights: random normal values quantized by each format's own CPU quantizer; each matrix is
@@ -117,8 +117,10 @@ std::vector<Format> formats() {
 struct Result {
   std::string name;
   double bytes;
-  double us1, us16;
+  double us[3];  // rows kRows[i]
 };
+
+constexpr int kRows[3] = {1, 8, 16};
 
 }  // namespace
 
@@ -149,7 +151,7 @@ int main(int argc, char** argv) try {
   DeviceBuffer<float> y(16 * static_cast<std::size_t>(kOut));
 
   // cuBLAS bf16 baseline: bf16 W and x, f32 output.
-  double cublas1 = 0.0, cublas16 = 0.0;
+  double cublas_us[3] = {};
   {
     std::vector<std::uint16_t> w16(w.size());
     for (std::size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
@@ -163,8 +165,9 @@ int main(int argc, char** argv) try {
     DeviceBuffer<std::uint16_t> device_x16(x16.size());
     device_x16.upload(x16);
     UQ_CUDA_CHECK(uq::cuda::cublas_library().set_stream(cublas.get(), stream.get()));
-    for (const int rows : {1, 16}) {
-      const double us = median_us(stream.get(), [&](int i) {
+    for (int k = 0; k < 3; ++k) {
+      const int rows = kRows[k];
+      cublas_us[k] = median_us(stream.get(), [&](int i) {
         const float one = 1.0f, zero = 0.0f;
         UQ_CUDA_CHECK(uq::cuda::cublas_library().gemm_ex(
             cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, kOut, rows, kIn, &one,
@@ -172,10 +175,10 @@ int main(int argc, char** argv) try {
             device_x16.data(), CUDA_R_16BF, kIn, &zero, y.data(), CUDA_R_32F, kOut,
             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
-      (rows == 1 ? cublas1 : cublas16) = us;
     }
   }
-  std::printf("cuBLAS bf16 %dx%d: rows 1 %.2f us, rows 16 %.2f us\n", kOut, kIn, cublas1, cublas16);
+  std::printf("cuBLAS bf16 %dx%d: rows 1 %.2f us, rows 8 %.2f us, rows 16 %.2f us\n", kOut, kIn,
+              cublas_us[0], cublas_us[1], cublas_us[2]);
 
   // Quantize every format on all CPU cores at once, then time each.
   const auto list = formats();
@@ -189,36 +192,41 @@ int main(int argc, char** argv) try {
     for (int c = 0; c < kCopies; ++c)
       copies.push_back(
           std::make_unique<DeviceMatrix>(std::vector<NamedWeight>{{"w", weight.get()}}));
-    Result result{list[f].name, static_cast<double>(weight->storage_bytes()), 0.0, 0.0};
-    for (const int rows : {1, 16}) {
-      const double us = median_us(stream.get(), [&](int i) {
-        copies[static_cast<std::size_t>(i % kCopies)]->multiply(device_x.data(), rows, context,
+    Result result{list[f].name, static_cast<double>(weight->storage_bytes()), {}};
+    for (int k = 0; k < 3; ++k) {
+      result.us[k] = median_us(stream.get(), [&](int i) {
+        copies[static_cast<std::size_t>(i % kCopies)]->multiply(device_x.data(), kRows[k], context,
                                                                 y.data());
       });
-      (rows == 1 ? result.us1 : result.us16) = us;
     }
     results.push_back(result);
     std::printf("  %-34s done\n", result.name.c_str());
     std::fflush(stdout);
   }
 
-  std::printf("\n%dx%d, copy %.0f GB/s, cuBLAS bf16 %.2f us (1 row) / %.2f us (16 rows)\n", kOut,
-              kIn, copy_gbs, cublas1, cublas16);
-  std::printf("%-34s %8s %9s %7s %9s %7s %9s\n", "format", "MB", "us 1 row", "GB/s", "us 16",
-              "GB/s", "x cuBLAS1");
+  std::printf("\n%dx%d, copy %.0f GB/s, cuBLAS bf16 %.2f / %.2f / %.2f us (1 / 8 / 16 rows)\n",
+              kOut, kIn, copy_gbs, cublas_us[0], cublas_us[1], cublas_us[2]);
+  std::printf("%-34s %7s %7s %5s %6s %7s %6s %7s %6s %6s\n", "format", "MB", "floor", "rows", "us",
+              "GB/s", "%copy", "x floor", "xcuBL", "");
   for (const auto& r : results) {
-    std::printf("%-34s %8.1f %9.2f %7.0f %9.2f %7.0f %8.2fx\n", r.name.c_str(), r.bytes / 1e6,
-                r.us1, r.bytes / r.us1 / 1e3, r.us16, r.bytes / r.us16 / 1e3, cublas1 / r.us1);
+    const double floor_us = r.bytes / copy_gbs / 1e3;
+    for (int k = 0; k < 3; ++k) {
+      std::printf("%-34s %7.1f %7.2f %5d %6.2f %7.0f %5.1f%% %7.2f %5.2fx\n",
+                  k == 0 ? r.name.c_str() : "", r.bytes / 1e6, floor_us, kRows[k], r.us[k],
+                  r.bytes / r.us[k] / 1e3, 100.0 * r.bytes / r.us[k] / 1e3 / copy_gbs,
+                  r.us[k] / floor_us, cublas_us[k] / r.us[k]);
+    }
   }
   if (!json_path.empty()) {
     std::ofstream json(json_path);
     json << "{\"device\": \"" << props.name << "\", \"copy_gbs\": " << copy_gbs
-         << ", \"cublas_bf16_us\": {\"1\": " << cublas1 << ", \"16\": " << cublas16
-         << "}, \"formats\": [";
+         << ", \"cublas_bf16_us\": {\"1\": " << cublas_us[0] << ", \"8\": " << cublas_us[1]
+         << ", \"16\": " << cublas_us[2] << "}, \"formats\": [";
     for (std::size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       json << (i ? ", " : "") << "{\"name\": \"" << r.name << "\", \"bytes\": " << r.bytes
-           << ", \"us_1\": " << r.us1 << ", \"us_16\": " << r.us16 << "}";
+           << ", \"us_1\": " << r.us[0] << ", \"us_8\": " << r.us[1] << ", \"us_16\": " << r.us[2]
+           << "}";
     }
     json << "]}\n";
   }

@@ -168,6 +168,13 @@ std::vector<FormatCase> format_cases() {
       {"quanto_int4_activations", 160, activations(affine(4, 32, DType::F32), DType::I8), true},
       {"lora_on_bnb_nf4", 201, lora(bnb4(FourBitType::NF4, 64, false))},
       {"lora_on_q4_k", 256, lora(ggml(GgmlType::Q4_K))},
+      // Rows of several GEMV tiles (~1 KB of codes each), so that warps pipeline tiles and,
+      // 103 outputs being few, split them over 2-8 warps whose sums the block adds.
+      {"ggml_q4_0_tiles_split2", 4352, ggml(GgmlType::Q4_0)},
+      {"ggml_q6_k_tiles_split4", 5376, ggml(GgmlType::Q6_K)},
+      {"affine_b3_g64_f16_tiles_split2", 6144, affine(3, 64, DType::F16)},
+      {"symmetric_int8_odd_tiles_split4", 5003, symmetric(8, DType::BF16)},
+      {"bnb_nf4_double_tiles_split8", 18432, bnb4(FourBitType::NF4, 64, true)},
   };
 }
 

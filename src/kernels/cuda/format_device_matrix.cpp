@@ -158,12 +158,7 @@ void append_part(HostFormat& host, const Weight& weight) {
       view.row_bytes = in;
       append(host.codes, float8.codes());
       append_converted(host.scales, float8.scale_dtype(), float8.scale_bytes());
-      host.table.resize(256);
-      for (unsigned code = 0; code < 256; ++code) {
-        const auto byte = static_cast<std::uint8_t>(code);
-        host.table[code] =
-            float8.format() == DType::F8_E4M3 ? fp8_e4m3_to_f32(byte) : fp8_e5m2_to_f32(byte);
-      }
+      view.float8_e5m2 = float8.format() == DType::F8_E5M2;
       return;
     }
     case DeviceFormat::bnb4: {

@@ -1,5 +1,7 @@
 #include "kernels/cuda/format_kernels.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/format_decoders.cuh"
@@ -10,9 +12,27 @@ namespace {
 
 constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
-constexpr int kOutPerWarp = 2;     // output rows one warp computes
-constexpr int kChunksPerLane = 2;  // 8-element chunks a lane decodes per row and step
+constexpr int kOutPerWarp = 2;  // output rows one warp computes (x is read once for both)
+constexpr int kMaxSplits = 8;   // warps of a block that may share rows, splitting K
+// Row-count buckets: accumulators for at most kFewRows input rows keep the decode path at <= 80
+// registers (3 blocks per SM); more rows get kFormatGemvMaxRows accumulators and 2 blocks.
+constexpr int kFewRows = 4;
+// Code bytes of one row a warp stages per tile: 2 rows x 2 buffers x 8 warps stay under the
+// 48 KB of static-size shared memory, and ~24 warps per SM keep ~50 KB of copies in flight.
+constexpr std::int64_t kTileBytes = 1152;
+// Staging slack: the range is widened to 16-byte words and decoders read up to 12 bytes past a
+// chunk's first byte (the garbage tail chunk of a row included).
+constexpr std::int64_t kStageSlack = 64;
 constexpr int kRowThreads = 256;
+
+// How format_gemv_kernel covers W: `splits` warps of a block share each pair of rows, taking
+// tiles of `tile_elements` columns in turn; each warp stages a tile of one row in `span` 16-byte
+// words.
+struct GemvPlan {
+  int tile_elements;
+  int splits;
+  int span;
+};
 
 // x[r, 8 chunk .. 8 chunk + 8) into v, zeros past `in` (16-byte loads where aligned).
 __device__ __forceinline__ void load_x(const float* __restrict__ row, int chunk, int valid,
@@ -27,67 +47,147 @@ __device__ __forceinline__ void load_x(const float* __restrict__ row, int chunk,
   }
 }
 
-// Each warp owns kOutPerWarp rows of W; lane l decodes chunks l, l + 32, ... of each (two per
-// step, so several independent loads are in flight) and multiplies them with x read through the
-// L1 cache (x is small and every warp of the SM reads it). No block-wide barrier: warps stream
-// their rows independently.
+__device__ __forceinline__ void copy16_async(uint4* shared, const uint4* global) {
+  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global)
+               : "memory");
+}
+
+__device__ __forceinline__ void commit_async() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most one committed group of this thread is still in flight.
+__device__ __forceinline__ void wait_async_but_one() {
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+// First 16-byte word of the codes that tile `tile` of `row` needs.
 template <DeviceFormat F>
-__global__ void __launch_bounds__(kGemvThreads)
-    format_gemv_kernel(FormatView w, const float* __restrict__ x, int rows, float* __restrict__ y) {
+__device__ __forceinline__ std::int64_t tile_first_word(const FormatView& w, int row, int tile,
+                                                        int tile_elements) {
+  return code_byte<F>(w, row, static_cast<std::int64_t>(tile) * tile_elements) / 16;
+}
+
+// Each warp owns kOutPerWarp rows of W and, with `splits` > 1, every splits-th tile of them.
+// Per tile it copies each row's code bytes (the 16-byte words covering them) into its shared
+// buffer with cp.async, the next tile's copies in flight while it decodes this one; lane l
+// decodes chunks l, l + 32, ... of the tile from shared memory and multiplies them with x read
+// through the L1 cache. Split warps add their sums in a fixed order (deterministic).
+template <DeviceFormat F, int kMaxRows>
+__global__ void __launch_bounds__(kGemvThreads, kMaxRows <= 4 ? 3 : 2)
+    format_gemv_kernel(FormatView w, const float* __restrict__ x, int rows, float* __restrict__ y,
+                       GemvPlan plan) {
+  __shared__ uint4 staged[kGemvWarps * 2 * kOutPerWarp * ((kTileBytes + kStageSlack) / 16)];
+  __shared__ float partial[kGemvWarps][kOutPerWarp][kMaxRows];
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
-  const int first_out = (static_cast<int>(blockIdx.x) * kGemvWarps + warp) * kOutPerWarp;
-  if (first_out >= w.out) return;
+  const int split = warp % plan.splits;
+  const int groups_per_block = kGemvWarps / plan.splits;
+  const int first_out =
+      (static_cast<int>(blockIdx.x) * groups_per_block + warp / plan.splits) * kOutPerWarp;
   const int chunks = (w.in + 7) / 8;
+  const int tiles = (w.in + plan.tile_elements - 1) / plan.tile_elements;
   const bool vector = w.in % 4 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
-  float acc[kOutPerWarp][kFormatGemvMaxRows] = {};
-  for (int base = 0; base < chunks; base += 32 * kChunksPerLane) {
-    float v[kChunksPerLane][kOutPerWarp][8];
+  uint4* buffers = staged + warp * 2 * kOutPerWarp * plan.span;  // [buffer][o][span]
+  const auto* code_words = reinterpret_cast<const uint4*>(w.codes);
+  int row_of[kOutPerWarp];  // rows past `out` repeat the last row; their sums are dropped
 #pragma unroll
-    for (int k = 0; k < kChunksPerLane; ++k) {
-      const int chunk = base + k * 32 + lane;
-      const int valid = w.in - chunk * 8;
+  for (int o = 0; o < kOutPerWarp; ++o) row_of[o] = min(first_out + o, w.out - 1);
+
+  // Copies tile `tile` (if any) into buffer `buffer`; always commits a group, so that waiting
+  // for all but one group always means the previous tile has landed.
+  const auto stage = [&](int tile, int buffer) {
+    if (tile < tiles) {
 #pragma unroll
       for (int o = 0; o < kOutPerWarp; ++o) {
-        if (chunk < chunks && first_out + o < w.out) {
-          decode<F>(w, first_out + o, chunk, v[k][o]);
-#pragma unroll
-          for (int j = 0; j < 8; ++j) v[k][o][j] = j < valid ? v[k][o][j] : 0.0f;
-        } else {
-#pragma unroll
-          for (int j = 0; j < 8; ++j) v[k][o][j] = 0.0f;
-        }
+        const int row = row_of[o];
+        const std::int64_t first = tile_first_word<F>(w, row, tile, plan.tile_elements);
+        const std::int64_t last_element =
+            min(static_cast<std::int64_t>(tile + 1) * plan.tile_elements,
+                static_cast<std::int64_t>(w.in));
+        // + 1: a bnb4 tile may end on a high nibble; + 16: the decoders' reads past a chunk.
+        const std::int64_t end = (code_byte<F>(w, row, last_element) + 1 + 16 + 15) / 16;
+        uint4* to = buffers + (buffer * kOutPerWarp + o) * plan.span;
+        for (int i = lane; i < static_cast<int>(end - first); i += 32)
+          copy16_async(to + i, code_words + first + i);
       }
     }
+    commit_async();
+  };
+
+  float acc[kOutPerWarp][kMaxRows] = {};
+  if (first_out < w.out) {
+    stage(split, 0);
+    int buffer = 0;
+    for (int tile = split; tile < tiles; tile += plan.splits, buffer ^= 1) {
+      stage(tile + plan.splits, buffer ^ 1);
+      wait_async_but_one();
+      __syncwarp();  // every lane's copies of this tile are visible to the warp
+      StagedCodes codes[kOutPerWarp];
 #pragma unroll
-    for (int k = 0; k < kChunksPerLane; ++k) {
-      const int chunk = base + k * 32 + lane;
-      if (chunk >= chunks) continue;
-      const int valid = w.in - chunk * 8;
+      for (int o = 0; o < kOutPerWarp; ++o) {
+        codes[o] = {reinterpret_cast<const std::uint32_t*>(buffers +
+                                                           (buffer * kOutPerWarp + o) * plan.span),
+                    tile_first_word<F>(w, row_of[o], tile, plan.tile_elements) * 4};
+      }
+      const int tile_first_chunk = tile * (plan.tile_elements / 8);
+      const int tile_end_chunk = min(chunks, tile_first_chunk + plan.tile_elements / 8);
+      for (int chunk = tile_first_chunk + lane; chunk < tile_end_chunk; chunk += 32) {
+        const int valid = w.in - chunk * 8;
+        float v[kOutPerWarp][8];
 #pragma unroll
-      for (int r = 0; r < kFormatGemvMaxRows; ++r) {
-        if (r < rows) {
-          float xv[8];
-          load_x(x + static_cast<std::int64_t>(r) * w.in, chunk, valid, vector, xv);
+        for (int o = 0; o < kOutPerWarp; ++o) {
+          decode<F>(w, codes[o], row_of[o], chunk, v[o]);
+          if (valid < 8) {  // the row's last chunk: its tail may be garbage
 #pragma unroll
-          for (int j = 0; j < 8; ++j) {
+            for (int j = 0; j < 8; ++j) v[o][j] = j < valid ? v[o][j] : 0.0f;
+          }
+        }
 #pragma unroll
-            for (int o = 0; o < kOutPerWarp; ++o) acc[o][r] += v[k][o][j] * xv[j];
+        for (int r = 0; r < kMaxRows; ++r) {
+          if (r < rows) {
+            float xv[8];
+            load_x(x + static_cast<std::int64_t>(r) * w.in, chunk, valid, vector, xv);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+#pragma unroll
+              for (int o = 0; o < kOutPerWarp; ++o) acc[o][r] += v[o][j] * xv[j];
+            }
           }
         }
       }
+      __syncwarp();  // the buffer is read before the next iteration refills it
     }
   }
 #pragma unroll
   for (int o = 0; o < kOutPerWarp; ++o) {
 #pragma unroll
-    for (int r = 0; r < kFormatGemvMaxRows; ++r) {
+    for (int r = 0; r < kMaxRows; ++r) {
       if (r < rows) {
         const float total = warp_sum(acc[o][r]);
-        if (lane == 0 && first_out + o < w.out)
-          y[static_cast<std::int64_t>(r) * w.out + first_out + o] = total;
+        if (lane == 0) {
+          if (plan.splits > 1) {
+            partial[warp][o][r] = total;
+          } else if (first_out + o < w.out) {
+            y[static_cast<std::int64_t>(r) * w.out + first_out + o] = total;
+          }
+        }
       }
     }
+  }
+  if (plan.splits == 1) return;  // uniform over the block
+  __syncthreads();
+  for (int i = static_cast<int>(threadIdx.x); i < groups_per_block * kOutPerWarp * rows;
+       i += kGemvThreads) {
+    const int group = i / (kOutPerWarp * rows);
+    const int o = i / rows % kOutPerWarp;
+    const int r = i % rows;
+    const int row = (static_cast<int>(blockIdx.x) * groups_per_block + group) * kOutPerWarp + o;
+    if (row >= w.out) continue;
+    float sum = 0.0f;
+    for (int s = 0; s < plan.splits; ++s) sum += partial[group * plan.splits + s][o][r];
+    y[static_cast<std::int64_t>(r) * w.out + row] = sum;
   }
 }
 
@@ -102,7 +202,7 @@ __global__ void format_rows_kernel(FormatView w, int first, const std::int32_t* 
   const auto chunk = static_cast<int>(index % chunks);
   const int row = ids != nullptr ? ids[t] : first + t;
   float v[8];
-  decode<F>(w, row, chunk, v);
+  decode<F>(w, GlobalCodes{reinterpret_cast<const std::uint32_t*>(w.codes)}, row, chunk, v);
   float* destination = out + static_cast<std::int64_t>(t) * w.in + chunk * 8;
   const int valid = min(8, w.in - chunk * 8);
   if (valid == 8 && w.in % 4 == 0) {
@@ -151,14 +251,41 @@ void with_format(DeviceFormat format, Body&& body) {
   fail("cuda: unknown device format ", static_cast<int>(format));
 }
 
+// Tiles of about kTileBytes per row (a multiple of 256 columns: whole ggml super-blocks and
+// 32 lanes x 8 columns); rows split over warps until the grid has a few warps per SM slot.
+GemvPlan gemv_plan(const FormatView& w) {
+  const std::int64_t bytes256 = row_code_bytes(w, 256);
+  const auto tile_elements =
+      static_cast<int>(256 * std::max<std::int64_t>(1, kTileBytes / bytes256));
+  const int tiles = (w.in + tile_elements - 1) / tile_elements;
+  int device = 0;
+  int sms = 0;
+  UQ_CUDA_CHECK(cudaGetDevice(&device));
+  UQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const std::int64_t groups = (w.out + kOutPerWarp - 1) / kOutPerWarp;
+  int splits = 1;
+  while (splits < kMaxSplits && splits * 2 <= tiles && groups * splits < std::int64_t{sms} * 32)
+    splits *= 2;
+  const auto span = static_cast<int>((row_code_bytes(w, tile_elements) + kStageSlack + 15) / 16);
+  return {tile_elements, splits, span};
+}
+
 }  // namespace
 
 void format_gemv(const FormatView& w, const float* x, int rows, float* y, cudaStream_t stream) {
   if (rows < 1 || rows > kFormatGemvMaxRows)
     fail("cuda format_gemv: ", rows, " rows (1 to ", kFormatGemvMaxRows, ")");
-  const int blocks = (w.out + kGemvWarps * kOutPerWarp - 1) / (kGemvWarps * kOutPerWarp);
+  const GemvPlan plan = gemv_plan(w);
+  const int groups_per_block = kGemvWarps / plan.splits;
+  const int groups = (w.out + kOutPerWarp - 1) / kOutPerWarp;
+  const int blocks = (groups + groups_per_block - 1) / groups_per_block;
   with_format(w.format, [&]<DeviceFormat F>() {
-    format_gemv_kernel<F><<<blocks, kGemvThreads, 0, stream>>>(w, x, rows, y);
+    if (rows <= kFewRows) {
+      format_gemv_kernel<F, kFewRows><<<blocks, kGemvThreads, 0, stream>>>(w, x, rows, y, plan);
+    } else {
+      format_gemv_kernel<F, kFormatGemvMaxRows>
+          <<<blocks, kGemvThreads, 0, stream>>>(w, x, rows, y, plan);
+    }
     UQ_CUDA_CHECK_LAUNCH("format_gemv_kernel");
   });
 }

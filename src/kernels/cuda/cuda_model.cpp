@@ -309,9 +309,16 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
     shape.sliding_window = config.layer_uses_sliding_window[i] && config.sliding_window
                                ? static_cast<int>(*config.sliding_window)
                                : 0;
-    rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(), stream);
+    // Affine weights take the RMSNorm (and below the SwiGLU) into their GEMV's prologue; the
+    // stage then shows ~0 and its time is in the product's.
+    const GemvInput input_norm{GemvInputMode::rmsnorm, layer.input_norm.data(), eps};
     mark("input norm");
-    layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    if (!layer.qkv->apply_fused(work.x.data(), rows, input_norm, work.qkv.data(), qkv_width, false,
+                                context)) {
+      rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(),
+               stream);
+      layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    }
     mark("qkv proj");
     float* q = work.qkv.data();
     rope_store_kv(q, rows, qkv_width, heads, kv_heads, head_dim, inverse_frequencies_.data(),
@@ -322,22 +329,34 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
     mark("attention");
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
     mark("o proj + residual");
-    rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps, work.normed.data(),
-             stream);
+    const GemvInput post_norm{GemvInputMode::rmsnorm, layer.post_attention_norm.data(), eps};
     mark("post-attention norm");
-    layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false, context);
+    if (!layer.gate_up->apply_fused(work.x.data(), rows, post_norm, work.gate_up.data(), 2 * inner,
+                                    false, context)) {
+      rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps,
+               work.normed.data(), stream);
+      layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false,
+                           context);
+    }
     mark("gate|up proj");
-    swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
+    const GemvInput activation{GemvInputMode::swiglu, nullptr, 0.0f};
     mark("swiglu");
-    layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
+    if (!layer.down->apply_fused(work.gate_up.data(), rows, activation, work.x.data(), hidden, true,
+                                 context)) {
+      swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
+      layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
+    }
     mark("down proj + residual");
   }
   const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
   const int kept = rows - first_row;
   const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
-  rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
+  const GemvInput final_norm{GemvInputMode::rmsnorm, final_norm_.data(), eps};
   mark("final norm");
-  lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  if (!lm_head_->apply_fused(last, kept, final_norm, work.logits.data(), vocab, false, context)) {
+    rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
+    lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  }
   mark("lm_head");
   if (greedy) {
     argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,

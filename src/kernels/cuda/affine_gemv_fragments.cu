@@ -51,17 +51,26 @@ __global__ void __launch_bounds__(kThreads) affine_gemv_fragments_kernel(Fragmen
   asm volatile("griddepcontrol.launch_dependents;");
   __shared__ float inverse_rms[kMaxRows];
   if (a.mode == FragmentMode::rmsnorm) {
-    // Every block computes the RMS of every row itself (rows <= 16, one warp per row).
+    // Every block computes the RMS of every row itself (rows <= 16): the whole block per row,
+    // unrolled so that loads overlap.
+    __shared__ float partial[kThreads / 32][kMaxRows];
     const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-    for (int row = warp; row < a.rows; row += kThreads / 32) {
+    for (int row = 0; row < a.rows; ++row) {
       const XT* h = a.input + static_cast<std::size_t>(row) * a.in;
       float sum = 0.0f;
-      for (int i = lane; i < a.in; i += 32) {
+#pragma unroll 8
+      for (int i = static_cast<int>(threadIdx.x); i < a.in; i += kThreads) {
         const float v = load_value(h + i);
         sum += v * v;
       }
       sum = warp_sum(sum);
-      if (lane == 0) inverse_rms[row] = 1.0f / sqrtf(sum / static_cast<float>(a.in) + a.eps);
+      if (lane == 0) partial[warp][row] = sum;
+    }
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < a.rows) {
+      float total = 0.0f;
+      for (int w = 0; w < kThreads / 32; ++w) total += partial[w][threadIdx.x];
+      inverse_rms[threadIdx.x] = 1.0f / sqrtf(total / static_cast<float>(a.in) + a.eps);
     }
     __syncthreads();
   }

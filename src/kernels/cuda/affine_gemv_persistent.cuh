@@ -45,28 +45,38 @@ struct PersistentArgs {
   bool accumulate;
 };
 
-__device__ __forceinline__ std::uint32_t load_stream(const std::uint32_t* p) {
+// Code words: read once, so they bypass L1 (L1::no_allocate) where a warp's load covers whole
+// 32-byte sectors (a row's group >= 32 bytes); narrower groups keep L1, where the next group's
+// load finds the rest of the sector.
+template <bool kNoAllocate>
+__device__ __forceinline__ std::uint32_t load_codes(const std::uint32_t* p) {
   std::uint32_t v;
-  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  if constexpr (kNoAllocate)
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  else
+    v = __ldg(p);
   return v;
 }
-__device__ __forceinline__ uint2 load_stream2(const std::uint32_t* p) {
+template <bool kNoAllocate>
+__device__ __forceinline__ uint2 load_codes2(const std::uint32_t* p) {
   uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
-               : "=r"(v.x), "=r"(v.y)
-               : "l"(p));
+  if constexpr (kNoAllocate)
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+                 : "=r"(v.x), "=r"(v.y)
+                 : "l"(p));
+  else
+    v = __ldg(reinterpret_cast<const uint2*>(p));
   return v;
 }
-__device__ __forceinline__ uint4 load_stream4(const std::uint32_t* p) {
+template <bool kNoAllocate>
+__device__ __forceinline__ uint4 load_codes4(const std::uint32_t* p) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ std::uint32_t load_stream_u16(const std::uint16_t* p) {
-  unsigned short v;
-  asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  if constexpr (kNoAllocate)
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+  else
+    v = __ldg(reinterpret_cast<const uint4*>(p));
   return v;
 }
 
@@ -107,6 +117,7 @@ struct Slice {
   static constexpr int kWords = kAligned ? kBits / 32 : (kBits + 31) / 32 + 1;
   static constexpr int kCodeRun = (BITS == 2 || BITS == 4) ? 8 : BITS == 8 ? 4 : 0;
   static constexpr int kSteps = GROUP / 16;
+  static constexpr bool kNoAllocate = GROUP * BITS >= 256;
   std::uint32_t w[kWords];
 
   // group_words: the group's first code word; t: lane % 4.
@@ -116,21 +127,21 @@ struct Slice {
       if constexpr (kWords % 4 == 0) {
 #pragma unroll
         for (int v = 0; v < kWords / 4; ++v) {
-          const uint4 u = load_stream4(p + 4 * v);
+          const uint4 u = load_codes4<kNoAllocate>(p + 4 * v);
           w[4 * v] = u.x, w[4 * v + 1] = u.y, w[4 * v + 2] = u.z, w[4 * v + 3] = u.w;
         }
       } else if constexpr (kWords == 2) {
-        const uint2 u = load_stream2(p);
+        const uint2 u = load_codes2<kNoAllocate>(p);
         w[0] = u.x, w[1] = u.y;
       } else {
 #pragma unroll
-        for (int v = 0; v < kWords; ++v) w[v] = load_stream(p + v);
+        for (int v = 0; v < kWords; ++v) w[v] = load_codes<kNoAllocate>(p + v);
       }
     } else {
       const int bit = t * kBits, first = bit / 32, last = (bit + kBits - 1) / 32;
 #pragma unroll
       for (int v = 0; v < kWords; ++v)
-        w[v] = first + v <= last ? load_stream(group_words + first + v) : 0u;
+        w[v] = first + v <= last ? load_codes<kNoAllocate>(group_words + first + v) : 0u;
     }
   }
 
@@ -186,11 +197,13 @@ struct Slice {
   }
 };
 
-// One group's data for one lane: 2 m-tiles x rows {g, g + 8}.
+// One group's data for one lane: code slices of 2 m-tiles x rows {g, g + 8}; the scale and bias
+// (bf16 bits) of one of those 4 rows, row (t / 2, t % 2), shuffled to the other lanes at use
+// (2 registers and loads per group instead of 8).
 template <int BITS, int GROUP>
 struct GroupStage {
   Slice<BITS, GROUP> slice[2][2];
-  std::uint32_t scale[2][2], bias[2][2];  // bf16 bits
+  std::uint32_t scale, bias;
 };
 
 template <int BITS, int GROUP, int TILES>
@@ -198,7 +211,10 @@ template <int BITS, int GROUP, int TILES>
 __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
     affine_gemv_persistent_kernel(PersistentArgs a) {
   using SliceT = Slice<BITS, GROUP>;
-  constexpr int kDepth = SliceT::kWords <= 2 && TILES == 1 ? 4 : 2;  // groups in flight per lane
+  // Groups in flight per lane: as many as the register budget allows (one block per SM with 4
+  // n-tiles leaves 255 registers; two blocks leave 128).
+  constexpr bool kSmallSlice = SliceT::kWords <= 2;
+  constexpr int kDepth = TILES == 4 ? (kSmallSlice ? 6 : 3) : (kSmallSlice && TILES == 1 ? 4 : 2);
   constexpr int kColumns = 8 * TILES;
   constexpr int kStride = kColumns + 1;  // padded row of partial sums
   __shared__ float partial[kPersistentWarps][kPairRows][kStride];
@@ -219,32 +235,36 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
        block += static_cast<int>(gridDim.x)) {
     const int row0 = block * rows_per_block + pair_local * kPairRows;
     const int end = row0 < a.out ? group_end : group_begin;  // idle warps past `out`
-    const std::uint32_t* row_codes[2][2];
-    int row_groups[2][2];  // row * groups: the row's first scale and bias
+    // Pointers at the next group to load (groups load in order): advanced, not recomputed.
+    const std::uint32_t* next_codes[2][2];
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         // Rows past `out` re-read the last row; their sums are never stored.
         const int row = min(row0 + 16 * m + 8 * h + g, a.out - 1);
-        row_codes[m][h] = a.codes + static_cast<std::size_t>(row) * row_words;
-        row_groups[m][h] = row * groups;  // < 2^31: scales are a few GB at most
+        next_codes[m][h] = a.codes + static_cast<std::size_t>(row) * row_words +
+                           static_cast<std::size_t>(group_begin) * (GROUP * BITS / 32);
       }
-    GroupStage<BITS, GROUP> stage[kDepth];
-    const auto load_group = [&](GroupStage<BITS, GROUP>& s, int group) {
+    const int own_row = min(row0 + 16 * (t / 2) + 8 * (t % 2) + g, a.out - 1);
+    const std::size_t own_group = static_cast<std::size_t>(own_row) * groups + group_begin;
+    const std::uint16_t* next_scale = a.scales + own_group;
+    const std::uint16_t* next_bias = a.biases + own_group;
+    const auto load_next_group = [&](GroupStage<BITS, GROUP>& s) {
 #pragma unroll
       for (int m = 0; m < 2; ++m)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          s.slice[m][h].load(row_codes[m][h] + static_cast<std::size_t>(group) * GROUP * BITS / 32,
-                             t);
-          s.scale[m][h] = load_stream_u16(a.scales + row_groups[m][h] + group);
-          s.bias[m][h] = load_stream_u16(a.biases + row_groups[m][h] + group);
+          s.slice[m][h].load(next_codes[m][h], t);
+          next_codes[m][h] += GROUP * BITS / 32;
         }
+      s.scale = __ldg(next_scale++);
+      s.bias = __ldg(next_bias++);
     };
+    GroupStage<BITS, GROUP> stage[kDepth];
 #pragma unroll
     for (int u = 0; u < kDepth; ++u)
-      if (group_begin + u < end) load_group(stage[u], group_begin + u);
+      if (group_begin + u < end) load_next_group(stage[u]);
     if (!waited) {
       // x fragments and y belong to the previous kernels: wait for them only now.
       asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -299,6 +319,15 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
           }
         }
         // y += s * C + b * sum(x), per weight row (g, g + 8) and column (2t, 2t + 1).
+        float scale[2][2], bias[2][2];
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int holder = (lane & ~3) | (2 * m + h);
+            scale[m][h] = __uint_as_float(__shfl_sync(~0u, s.scale, holder) << 16);
+            bias[m][h] = __uint_as_float(__shfl_sync(~0u, s.bias, holder) << 16);
+          }
 #pragma unroll
         for (int j = 0; j < TILES; ++j) {
           const float2 xs = __ldg(reinterpret_cast<const float2*>(
@@ -307,14 +336,13 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
           for (int m = 0; m < 2; ++m)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const float scale = __uint_as_float(s.scale[m][h] << 16);
-              const float bias = __uint_as_float(s.bias[m][h] << 16);
-              acc[m][j][2 * h] = fmaf(scale, c[m][j][2 * h], fmaf(bias, xs.x, acc[m][j][2 * h]));
-              acc[m][j][2 * h + 1] =
-                  fmaf(scale, c[m][j][2 * h + 1], fmaf(bias, xs.y, acc[m][j][2 * h + 1]));
+              acc[m][j][2 * h] =
+                  fmaf(scale[m][h], c[m][j][2 * h], fmaf(bias[m][h], xs.x, acc[m][j][2 * h]));
+              acc[m][j][2 * h + 1] = fmaf(scale[m][h], c[m][j][2 * h + 1],
+                                          fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
             }
         }
-        if (group + kDepth < end) load_group(s, group + kDepth);
+        if (group + kDepth < end) load_next_group(s);
       }
     }
 

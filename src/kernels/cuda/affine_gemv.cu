@@ -198,6 +198,10 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
   dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
 }
 
+GemvKernel automatic_gemv_kernel(int rows) {
+  return resolve(GemvKernel::automatic, rows);
+}
+
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate) {
   if (rows < 1 || rows > detail::kMaxRows)

@@ -45,6 +45,8 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows,
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
                       bool accumulate = false);
+// The kernel `automatic` runs for `rows` rows.
+GemvKernel automatic_gemv_kernel(int rows);
 // The persistent kernel with its input transform fused into the prologue; 1..16 rows.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate = false);

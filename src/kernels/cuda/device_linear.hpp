@@ -82,7 +82,8 @@ class DeviceMatrix {
   // True when multiply can add a product of `rows` rows straight into its output (the decoder's
   // residual adds without an epilogue kernel).
   bool accumulates_in_place(int rows) const;
-  // True when multiply_fused takes `rows` rows (affine weights, 1..16 rows).
+  // True when multiply_fused takes `rows` rows (affine weights where `automatic` picks the
+  // persistent kernel for `rows`).
   bool fuses_input(int rows) const;
   // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV's
   // prologue (affine_gemv_fused_cuda); only where fuses_input(rows).

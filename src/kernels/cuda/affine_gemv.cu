@@ -50,9 +50,14 @@ int multiprocessor_count() {
 
 namespace {
 
-// Which kernel runs: automatic picks by rows, from the measurements in docs/PERFORMANCE.md.
-GemvKernel resolve(GemvKernel kernel, int rows) {
+// Which kernel runs: automatic picks by rows and shape, from the measurements in
+// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the simt segment kernel where `in` is short
+// against `out` (4096x4096 .. 128256x4096: 10-20% faster there), the persistent kernel where it
+// is long (down_proj 4096x14336: its K split gives the short output enough warps, 30 vs 38 us);
+// persistent for 3-16 rows; tiled beyond.
+GemvKernel resolve(GemvKernel kernel, int rows, int out, int in) {
   if (kernel != GemvKernel::automatic) return kernel;
+  if (rows <= 2) return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
   return rows <= detail::kMaxRows ? GemvKernel::persistent : GemvKernel::tiled;
 }
 
@@ -133,7 +138,7 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  kernel = resolve(kernel, rows);
+  kernel = resolve(kernel, rows, w.out(), w.in());
   if (accumulate && kernel != GemvKernel::persistent && (kernel != GemvKernel::simt || rows > 2)) {
     fail("cuda affine gemv '", w.name(),
          "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
@@ -198,8 +203,8 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
   dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
 }
 
-GemvKernel automatic_gemv_kernel(int rows) {
-  return resolve(GemvKernel::automatic, rows);
+GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
+  return resolve(GemvKernel::automatic, rows, out, in);
 }
 
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,

@@ -15,8 +15,8 @@
 // - tiled: prompt-sized (tens to thousands of rows): weights dequantized to bf16 tiles in
 //   shared memory, x rounded to bf16, mma.sync with fp32 accumulation, all rows in one launch;
 //   the accuracy of a bf16 matmul.
-// automatic picks by rows, from the measurements in docs/PERFORMANCE.md: persistent for 1-16,
-// tiled beyond.
+// automatic picks by rows and shape, from the measurements in docs/PERFORMANCE.md: for 1-2 rows
+// simt, or persistent where in >= 2 out (down_proj); persistent for 3-16 rows; tiled beyond.
 // accumulate: y += the product instead of y = (persistent for any rows, simt for 1-2 rows;
 // other cases throw uq::Error).
 #include <cuda_bf16.h>
@@ -45,8 +45,8 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows,
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
                       bool accumulate = false);
-// The kernel `automatic` runs for `rows` rows.
-GemvKernel automatic_gemv_kernel(int rows);
+// The kernel `automatic` runs for `rows` rows of an out x in weight.
+GemvKernel automatic_gemv_kernel(int rows, int out, int in);
 // The persistent kernel with its input transform fused into the prologue; 1..16 rows.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate = false);

@@ -134,7 +134,7 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
 DeviceMatrix::~DeviceMatrix() = default;
 
 bool DeviceMatrix::accumulates_in_place(int rows) const {
-  const GemvKernel affine_kernel = automatic_gemv_kernel(rows);
+  const GemvKernel affine_kernel = automatic_gemv_kernel(rows, out_, in_);
   return (kind_ == Kind::affine && (affine_kernel == GemvKernel::persistent ||
                                     (affine_kernel == GemvKernel::simt && rows <= 2))) ||
          (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
@@ -143,7 +143,7 @@ bool DeviceMatrix::accumulates_in_place(int rows) const {
 bool DeviceMatrix::fuses_input(int rows) const {
   // Only where the persistent kernel is the automatic choice anyway.
   return kind_ == Kind::affine && rows >= 1 && rows <= 16 &&
-         automatic_gemv_kernel(rows) == GemvKernel::persistent;
+         automatic_gemv_kernel(rows, out_, in_) == GemvKernel::persistent;
 }
 
 void DeviceMatrix::multiply_fused(const float* input, int rows, const GemvInput& how, float* y,

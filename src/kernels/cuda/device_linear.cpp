@@ -266,13 +266,15 @@ void DeviceLinear::apply(const float* x, int rows, float* y, int y_stride, bool 
   }
 }
 
-bool DeviceLinear::apply_fused(const float* input, int rows, const GemvInput& how, float* y,
+bool DeviceLinear::fuses_input(int rows, int y_stride) const {
+  return groups_.size() == 1 && bias_.size() == 0 && y_stride == out_ &&
+         groups_.front()->fuses_input(rows);
+}
+
+void DeviceLinear::apply_fused(const float* input, int rows, const GemvInput& how, float* y,
                                int y_stride, bool accumulate, const LinearContext& context) const {
-  if (groups_.size() != 1 || bias_.size() != 0 || y_stride != out_ ||
-      !groups_.front()->fuses_input(rows))
-    return false;
+  if (!fuses_input(rows, y_stride)) fail("cuda: this linear cannot fuse its input transform");
   groups_.front()->multiply_fused(input, rows, how, y, accumulate, context.stream);
-  return true;
 }
 
 }  // namespace uq::cuda

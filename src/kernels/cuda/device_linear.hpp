@@ -119,10 +119,12 @@ class DeviceLinear {
   // y[r, 0..out) at row stride y_stride = (accumulate ? y : 0) + x[r] W^T + bias.
   void apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
              const LinearContext& context) const;
-  // apply() of x = f(input) (RMSNorm or SwiGLU, see GemvInput) in one fused product, where the
-  // matrix is one affine group without bias and y is contiguous; returns false having done
-  // nothing otherwise (the caller then runs the transform and apply()).
-  bool apply_fused(const float* input, int rows, const GemvInput& how, float* y, int y_stride,
+  // True where apply_fused takes `rows` rows: one affine matrix without bias, y contiguous
+  // (y_stride == out) and the persistent kernel being the automatic choice.
+  bool fuses_input(int rows, int y_stride) const;
+  // apply() of x = f(input) (RMSNorm or SwiGLU, see GemvInput) in one fused product; only where
+  // fuses_input(rows, y_stride) (throws uq::Error otherwise).
+  void apply_fused(const float* input, int rows, const GemvInput& how, float* y, int y_stride,
                    bool accumulate, const LinearContext& context) const;
 
  private:

@@ -1,7 +1,8 @@
 // GPU benchmark of the affine GEMV against cuBLAS bf16 and the device copy bandwidth.
 // Usage: bench_cuda_gemv [--json FILE] [--quick]
-// Shapes (out x in) 4096x4096, 14336x4096, 4096x14336, 128256x4096 (4-bit; 14336x4096 also 2, 3
-// and 8 bits) x rows 1, 8, 16, 32, 512; --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
+// Shapes (out x in) 4096x4096, 6144x4096 (fused q|k|v), 14336x4096, 28672x4096 (fused gate|up),
+// 4096x14336 (down_proj), 128256x4096 (lm_head) (4-bit; 14336x4096 also 2, 3 and 8 bits) x
+// rows 1, 8, 16, 32, 512; --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
 // Timing: CUDA graphs of `kBatch` launches, each on the next of several weight copies (so the
 // 50 MB L2 cannot hold them), replayed `kReps` times between events; median per launch.
 #include <algorithm>
@@ -83,7 +84,8 @@ constexpr double kNotTimed = -1.0;
 struct Row {
   Shape shape;
   int bits, rows;
-  double auto_us, gbs, tflops, tensor_us, simt_us, tiled_us, tiled_bf16_us, cublas_us;
+  double auto_us, gbs, tflops, persistent_us, tensor_us, simt_us, tiled_us, tiled_bf16_us,
+      cublas_us;
 };
 
 // Random bf16 bits of magnitude 2^-7 .. 2^-3 and either sign: cheap enough for 10^9 elements.
@@ -140,7 +142,8 @@ int main(int argc, char** argv) try {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const std::vector<Shape> shapes =
       quick ? std::vector<Shape>{{14336, 4096}}
-            : std::vector<Shape>{{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
+            : std::vector<Shape>{{4096, 4096},  {6144, 4096},  {14336, 4096},
+                                 {28672, 4096}, {4096, 14336}, {128256, 4096}};
   const std::vector<int> row_list = {1, 8, 16, 32, 512};
   const int max_rows = row_list.back();
   std::vector<Row> results;
@@ -204,6 +207,7 @@ int main(int argc, char** argv) try {
         const double auto_us = time_kernel(GemvKernel::automatic);
         // Past 16 rows the 1..16-row kernels loop over 16-row passes: not worth timing.
         const bool skinny = rows <= 16;
+        const double persistent_us = skinny ? time_kernel(GemvKernel::persistent) : kNotTimed;
         const double tensor_us = skinny ? time_kernel(GemvKernel::tensor_cores) : kNotTimed;
         const double simt_us = skinny ? time_kernel(GemvKernel::simt) : kNotTimed;
         const double tiled_us = time_kernel(GemvKernel::tiled);
@@ -213,27 +217,29 @@ int main(int argc, char** argv) try {
         });
         const double flops = 2.0 * rows * double(elements);
         results.push_back({shape, bits, rows, auto_us, double(first.bytes()) / (auto_us * 1e3),
-                           flops / (auto_us * 1e6), tensor_us, simt_us, tiled_us, tiled_bf16_us,
-                           cublas_us[rows]});
+                           flops / (auto_us * 1e6), persistent_us, tensor_us, simt_us, tiled_us,
+                           tiled_bf16_us, cublas_us[rows]});
       }
     }
   }
 
   std::printf(
       "\nx f32, group %d. us: the default (automatic) kernel; GB/s: its weight bytes "
-      "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; tensor_us, simt_us, "
+      "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; persist_us, tensor_us, "
+      "simt_us, "
       "tiled_us: each kernel forced (- = not timed); tiled_bf16: tiled with x bf16; x cuBLAS: "
       "cublas_us / us\n",
       kGroupSize);
-  std::printf("%-12s %4s %4s %9s %7s %6s %7s %9s %9s %9s %10s %10s %9s\n", "out x in", "bits",
-              "rows", "us", "GB/s", "%copy", "TFLOP/s", "tensor_us", "simt_us", "tiled_us",
-              "tiled_bf16", "cublas_us", "x cuBLAS");
+  std::printf("%-12s %4s %4s %9s %7s %6s %7s %10s %9s %9s %9s %10s %10s %9s\n", "out x in", "bits",
+              "rows", "us", "GB/s", "%copy", "TFLOP/s", "persist_us", "tensor_us", "simt_us",
+              "tiled_us", "tiled_bf16", "cublas_us", "x cuBLAS");
   for (const Row& r : results)
-    std::printf("%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %9s %9s %9s %10.2f %10.2f %8.2fx\n",
-                r.shape.out, r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs,
-                r.tflops, us_or_dash(r.tensor_us).c_str(), us_or_dash(r.simt_us).c_str(),
-                us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us,
-                r.cublas_us / r.auto_us);
+    std::printf(
+        "%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %10s %9s %9s %9s %10.2f %10.2f %8.2fx\n",
+        r.shape.out, r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs,
+        r.tflops, us_or_dash(r.persistent_us).c_str(), us_or_dash(r.tensor_us).c_str(),
+        us_or_dash(r.simt_us).c_str(), us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us,
+        r.cublas_us / r.auto_us);
 
   if (!json_path.empty()) {
     std::ofstream json(json_path);
@@ -244,8 +250,9 @@ int main(int argc, char** argv) try {
       json << (k ? ", " : "") << "{\"out\": " << r.shape.out << ", \"in\": " << r.shape.in
            << ", \"bits\": " << r.bits << ", \"rows\": " << r.rows << ", \"us\": " << r.auto_us
            << ", \"weight_gbs\": " << r.gbs << ", \"tflops\": " << r.tflops
-           << ", \"tensor_us\": " << r.tensor_us << ", \"simt_us\": " << r.simt_us
-           << ", \"tiled_us\": " << r.tiled_us << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
+           << ", \"persistent_us\": " << r.persistent_us << ", \"tensor_us\": " << r.tensor_us
+           << ", \"simt_us\": " << r.simt_us << ", \"tiled_us\": " << r.tiled_us
+           << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
            << ", \"cublas_bf16_us\": " << r.cublas_us
            << ", \"ratio_to_cublas\": " << r.cublas_us / r.auto_us << "}";
     }

@@ -1,9 +1,8 @@
-// The CUDA affine GEMV kernels (tensor cores, simt, tiled) against a float64 CPU reference
-// built from the dequantized weights.
-// Fresh random codes, scales, biases and activations every run; outputs poisoned (NaN) before
-// each launch. Bounds (fp32 dequantization and accumulation; the reference uses the very x
-// values the kernel sees, bf16-rounded for bf16 x; the tensor-core kernel splits f32 x into two
-// bf16 parts, 16 significant bits, ~2e-6 relative):
+// The CUDA affine GEMV kernels (persistent, tensor cores, simt, tiled) against a float64 CPU
+// reference built from the dequantized weights. Fresh random codes, scales, biases and activations
+// every run; outputs poisoned (NaN) before each launch. Bounds (fp32 dequantization and
+// accumulation; the reference uses the very x values the kernel sees, bf16-rounded for bf16 x; the
+// tensor-core kernel splits f32 x into two bf16 parts, 16 significant bits, ~2e-6 relative):
 // - relative L2 error ||y - ref|| / ||ref|| <= 3e-5 where a shape has >= 32 outputs per row
 //   (1.04e-5 seen on an H200 from the tensor-core kernel's f32 x split and factored sums);
 // - for every shape, ||y - ref|| / ||ref_abs|| <= 4e-6, ref_abs = sum_i |x_i w_i|: the scale
@@ -11,6 +10,8 @@
 //   kernels sum scale * (q . x) + bias * sum(x), whose two terms are each up to 2^(bits-1)
 //   times the weight's own, so their rounding reaches ~1e-6 (1.4e-6 seen on an H200); one
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
+// The persistent kernel splits f32 x into 3 bf16 parts for 1-2 rows (exact) and 2 for 3-16, so
+// the same bounds hold for it; bf16 x enters it exactly.
 // The tiled kernel (and automatic beyond 16 rows, which picks it) rounds weights and x to bf16
 // (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
 // conditioned <= 1e-3 (its expected ~1.6e-3 / sqrt(in) for random signs).
@@ -160,11 +161,13 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
   for (const int rows : row_counts) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const std::size_t n = static_cast<std::size_t>(rows) * out;
-    for (int variant = 0; variant < 8; ++variant) {
+    for (int variant = 0; variant < 10; ++variant) {
       const bool use_bf16 = variant % 2 == 1;
-      constexpr GemvKernel kKernels[] = {GemvKernel::tensor_cores, GemvKernel::simt,
-                                         GemvKernel::tiled, GemvKernel::automatic};
-      constexpr const char* kNames[] = {", tensor cores", ", simt", ", tiled", ", automatic"};
+      constexpr GemvKernel kKernels[] = {GemvKernel::persistent, GemvKernel::tensor_cores,
+                                         GemvKernel::simt, GemvKernel::tiled,
+                                         GemvKernel::automatic};
+      constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt", ", tiled",
+                                        ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
       const bool bf16_product =
           kernel == GemvKernel::tiled || (kernel == GemvKernel::automatic && rows > 16);
@@ -231,6 +234,106 @@ TEST_P(AffineGemvCuda, TiledMatchesFloat64ReferenceForPromptSizedRows) {
   check_weight(rng, 300, 7 * 32, bits, 32, {17, 128, 131});
   check_weight(rng, 129, 3 * 128, bits, 128, {64, 257});
   check_weight(rng, 5, 2 * 64, bits, 64, {200});
+}
+
+// The persistent kernel's accumulate (y += x W^T) and fused input modes (RMSNorm of h, SwiGLU
+// of gate|up) against float64 references computed from the same f32 inputs; the transform
+// itself is fp32 (expf, rsqrt), ~1e-7 relative, well inside the bounds above.
+void check_fused(std::mt19937_64& rng, int out, int in, int bits, int group_size, int rows) {
+  SCOPED_TRACE("out " + std::to_string(out) + " in " + std::to_string(in) + " bits " +
+               std::to_string(bits) + " group " + std::to_string(group_size) + " rows " +
+               std::to_string(rows));
+  const HostAffine host = random_affine(rng, out, in, bits, group_size);
+  const AffineDeviceWeight weight(host.view());
+  const std::vector<double> w = host.dequantized();
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> positive(0.5f, 1.5f);
+  const auto n_in = static_cast<std::size_t>(rows) * in;
+  std::vector<float> h(2 * n_in), gamma(static_cast<std::size_t>(in)),
+      y0(static_cast<std::size_t>(rows) * out);
+  for (auto& v : h) v = 3.0f * normal(rng);
+  for (auto& v : gamma) v = positive(rng);
+  for (auto& v : y0) v = normal(rng);
+  constexpr float kEps = 1e-5f;
+
+  // x as each mode defines it, in float64.
+  auto x_of = [&](uq::cuda::GemvInputMode mode) {
+    std::vector<double> x(n_in);
+    for (int r = 0; r < rows; ++r) {
+      double squares = 0;
+      for (int i = 0; i < in; ++i)
+        squares += double(h[r * std::size_t(in) + i]) * h[r * std::size_t(in) + i];
+      const double inverse_rms = 1.0 / std::sqrt(squares / in + kEps);
+      for (int i = 0; i < in; ++i) {
+        const std::size_t k = static_cast<std::size_t>(r) * in + i;
+        if (mode == uq::cuda::GemvInputMode::rmsnorm) {
+          x[k] = double(h[k]) * inverse_rms * gamma[static_cast<std::size_t>(i)];
+        } else if (mode == uq::cuda::GemvInputMode::swiglu) {
+          const double gate = h[static_cast<std::size_t>(r) * 2 * in + i];
+          const double up = h[static_cast<std::size_t>(r) * 2 * in + in + i];
+          x[k] = gate / (1.0 + std::exp(-gate)) * up;
+        } else {
+          x[k] = h[k];
+        }
+      }
+    }
+    return x;
+  };
+
+  DeviceBuffer<float> h_dev(h.size()), gamma_dev(gamma.size()), y_dev(y0.size());
+  h_dev.upload(h);
+  gamma_dev.upload(gamma);
+  for (const auto mode : {uq::cuda::GemvInputMode::plain, uq::cuda::GemvInputMode::rmsnorm,
+                          uq::cuda::GemvInputMode::swiglu}) {
+    for (const bool accumulate : {false, true}) {
+      SCOPED_TRACE("mode " + std::to_string(int(mode)) + (accumulate ? " accumulate" : ""));
+      const std::vector<double> x = x_of(mode);
+      std::vector<double> want(y0.size()), scale(y0.size());
+      for (int r = 0; r < rows; ++r)
+        for (int o = 0; o < out; ++o) {
+          double sum = 0, sum_abs = 0;
+          for (int i = 0; i < in; ++i) {
+            const double term =
+                x[static_cast<std::size_t>(r) * in + i] * w[static_cast<std::size_t>(o) * in + i];
+            sum += term;
+            sum_abs += std::abs(term);
+          }
+          const std::size_t k = static_cast<std::size_t>(r) * out + o;
+          want[k] = sum + (accumulate ? y0[k] : 0.0);
+          scale[k] = sum_abs + (accumulate ? std::abs(y0[k]) : 0.0);
+        }
+      if (accumulate)
+        y_dev.upload(y0);
+      else
+        y_dev.fill_bytes(0xFF);
+      uq::cuda::affine_gemv_fused_cuda(weight, h_dev.data(), rows, y_dev.data(), nullptr,
+                                       {mode, gamma_dev.data(), kEps}, accumulate);
+      UQ_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<float> y(y0.size());
+      y_dev.download(y);
+      EXPECT_LE(relative_l2(y, want, scale), kConditionedBound);
+      EXPECT_LE(relative_l2(y, want, want), kRelativeL2Bound);
+    }
+  }
+}
+
+TEST(AffineGemvCudaFused, AccumulateRmsNormAndSwiGluMatchFloat64Reference) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::mt19937_64 rng(std::random_device{}());
+  for (int bits : {2, 3, 4, 8})
+    for (int rows : {1, 2, 5, 16}) check_fused(rng, 93, 9 * 64, bits, 64, rows);
+  check_fused(rng, 300, 4 * 128, 6, 128, 3);
+  check_fused(rng, 47, 7 * 32, 5, 32, 9);
+}
+
+TEST(AffineGemvCudaFused, RejectsRowCountsBeyondSixteen) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::mt19937_64 rng(3);
+  const HostAffine host = random_affine(rng, 16, 64, 4, 64);
+  const AffineDeviceWeight weight(host.view());
+  DeviceBuffer<float> x(17 * 64), y(17 * 16);
+  EXPECT_THROW(uq::cuda::affine_gemv_fused_cuda(weight, x.data(), 17, y.data(), nullptr, {}),
+               uq::Error);
 }
 
 TEST(AffineGemvCudaErrors, RejectsBadShapesNamingTheTensor) {

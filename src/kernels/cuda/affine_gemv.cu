@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_persistent.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {
@@ -20,6 +23,8 @@ namespace detail {
                                                                 const float*);                    \
   extern template void launch_affine_gemv_mma_bits<BITS, __nv_bfloat16>(const GemvArgs&, int,     \
                                                                         const __nv_bfloat16*);    \
+  extern template void launch_affine_gemv_persistent_bits<BITS>(const PersistentArgs&, int, int,  \
+                                                                cudaStream_t);                    \
   extern template void launch_affine_gemv_tiled<BITS, float>(const GemvArgs&, int, const float*); \
   extern template void launch_affine_gemv_tiled<BITS, __nv_bfloat16>(const GemvArgs&, int,        \
                                                                      const __nv_bfloat16*);
@@ -30,16 +35,89 @@ UQ_EXTERN_AFFINE_GEMV(5)
 UQ_EXTERN_AFFINE_GEMV(6)
 UQ_EXTERN_AFFINE_GEMV(8)
 #undef UQ_EXTERN_AFFINE_GEMV
+
+int multiprocessor_count() {
+  static int count = 0;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int device = 0;
+    UQ_CUDA_CHECK(cudaGetDevice(&device));
+    UQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  });
+  return count;
+}
 }  // namespace detail
 
 namespace {
 
-// Which kernel runs: automatic picks by rows, from the measurements in docs/PERFORMANCE.md.
-GemvKernel resolve(GemvKernel kernel, int rows) {
+// Which kernel runs: automatic picks by rows and shape, from the measurements in
+// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the simt segment kernel where `in` is short
+// against `out` (4096x4096 .. 128256x4096: 10-20% faster there), the persistent kernel where it
+// is long (down_proj 4096x14336: its K split gives the short output enough warps, 30 vs 38 us);
+// persistent for 3-16 rows; tiled beyond.
+GemvKernel resolve(GemvKernel kernel, int rows, int out, int in) {
   if (kernel != GemvKernel::automatic) return kernel;
-  if (rows <= 2) return GemvKernel::simt;
-  if (rows <= detail::kMaxRows) return GemvKernel::tensor_cores;
-  return GemvKernel::tiled;
+  if (rows <= 2) return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
+  return rows <= detail::kMaxRows ? GemvKernel::persistent : GemvKernel::tiled;
+}
+
+// B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.
+struct PersistentLayout {
+  int parts, tiles;
+};
+PersistentLayout persistent_layout(int rows, bool bf16_x) {
+  if (bf16_x) return {1, rows <= 8 ? 1 : 2};
+  if (rows <= 2) return {3, 1};  // exact: the columns are free up to 8
+  if (rows <= 4) return {2, 1};
+  return {2, rows <= 8 ? 2 : 4};
+}
+
+// One pass (rows <= 16) of the persistent kernel: prologue into stream-ordered scratch, then
+// the main kernel (PDL).
+template <class XT>
+void persistent_pass(const AffineDeviceWeight& w, detail::FragmentArgs<XT> fragments, float* y,
+                     cudaStream_t stream, bool accumulate) {
+  const PersistentLayout layout =
+      persistent_layout(fragments.rows, std::is_same_v<XT, __nv_bfloat16>);
+  const int bits = w.bits();
+  fragments.in = w.in();
+  fragments.group = w.group_size();
+  fragments.parts = layout.parts;
+  fragments.tiles = layout.tiles;
+  fragments.code_run = (bits == 2 || bits == 4) ? 8 : bits == 8 ? 4 : 0;
+  fragments.stream = stream;
+  const std::size_t fragment_bytes = detail::fragment_bytes(w.in(), layout.tiles);
+  const std::size_t sums = detail::sum_count(w.in(), w.group_size(), layout.tiles);
+  const detail::StreamScratch scratch(fragment_bytes + sums * sizeof(float), stream);
+  fragments.fragments = static_cast<uint4*>(scratch.data());
+  fragments.sums = reinterpret_cast<float*>(static_cast<char*>(scratch.data()) + fragment_bytes);
+  detail::launch_affine_gemv_fragments(fragments);
+  const detail::PersistentArgs args{
+      w.codes(), w.scales(), w.biases(), fragments.fragments, fragments.sums,
+      y,         w.out(),    w.in(),     fragments.rows,      layout.parts,
+      1,         accumulate};
+  switch (bits) {
+    case 2:
+      return detail::launch_affine_gemv_persistent_bits<2>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    case 3:
+      return detail::launch_affine_gemv_persistent_bits<3>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    case 4:
+      return detail::launch_affine_gemv_persistent_bits<4>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    case 5:
+      return detail::launch_affine_gemv_persistent_bits<5>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    case 6:
+      return detail::launch_affine_gemv_persistent_bits<6>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    case 8:
+      return detail::launch_affine_gemv_persistent_bits<8>(args, w.group_size(), layout.tiles,
+                                                           stream);
+    default:
+      fail("cuda affine gemv '", w.name(), "': bits ", bits, " not supported");
+  }
 }
 
 template <int BITS, class XT>
@@ -60,9 +138,20 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  kernel = resolve(kernel, rows);
-  if (accumulate && (kernel != GemvKernel::simt || rows > 2)) {
-    fail("cuda affine gemv '", w.name(), "': accumulating is for 1-2 rows on the simt kernel");
+  kernel = resolve(kernel, rows, w.out(), w.in());
+  if (accumulate && kernel != GemvKernel::persistent && (kernel != GemvKernel::simt || rows > 2)) {
+    fail("cuda affine gemv '", w.name(),
+         "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
+  }
+  if (kernel == GemvKernel::persistent) {
+    for (int done = 0; done < rows; done += detail::kMaxRows) {
+      detail::FragmentArgs<XT> fragments{};
+      fragments.input = x + static_cast<std::size_t>(done) * w.in();
+      fragments.rows = std::min(detail::kMaxRows, rows - done);
+      persistent_pass(w, fragments, y + static_cast<std::size_t>(done) * w.out(), stream,
+                      accumulate);
+    }
+    return;
   }
   // The tiled kernel takes every row in one launch; the others 16 rows per pass.
   const int pass_rows = kernel == GemvKernel::tiled ? rows : detail::kMaxRows;
@@ -112,6 +201,29 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows,
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel, bool accumulate) {
   dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
+}
+
+GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
+  return resolve(GemvKernel::automatic, rows, out, in);
+}
+
+void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
+                            cudaStream_t stream, const GemvInput& how, bool accumulate) {
+  if (rows < 1 || rows > detail::kMaxRows)
+    fail("cuda affine gemv '", w.name(), "': the fused input modes take 1..", detail::kMaxRows,
+         " rows, not ", rows);
+  if (input == nullptr || y_dev == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
+  if (how.mode == GemvInputMode::rmsnorm && how.gamma == nullptr)
+    fail("cuda affine gemv '", w.name(), "': rmsnorm needs its weight (gamma)");
+  detail::FragmentArgs<float> fragments{};
+  fragments.input = input;
+  fragments.gamma = how.gamma;
+  fragments.eps = how.eps;
+  fragments.mode = how.mode == GemvInputMode::rmsnorm  ? detail::FragmentMode::rmsnorm
+                   : how.mode == GemvInputMode::swiglu ? detail::FragmentMode::swiglu
+                                                       : detail::FragmentMode::plain;
+  fragments.rows = rows;
+  persistent_pass(w, fragments, y_dev, stream, accumulate);
 }
 
 }  // namespace uq::cuda

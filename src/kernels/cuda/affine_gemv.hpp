@@ -3,17 +3,21 @@
 //   y[r, o] = sum_i x[r, i] * (scale[o, i / g] * q[o, i] + bias[o, i / g])
 // x is [rows, in] (f32 or bf16, 16-byte aligned), y is [rows, out] f32, both device memory.
 // Accumulation is fp32. Any rows >= 1 works with every kernel.
-// Three kernels compute the same function:
+// Four kernels compute the same function:
+// - persistent: for 1..16 rows (more run 16 at a time): mma.sync on exact bf16 codes with x as
+//   B fragments made by a prologue kernel (f32 x split into 3 bf16 parts for 1-2 rows: exact to
+//   fp32 rounding; 2 parts, 16 significant bits, for 3-16 rows; bf16 x as is), persistent grid,
+//   K split across warps for short outputs, PDL between prologue and main kernel
+//   (affine_gemv_persistent.cuh);
 // - simt: fp32 dequantization on CUDA cores, exact to fp32 rounding; for 1..16 rows (more are
 //   done 16 at a time, each pass reading the weights again);
-// - tensor_cores: mma.sync on exact bf16 codes (f32 x split into two bf16 parts), exact to fp32
-//   rounding; 16 rows per pass like simt;
+// - tensor_cores: the older mma.sync kernel (f32 x split into two bf16 parts), 16 rows per pass;
 // - tiled: prompt-sized (tens to thousands of rows): weights dequantized to bf16 tiles in
 //   shared memory, x rounded to bf16, mma.sync with fp32 accumulation, all rows in one launch;
 //   the accuracy of a bf16 matmul.
-// automatic picks by rows, from the measurements in docs/PERFORMANCE.md: simt for 1-2 rows,
-// tensor cores for 3-16, tiled beyond.
-// accumulate: y += the product instead of y = (1-2 rows, simt: the decoder's residual adds;
+// automatic picks by rows and shape, from the measurements in docs/PERFORMANCE.md: for 1-2 rows
+// simt, or persistent where in >= 2 out (down_proj); persistent for 3-16 rows; tiled beyond.
+// accumulate: y += the product instead of y = (persistent for any rows, simt for 1-2 rows;
 // other cases throw uq::Error).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -22,7 +26,18 @@
 
 namespace uq::cuda {
 
-enum class GemvKernel { automatic, tensor_cores, simt, tiled };
+enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled };
+
+// What the persistent kernel multiplies, computed by its prologue from `input` (f32, device):
+// plain: x = input [rows, in]; rmsnorm: x = h * rsqrt(mean(h^2) + eps) * gamma with h = input
+// [rows, in] (the decoder's RMSNorm before q|k|v and gate|up); swiglu: x = silu(gate) * up with
+// input [rows, 2 * in], gate then up in each row (the decoder's gate|up product).
+enum class GemvInputMode { plain, rmsnorm, swiglu };
+struct GemvInput {
+  GemvInputMode mode = GemvInputMode::plain;
+  const float* gamma = nullptr;  // rmsnorm: [in] weight (device)
+  float eps = 0.0f;              // rmsnorm
+};
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
                       cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
@@ -30,5 +45,10 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows,
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
                       bool accumulate = false);
+// The kernel `automatic` runs for `rows` rows of an out x in weight.
+GemvKernel automatic_gemv_kernel(int rows, int out, int in);
+// The persistent kernel with its input transform fused into the prologue; 1..16 rows.
+void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
+                            cudaStream_t stream, const GemvInput& how, bool accumulate = false);
 
 }  // namespace uq::cuda

@@ -1,5 +1,6 @@
 // The 4-bit instantiations of the affine GEMV kernels (one file per width: parallel builds).
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_persistent.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda::detail {
@@ -13,5 +14,6 @@ template void launch_affine_gemv_mma_bits<4, __nv_bfloat16>(const GemvArgs&, int
 template void launch_affine_gemv_tiled<4, float>(const GemvArgs&, int, const float*);
 template void launch_affine_gemv_tiled<4, __nv_bfloat16>(const GemvArgs&, int,
                                                          const __nv_bfloat16*);
+template void launch_affine_gemv_persistent_bits<4>(const PersistentArgs&, int, int, cudaStream_t);
 
 }  // namespace uq::cuda::detail

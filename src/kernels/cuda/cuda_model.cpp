@@ -309,9 +309,19 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
     shape.sliding_window = config.layer_uses_sliding_window[i] && config.sliding_window
                                ? static_cast<int>(*config.sliding_window)
                                : 0;
-    rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(), stream);
+    // Affine weights take the RMSNorm (and below the SwiGLU) into their GEMV's prologue where
+    // the persistent kernel runs; the norm's stage then shows ~0 and its time is in the product's.
+    const bool fuse_qkv = layer.qkv->fuses_input(rows, qkv_width);
+    if (!fuse_qkv)
+      rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(),
+               stream);
     mark("input norm");
-    layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    if (fuse_qkv)
+      layer.qkv->apply_fused(work.x.data(), rows,
+                             {GemvInputMode::rmsnorm, layer.input_norm.data(), eps},
+                             work.qkv.data(), qkv_width, false, context);
+    else
+      layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
     mark("qkv proj");
     float* q = work.qkv.data();
     rope_store_kv(q, rows, qkv_width, heads, kv_heads, head_dim, inverse_frequencies_.data(),
@@ -322,22 +332,40 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
     mark("attention");
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
     mark("o proj + residual");
-    rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps, work.normed.data(),
-             stream);
+    const bool fuse_gate_up = layer.gate_up->fuses_input(rows, 2 * inner);
+    if (!fuse_gate_up)
+      rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps,
+               work.normed.data(), stream);
     mark("post-attention norm");
-    layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false, context);
+    if (fuse_gate_up)
+      layer.gate_up->apply_fused(work.x.data(), rows,
+                                 {GemvInputMode::rmsnorm, layer.post_attention_norm.data(), eps},
+                                 work.gate_up.data(), 2 * inner, false, context);
+    else
+      layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false,
+                           context);
     mark("gate|up proj");
-    swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
+    const bool fuse_down = layer.down->fuses_input(rows, hidden);
+    if (!fuse_down) swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
     mark("swiglu");
-    layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
+    if (fuse_down)
+      layer.down->apply_fused(work.gate_up.data(), rows, {GemvInputMode::swiglu, nullptr, 0.0f},
+                              work.x.data(), hidden, true, context);
+    else
+      layer.down->apply(work.activated.data(), rows, work.x.data(), hidden, true, context);
     mark("down proj + residual");
   }
   const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
   const int kept = rows - first_row;
   const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
-  rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
+  const bool fuse_head = lm_head_->fuses_input(kept, vocab);
+  if (!fuse_head) rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
   mark("final norm");
-  lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  if (fuse_head)
+    lm_head_->apply_fused(last, kept, {GemvInputMode::rmsnorm, final_norm_.data(), eps},
+                          work.logits.data(), vocab, false, context);
+  else
+    lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
   mark("lm_head");
   if (greedy) {
     argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,

@@ -134,8 +134,22 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
 DeviceMatrix::~DeviceMatrix() = default;
 
 bool DeviceMatrix::accumulates_in_place(int rows) const {
-  return (kind_ == Kind::affine && rows <= 2) ||
+  const GemvKernel affine_kernel = automatic_gemv_kernel(rows, out_, in_);
+  return (kind_ == Kind::affine && (affine_kernel == GemvKernel::persistent ||
+                                    (affine_kernel == GemvKernel::simt && rows <= 2))) ||
          (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
+}
+
+bool DeviceMatrix::fuses_input(int rows) const {
+  // Only where the persistent kernel is the automatic choice anyway.
+  return kind_ == Kind::affine && rows >= 1 && rows <= 16 &&
+         automatic_gemv_kernel(rows, out_, in_) == GemvKernel::persistent;
+}
+
+void DeviceMatrix::multiply_fused(const float* input, int rows, const GemvInput& how, float* y,
+                                  bool accumulate, cudaStream_t stream) const {
+  if (!fuses_input(rows)) fail("cuda: this product cannot fuse its input transform");
+  affine_gemv_fused_cuda(*affine_, input, rows, y, stream, how, accumulate);
 }
 
 DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const LinearContext& context,
@@ -250,6 +264,17 @@ void DeviceLinear::apply(const float* x, int rows, float* y, int y_stride, bool 
                     context.stream);
     column += group->out();
   }
+}
+
+bool DeviceLinear::fuses_input(int rows, int y_stride) const {
+  return groups_.size() == 1 && bias_.size() == 0 && y_stride == out_ &&
+         groups_.front()->fuses_input(rows);
+}
+
+void DeviceLinear::apply_fused(const float* input, int rows, const GemvInput& how, float* y,
+                               int y_stride, bool accumulate, const LinearContext& context) const {
+  if (!fuses_input(rows, y_stride)) fail("cuda: this linear cannot fuse its input transform");
+  groups_.front()->multiply_fused(input, rows, how, y, accumulate, context.stream);
 }
 
 }  // namespace uq::cuda

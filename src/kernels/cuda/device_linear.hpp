@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/cuda/affine_device_weight.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/device_buffer.hpp"
 
 namespace uq {
@@ -81,6 +82,13 @@ class DeviceMatrix {
   // True when multiply can add a product of `rows` rows straight into its output (the decoder's
   // residual adds without an epilogue kernel).
   bool accumulates_in_place(int rows) const;
+  // True when multiply_fused takes `rows` rows (affine weights where `automatic` picks the
+  // persistent kernel for `rows`).
+  bool fuses_input(int rows) const;
+  // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV's
+  // prologue (affine_gemv_fused_cuda); only where fuses_input(rows).
+  void multiply_fused(const float* input, int rows, const GemvInput& how, float* y, bool accumulate,
+                      cudaStream_t stream) const;
   // out[t, :] = W[ids[t], :] as float (embedding lookup).
   void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
 
@@ -111,6 +119,13 @@ class DeviceLinear {
   // y[r, 0..out) at row stride y_stride = (accumulate ? y : 0) + x[r] W^T + bias.
   void apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
              const LinearContext& context) const;
+  // True where apply_fused takes `rows` rows: one affine matrix without bias, y contiguous
+  // (y_stride == out) and the persistent kernel being the automatic choice.
+  bool fuses_input(int rows, int y_stride) const;
+  // apply() of x = f(input) (RMSNorm or SwiGLU, see GemvInput) in one fused product; only where
+  // fuses_input(rows, y_stride) (throws uq::Error otherwise).
+  void apply_fused(const float* input, int rows, const GemvInput& how, float* y, int y_stride,
+                   bool accumulate, const LinearContext& context) const;
 
  private:
   std::vector<std::shared_ptr<const DeviceMatrix>> groups_;

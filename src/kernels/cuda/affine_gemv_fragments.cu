@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda::detail {
@@ -47,8 +48,8 @@ __device__ __forceinline__ std::uint32_t bf16_part(float v, int part) {
 template <class XT>
 __global__ void __launch_bounds__(kThreads) affine_gemv_fragments_kernel(FragmentArgs<XT> a) {
   // Reads x written by the previous kernel: wait for it when launched programmatically.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;");
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float inverse_rms[kMaxRows];
   if (a.mode == FragmentMode::rmsnorm) {
     // Every block computes the RMS of every row itself (rows <= 16): the whole block per row,

@@ -28,6 +28,7 @@
 
 #include "kernels/cuda/affine_gemv_fragments.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
 
 namespace uq::cuda::detail {
 
@@ -267,7 +268,7 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
       if (group_begin + u < end) load_next_group(stage[u]);
     if (!waited) {
       // x fragments and y belong to the previous kernels: wait for them only now.
-      asm volatile("griddepcontrol.wait;" ::: "memory");
+      pdl_wait();
       waited = true;
     }
 
@@ -402,17 +403,9 @@ void launch_affine_gemv_persistent(PersistentArgs a, cudaStream_t stream) {
   while (splits < kPersistentWarps && 2 * splits <= groups && row_blocks(splits) < sms) splits *= 2;
   a.splits = splits;
   const int capacity = sms * persistent_blocks_per_sm<BITS, GROUP, TILES>();
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(std::min(row_blocks(splits), capacity)));
-  config.blockDim = dim3(kPersistentWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  UQ_CUDA_CHECK(cudaLaunchKernelEx(&config, affine_gemv_persistent_kernel<BITS, GROUP, TILES>, a));
-  UQ_CUDA_CHECK_LAUNCH("affine_gemv_persistent_kernel");
+  launch_pdl("affine_gemv_persistent_kernel", affine_gemv_persistent_kernel<BITS, GROUP, TILES>,
+             dim3(static_cast<unsigned>(std::min(row_blocks(splits), capacity))),
+             dim3(kPersistentWarps * 32), 0, stream, a);
 }
 
 // Explicitly instantiated once per bit width in affine_gemv_b<BITS>.cu.

@@ -224,12 +224,14 @@ TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
 }
 
 // Prompt-sized: partial tiles along out (128-row tiles) and rows (128-row tiles), `in` with a
-// half step at the end (in % 64 == 32), every width.
+// half step at the end (in % 64 == 32: codes and scales past the row end must read as zeros,
+// and 2- and 6-bit rows then start off 16 bytes, the word-by-word copy path), several full
+// 128-row tiles (512), every width.
 TEST_P(AffineGemvCuda, TiledMatchesFloat64ReferenceForPromptSizedRows) {
   const int bits = GetParam();
   std::mt19937_64 rng(std::random_device{}());
   check_weight(rng, 300, 7 * 32, bits, 32, {17, 128, 131});
-  check_weight(rng, 129, 3 * 128, bits, 128, {64, 257});
+  check_weight(rng, 129, 3 * 128, bits, 128, {37, 64, 257, 512});
   check_weight(rng, 5, 2 * 64, bits, 64, {200});
 }
 

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {

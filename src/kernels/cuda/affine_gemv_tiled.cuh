@@ -4,7 +4,11 @@
 //
 // A block owns a 128 (weight rows) x 128 (activation rows) output tile and walks `in` in steps
 // of 64. A 4-stage cp.async pipeline copies, 3 steps ahead, the step's *packed* codes, its
-// scales and biases and its bf16 x tile into shared memory; nothing waits on a global load.
+// scale/bias pairs and its bf16 x tile into shared memory; nothing waits on a global load.
+// Scales and biases are first regrouped per call, step-major ([step][out] bf16 pairs, ~1 us):
+// read in place, each step touched one 4-byte pair in 256 different cache lines per block, and
+// those scattered requests, not the mmas, set the pace of the first version (~1.4 us per step
+// at any row count, as in the register-prefetch kernel before it).
 // 8 warps (4 along out x 2 along rows, 32 x 64 each) each dequantize their own A fragments
 // straight from the packed codes in shared memory (Marlin-style: exact bf16 codes, then one
 // bf16x2 fma s * q + b, rounded once, per pair of weights) and read B fragments (x) with
@@ -23,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
@@ -39,7 +44,7 @@ constexpr int kTileStages = 4;
 constexpr int kWarpOut = 32;   // weight rows per warp: 2 m16 tiles
 constexpr int kWarpRows = 64;  // activation rows per warp: 8 n8 tiles
 
-// Shared memory of one stage: x tile, then codes, then scales and biases.
+// Shared memory of one stage: x tile, then codes, then scale/bias pairs.
 template <int BITS>
 struct TileStage {
   static constexpr int kCodeWords = 2 * BITS;  // one weight row's codes for one step
@@ -47,8 +52,8 @@ struct TileStage {
   static constexpr int kCodeStride = (kCodeWords + 3) / 4 * 4;
   static constexpr int kXBytes = kTileRows * kTileK * 2;
   static constexpr int kCodeBytes = kTileOut * kCodeStride * 4;
-  // Per weight row 2 words of scales and 2 of biases: the aligned words around its 1-2 groups.
-  static constexpr int kScaleBytes = kTileOut * 16;
+  // Per weight row the (scale, bias) bf16 pair of each group of the step: 1 or 2 (group 32).
+  static constexpr int kScaleBytes = kTileOut * 2 * 4;
   static constexpr int kBytes = kXBytes + kCodeBytes + kScaleBytes;
   static constexpr int kSharedBytes = kTileStages * kBytes;
 };
@@ -115,8 +120,7 @@ __device__ __forceinline__ void lane_run(const std::uint32_t* row_codes, int t, 
 template <int BITS>
 __global__ void __launch_bounds__(kTileThreads, 2)
     affine_gemv_tiled_kernel(const std::uint32_t* __restrict__ codes,
-                             const std::uint16_t* __restrict__ scales,
-                             const std::uint16_t* __restrict__ biases,
+                             const std::uint32_t* __restrict__ scale_bias,
                              const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int out,
                              int in, int rows, int group_shift) {
   using Stage = TileStage<BITS>;
@@ -130,8 +134,7 @@ __global__ void __launch_bounds__(kTileThreads, 2)
   const int in_padded = (in + kTileK - 1) / kTileK * kTileK;
   const int steps = in_padded / kTileK;
   const int row_words = in / 32 * BITS;
-  const int groups = in >> group_shift;                       // per weight row
-  const std::size_t scale_count = std::size_t(out) * groups;  // per matrix
+  const int pairs = group_shift == 5 ? 2 : 1;  // scale/bias pairs per row and step
   // 16-byte code copies where every row's step starts on 16 bytes; else word by word.
   const bool wide_codes = BITS % 2 == 0 && row_words % 4 == 0;
 
@@ -139,30 +142,37 @@ __global__ void __launch_bounds__(kTileThreads, 2)
   const auto weight_row = [&](int r) { return min(out0 + r, out - 1); };
 
   // Loader role, fixed per thread (few registers live across the loop): x rows tid / 8 + 32i,
-  // chunk tid % 8; codes, scales (tid even) or biases (tid odd) of weight row tid / 2.
+  // chunk tid % 8; codes of weight row tid / 2; 16 bytes of the step's scale/bias pairs.
+  const int x_rows = min(kTileRows, rows - row0);  // rows of x in this tile
   const int x_row = tid / 8, x_chunk = tid % 8;
-  const int x_live = max(0, min(4, (rows - row0 - x_row + 31) / 32));  // rows < `rows`
+  const int x_live = max(0, min(4, (x_rows - x_row + 31) / 32));  // copies i < x_live
   const __nv_bfloat16* const x_src =
       x + std::size_t(min(row0 + x_row, rows - 1)) * in_padded + 8 * x_chunk;
   const int x_dst = x_row * 128 + ((x_chunk ^ (x_row & 7)) << 4);
   const int load_row = tid / 2, load_half = tid % 2;
   const std::uint32_t* const row_codes = codes + std::size_t(weight_row(load_row)) * row_words;
-  const std::size_t row_groups = std::size_t(weight_row(load_row)) * groups;
-  const std::uint16_t* const table = load_half == 0 ? scales : biases;
+  // scale_bias is [steps][out rounded up to 4][pairs]: 16-byte aligned per step.
+  const int pair_bytes = 4 * pairs * min(kTileOut, out - out0);  // this tile's, per step
+  const std::size_t pair_stride = std::size_t((out + 3) / 4 * 4) * pairs;
+
+  // x rows past `rows` are never copied: zero them in every stage once.
+  for (int c = tid; c < kTileStages * kTileRows * 8; c += kTileThreads) {
+    const int stage = c / (kTileRows * 8), r = c / 8 % kTileRows;
+    if (r >= x_rows)
+      *reinterpret_cast<uint4*>(shared + stage * Stage::kBytes + r * 128 + (c % 8) * 16) =
+          make_uint4(0u, 0u, 0u, 0u);
+  }
 
   const auto load_stage = [&](int step, int stage) {
     unsigned char* const base = shared + stage * Stage::kBytes;
     const int k0 = step * kTileK;
-    // x: 128 rows x 8 chunks of 16 bytes; rows past `rows` are zeros. A zero-byte copy still
-    // gets an address inside the buffer.
+    // x: 128 rows x 8 chunks of 16 bytes, rows before `rows` only.
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const bool live = i < x_live;
-      cp_async16(base + x_dst + i * 32 * 128,
-                 live ? x_src + std::size_t(32 * i) * in_padded + k0 : x, live ? 16 : 0);
-    }
+    for (int i = 0; i < 4; ++i)
+      if (i < x_live)
+        cp_async16(base + x_dst + i * 32 * 128, x_src + std::size_t(32 * i) * in_padded + k0, 16);
     // Codes: the step's words of the row, units load_half, load_half + 2, ...; past `in` (a
-    // half step) they are zeros.
+    // half step) they are zeros (a zero-byte copy still gets an address inside the buffer).
     unsigned char* const code_dst = base + Stage::kXBytes + load_row * Stage::kCodeStride * 4;
     const std::uint32_t* const code_src = row_codes + step * 2 * BITS;
     const int real_words = min(kTileK, in - k0) / 32 * BITS;
@@ -177,16 +187,13 @@ __global__ void __launch_bounds__(kTileThreads, 2)
         cp_async4(code_dst + 4 * word, live ? code_src + word : codes, live ? 4 : 0);
       }
     }
-    // Scales or biases: the two aligned words around the row's first group of the step; bytes
-    // past the matrix are zeros.
-    const std::size_t word0 = (row_groups + (k0 >> group_shift)) / 2;
-    unsigned char* const dst =
-        base + Stage::kXBytes + Stage::kCodeBytes + load_row * 16 + 8 * load_half;
-#pragma unroll
-    for (int w = 0; w < 2; ++w) {
-      const std::size_t byte = 4 * (word0 + w), end = 2 * scale_count;
-      const int bytes = byte < end ? static_cast<int>(min(std::size_t(4), end - byte)) : 0;
-      cp_async4(dst + 4 * w, bytes > 0 ? table + 2 * (word0 + w) : table, bytes);
+    // Scale/bias pairs: the tile's rows of the step, one contiguous run of 512 or 1024 bytes;
+    // rows past `out` are zeros.
+    if (tid < kTileOut / 4 * pairs) {  // 16 bytes: 4 rows of pairs
+      const int bytes = max(0, min(16, pair_bytes - 16 * tid));
+      const std::uint32_t* src = scale_bias + step * pair_stride + std::size_t(out0) * pairs;
+      cp_async16(base + Stage::kXBytes + Stage::kCodeBytes + 16 * tid,
+                 bytes > 0 ? src + 4 * tid : scale_bias, bytes);
     }
   };
 
@@ -203,27 +210,27 @@ __global__ void __launch_bounds__(kTileThreads, 2)
 #pragma unroll
       for (int k = 0; k < 4; ++k) acc[i][j][k] = 0.0f;
 
-  const auto compute_stage = [&](int step, int stage) {
+  // all_live (std::true_type when all 8 n8 tiles hold real rows): mmas without branches.
+  const auto compute_stage = [&](int step, int stage, auto all_live) {
+    constexpr bool kAllLive = decltype(all_live)::value;
     const unsigned char* const base = shared + stage * Stage::kBytes;
     const auto* const x_tile = base;
     const auto* const code_tile = reinterpret_cast<const std::uint32_t*>(base + Stage::kXBytes);
-    const auto* const scale_tile =
-        reinterpret_cast<const std::uint16_t*>(base + Stage::kXBytes + Stage::kCodeBytes);
+    const auto* const pair_tile =
+        reinterpret_cast<const std::uint32_t*>(base + Stage::kXBytes + Stage::kCodeBytes);
     const int k0 = step * kTileK;
     // Lane t's 16 codes (16t .. 16t + 15 of the step) are in one group: its scale and bias as
-    // bf16x2 (the value twice) for rows g, g + 8 of m tiles 0, 1. The stage holds the aligned
-    // word pair around the row's first group of the step.
+    // bf16x2 (the value twice) for rows g, g + 8 of m tiles 0, 1.
     const int group_in_step = ((k0 + 16 * t) >> group_shift) - (k0 >> group_shift);
     std::uint32_t scale[2][2], bias[2][2];
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int r = warp_out + 16 * i + 8 * h + g;
-        const int index =
-            ((weight_row(r) * (groups & 1) + (k0 >> group_shift)) & 1) + group_in_step;
-        scale[i][h] = scale_tile[r * 8 + index] * 0x10001u;
-        bias[i][h] = scale_tile[r * 8 + 4 + index] * 0x10001u;
+        const std::uint32_t pair =
+            pair_tile[(warp_out + 16 * i + 8 * h + g) * pairs + group_in_step];
+        scale[i][h] = __byte_perm(pair, 0u, 0x1010);
+        bias[i][h] = __byte_perm(pair, 0u, 0x3232);
       }
 #pragma unroll
     for (int s = 0; s < kTileK / 16; ++s) {
@@ -232,7 +239,7 @@ __global__ void __launch_bounds__(kTileThreads, 2)
       std::uint32_t b[8][2];
 #pragma unroll
       for (int jj = 0; jj < 4; ++jj) {
-        if (2 * jj >= live_tiles) break;
+        if (!kAllLive && 2 * jj >= live_tiles) break;
         const int r = warp_rows + 16 * jj + lane % 8 + 8 * (lane / 16);
         const int chunk = 2 * s + (lane / 8) % 2;
         std::uint32_t q[4];
@@ -254,7 +261,7 @@ __global__ void __launch_bounds__(kTileThreads, 2)
         }
 #pragma unroll
         for (int j = 0; j < 8; ++j)
-          if (j < live_tiles) mma_bf16_16816(acc[i][j], a, b[j][0], b[j][1]);
+          if (kAllLive || j < live_tiles) mma_bf16_16816(acc[i][j], a, b[j][0], b[j][1]);
       }
     }
   };
@@ -270,7 +277,10 @@ __global__ void __launch_bounds__(kTileThreads, 2)
     const int next = step + kTileStages - 1;
     if (next < steps) load_stage(next, next % kTileStages);
     cp_async_commit();
-    if (live_tiles > 0) compute_stage(step, step % kTileStages);
+    if (live_tiles == kWarpRows / 8)
+      compute_stage(step, step % kTileStages, std::true_type{});
+    else if (live_tiles > 0)
+      compute_stage(step, step % kTileStages, std::false_type{});
   }
 
   // acc[i][j]: {weight row g, g + 8} x {activation row 2t, 2t + 1} of m-tile i, n-tile j.
@@ -306,6 +316,28 @@ __global__ void __launch_bounds__(256)
   }
   tiled[c] = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]),
                         pack_bf16x2(v[6], v[7]));
+}
+
+// scale/bias pairs [step][out rounded up to 4][PAIRS] (PAIRS = 2 for group 32, else 1): for
+// weight row o the bf16 (scale, bias) of elements 64 step + 32 p, zeros past `in`. A template
+// (as tile_x_kernel) so that every file including this header may define it.
+template <int PAIRS>
+__global__ void __launch_bounds__(256)
+    tile_scales_kernel(const std::uint16_t* __restrict__ scales,
+                       const std::uint16_t* __restrict__ biases,
+                       std::uint32_t* __restrict__ scale_bias, int out, int in, int group_shift,
+                       std::size_t count) {
+  const std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  const int out_stride = (out + 3) / 4 * 4;
+  const int p = static_cast<int>(k % PAIRS), o = static_cast<int>(k / PAIRS % out_stride);
+  const int element = static_cast<int>(k / PAIRS / out_stride) * kTileK + 32 * p;
+  std::uint32_t pair = 0;
+  if (o < out && element < in) {
+    const std::size_t group = std::size_t(o) * (in >> group_shift) + (element >> group_shift);
+    pair = __ldg(scales + group) | static_cast<std::uint32_t>(__ldg(biases + group)) << 16;
+  }
+  scale_bias[k] = pair;
 }
 
 // Stream-ordered scratch memory (cudaMallocAsync: also valid inside graph capture), freed in
@@ -348,11 +380,19 @@ void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
       x, static_cast<uint4*>(x_tiled.data()), a.in, in_padded, chunks);
   UQ_CUDA_CHECK_LAUNCH("tile_x_kernel");
   const int group_shift = group_size == 32 ? 5 : group_size == 64 ? 6 : 7;
+  const std::size_t pairs =
+      std::size_t(in_padded / kTileK) * ((a.out + 3) / 4 * 4) * (group_size == 32 ? 2 : 1);
+  const StreamScratch scale_bias(pairs * 4, a.stream);
+  const auto tile_scales = group_size == 32 ? tile_scales_kernel<2> : tile_scales_kernel<1>;
+  tile_scales<<<static_cast<unsigned>((pairs + 255) / 256), 256, 0, a.stream>>>(
+      a.scales, a.biases, static_cast<std::uint32_t*>(scale_bias.data()), a.out, a.in, group_shift,
+      pairs);
+  UQ_CUDA_CHECK_LAUNCH("tile_scales_kernel");
   const dim3 grid(static_cast<unsigned>((a.rows + kTileRows - 1) / kTileRows),
                   static_cast<unsigned>((a.out + kTileOut - 1) / kTileOut));
   kernel<<<grid, kTileThreads, kShared, a.stream>>>(
-      a.codes, a.scales, a.biases, static_cast<const __nv_bfloat16*>(x_tiled.data()), a.y, a.out,
-      a.in, a.rows, group_shift);
+      a.codes, static_cast<const std::uint32_t*>(scale_bias.data()),
+      static_cast<const __nv_bfloat16*>(x_tiled.data()), a.y, a.out, a.in, a.rows, group_shift);
   UQ_CUDA_CHECK_LAUNCH("affine_gemv_tiled_kernel");
 }
 

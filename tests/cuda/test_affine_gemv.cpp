@@ -11,7 +11,7 @@
 //   kernels sum scale * (q . x) + bias * sum(x), whose two terms are each up to 2^(bits-1)
 //   times the weight's own, so their rounding reaches ~1e-6 (1.4e-6 seen on an H200); one
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
-// The tiled kernel (and automatic beyond 16 rows, which picks it) rounds weights and x to bf16
+// The tiled kernel (and automatic where it picks it) rounds weights and x to bf16
 // (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
 // conditioned <= 1e-3 (its expected ~1.6e-3 / sqrt(in) for random signs).
 #include <gtest/gtest.h>
@@ -166,8 +166,9 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
                                          GemvKernel::tiled, GemvKernel::automatic};
       constexpr const char* kNames[] = {", tensor cores", ", simt", ", tiled", ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
-      const bool bf16_product =
-          kernel == GemvKernel::tiled || (kernel == GemvKernel::automatic && rows > 16);
+      const bool bf16_product = kernel == GemvKernel::tiled ||
+                                (kernel == GemvKernel::automatic &&
+                                 uq::cuda::automatic_kernel(rows, out) == GemvKernel::tiled);
       const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)

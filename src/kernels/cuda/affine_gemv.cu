@@ -35,14 +35,6 @@ UQ_EXTERN_AFFINE_GEMV(8)
 
 namespace {
 
-// Which kernel runs: automatic picks by rows, from the measurements in docs/PERFORMANCE.md.
-GemvKernel resolve(GemvKernel kernel, int rows) {
-  if (kernel != GemvKernel::automatic) return kernel;
-  if (rows <= 2) return GemvKernel::simt;
-  if (rows <= detail::kMaxRows) return GemvKernel::tensor_cores;
-  return GemvKernel::tiled;
-}
-
 template <int BITS, class XT>
 void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size, const XT* x) {
   if (kernel == GemvKernel::tiled)
@@ -61,7 +53,7 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  kernel = resolve(kernel, rows);
+  if (kernel == GemvKernel::automatic) kernel = automatic_kernel(rows, w.out());
   if (accumulate && (kernel != GemvKernel::simt || rows > 2)) {
     fail("cuda affine gemv '", w.name(), "': accumulating is for 1-2 rows on the simt kernel");
   }
@@ -104,6 +96,15 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
 }
 
 }  // namespace
+
+GemvKernel automatic_kernel(int rows, int out) {
+  if (rows <= 2) return GemvKernel::simt;
+  if (rows <= detail::kMaxRows) return GemvKernel::tensor_cores;
+  // The tiled grid has out / 128 blocks per 128 rows: under ~64 of the 132 SMs (out 4096),
+  // 16-row passes stay faster up to 64 rows (docs/PERFORMANCE.md, "CUDA (H200)").
+  if (rows <= 64 && out < 8192) return GemvKernel::tensor_cores;
+  return GemvKernel::tiled;
+}
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
                       cudaStream_t stream, GemvKernel kernel, bool accumulate) {

@@ -7,8 +7,8 @@
 // scale/bias pairs and its bf16 x tile into shared memory; nothing waits on a global load.
 // Scales and biases are first regrouped per call, step-major ([step][out] bf16 pairs, one
 // pass over them): read in place, each block step touched 4-byte pieces of 256 different cache
-// lines (with it, 512 rows of 14336x4096 4-bit took 349 us instead of 259 on an H200; what
-// still bounds the kernel: bench/cuda/NOTES.md, session 4).
+// lines (512 rows of 14336x4096 4-bit on an H200: 349 us reading them in place, 259 with this
+// and two smaller changes; what still bounds the kernel: bench/cuda/NOTES.md, session 4).
 // 8 warps (4 along out x 2 along rows, 32 x 64 each) each dequantize their own A fragments
 // straight from the packed codes in shared memory (Marlin-style: exact bf16 codes, then one
 // bf16x2 fma s * q + b, rounded once, per pair of weights) and read B fragments (x) with

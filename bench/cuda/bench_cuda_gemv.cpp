@@ -2,7 +2,8 @@
 // Usage: bench_cuda_gemv [--json FILE] [--quick]
 // Shapes (out x in) 4096x4096, 6144x4096 (fused q|k|v), 14336x4096, 28672x4096 (fused gate|up),
 // 4096x14336 (down_proj), 128256x4096 (lm_head) (4-bit; 14336x4096 also 2, 3 and 8 bits) x
-// rows 1, 8, 16, 32, 512; --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
+// rows 1, 8, 16, 17, 24, 32, 48, 64, 512 (17-64: the crossover between 16-row passes and the
+// tiled kernel); --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
 // Timing: CUDA graphs of `kBatch` launches, each on the next of several weight copies (so the
 // 50 MB L2 cannot hold them), replayed `kReps` times between events; median per launch.
 #include <algorithm>
@@ -144,7 +145,7 @@ int main(int argc, char** argv) try {
       quick ? std::vector<Shape>{{14336, 4096}}
             : std::vector<Shape>{{4096, 4096},  {6144, 4096},  {14336, 4096},
                                  {28672, 4096}, {4096, 14336}, {128256, 4096}};
-  const std::vector<int> row_list = {1, 8, 16, 32, 512};
+  const std::vector<int> row_list = {1, 8, 16, 17, 24, 32, 48, 64, 512};
   const int max_rows = row_list.back();
   std::vector<Row> results;
 
@@ -205,11 +206,12 @@ int main(int argc, char** argv) try {
           });
         };
         const double auto_us = time_kernel(GemvKernel::automatic);
-        // Past 16 rows the 1..16-row kernels loop over 16-row passes: not worth timing.
-        const bool skinny = rows <= 16;
-        const double persistent_us = skinny ? time_kernel(GemvKernel::persistent) : kNotTimed;
-        const double tensor_us = skinny ? time_kernel(GemvKernel::tensor_cores) : kNotTimed;
-        const double simt_us = skinny ? time_kernel(GemvKernel::simt) : kNotTimed;
+        // Past 16 rows the 1..16-row kernels loop over 16-row passes: timed up to 64 rows (the
+        // crossover with the tiled kernel); simt only up to 16.
+        const bool passes = rows <= 64;
+        const double persistent_us = passes ? time_kernel(GemvKernel::persistent) : kNotTimed;
+        const double tensor_us = passes ? time_kernel(GemvKernel::tensor_cores) : kNotTimed;
+        const double simt_us = rows <= 16 ? time_kernel(GemvKernel::simt) : kNotTimed;
         const double tiled_us = time_kernel(GemvKernel::tiled);
         const double tiled_bf16_us = time_us(stream.get(), [&](int i) {
           affine_gemv_cuda(copies[i % n], reinterpret_cast<const __nv_bfloat16*>(x_bf16.data()),

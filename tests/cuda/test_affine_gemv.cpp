@@ -12,7 +12,7 @@
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
 // The persistent kernel splits f32 x into 3 bf16 parts for 1-2 rows (exact) and 2 for 3-16, so
 // the same bounds hold for it; bf16 x enters it exactly.
-// The tiled kernel (and automatic beyond 16 rows, which picks it) rounds weights and x to bf16
+// The tiled kernel (and automatic where it picks it) rounds weights and x to bf16
 // (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
 // conditioned <= 1e-3 (its expected ~1.6e-3 / sqrt(in) for random signs).
 #include <gtest/gtest.h>
@@ -169,8 +169,9 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
       constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt", ", tiled",
                                         ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
-      const bool bf16_product =
-          kernel == GemvKernel::tiled || (kernel == GemvKernel::automatic && rows > 16);
+      const bool bf16_product = kernel == GemvKernel::tiled ||
+                                (kernel == GemvKernel::automatic &&
+                                 uq::cuda::automatic_gemv_kernel(rows, out, in) == GemvKernel::tiled);
       const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)
@@ -227,12 +228,14 @@ TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
 }
 
 // Prompt-sized: partial tiles along out (128-row tiles) and rows (128-row tiles), `in` with a
-// half step at the end (in % 64 == 32), every width.
+// half step at the end (in % 64 == 32: codes and scales past the row end must read as zeros,
+// and 2- and 6-bit rows then start off 16 bytes, the word-by-word copy path), several full
+// 128-row tiles (512), every width.
 TEST_P(AffineGemvCuda, TiledMatchesFloat64ReferenceForPromptSizedRows) {
   const int bits = GetParam();
   std::mt19937_64 rng(std::random_device{}());
   check_weight(rng, 300, 7 * 32, bits, 32, {17, 128, 131});
-  check_weight(rng, 129, 3 * 128, bits, 128, {64, 257});
+  check_weight(rng, 129, 3 * 128, bits, 128, {37, 64, 257, 512});
   check_weight(rng, 5, 2 * 64, bits, 64, {200});
 }
 

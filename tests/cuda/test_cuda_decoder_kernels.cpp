@@ -329,8 +329,9 @@ TEST_F(CudaDecoderKernels, FusedLinearMatchesCpu) {
         }
       column += width;
     }
-    // Beyond 16 rows the affine parts run the tiled kernel, which rounds x and the weights to
-    // bf16 (a bf16 matmul's accuracy, affine_gemv.hpp): 6.3e-4 seen on an H200.
+    // Beyond 16 rows the affine parts may run the tiled kernel (automatic's choice by rows and
+    // out), which rounds x and the weights to bf16 (a bf16 matmul's accuracy, affine_gemv.hpp):
+    // 6.3e-4 seen on an H200; 16-row passes are exact and within the same bound.
     EXPECT_LT(relative_l2(got, want), rows > 16 ? 3e-3 : 1e-4) << rows << " rows";
   }
 }

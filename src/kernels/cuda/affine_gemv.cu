@@ -9,6 +9,7 @@
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
 #include "kernels/cuda/affine_gemv_persistent.cuh"
+#include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {
@@ -54,11 +55,15 @@ namespace {
 // docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the simt segment kernel where `in` is short
 // against `out` (4096x4096 .. 128256x4096: 10-20% faster there), the persistent kernel where it
 // is long (down_proj 4096x14336: its K split gives the short output enough warps, 30 vs 38 us);
-// persistent for 3-16 rows; tiled beyond.
+// persistent for 3-16 rows; beyond, the tiled kernel, except for short outputs: its grid has
+// out / 128 blocks per 128 rows, under ~64 of the 132 SMs at out 4096, so there 16-row passes
+// of the tensor-core kernel stay faster up to 64 rows (80.6 vs 102.6 us at 4096x4096, 64 rows).
 GemvKernel resolve(GemvKernel kernel, int rows, int out, int in) {
   if (kernel != GemvKernel::automatic) return kernel;
   if (rows <= 2) return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
-  return rows <= detail::kMaxRows ? GemvKernel::persistent : GemvKernel::tiled;
+  if (rows <= detail::kMaxRows) return GemvKernel::persistent;
+  if (rows <= 64 && out < 8192) return GemvKernel::tensor_cores;
+  return GemvKernel::tiled;
 }
 
 // B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.

@@ -12,11 +12,13 @@
 // - simt: fp32 dequantization on CUDA cores, exact to fp32 rounding; for 1..16 rows (more are
 //   done 16 at a time, each pass reading the weights again);
 // - tensor_cores: the older mma.sync kernel (f32 x split into two bf16 parts), 16 rows per pass;
-// - tiled: prompt-sized (tens to thousands of rows): weights dequantized to bf16 tiles in
-//   shared memory, x rounded to bf16, mma.sync with fp32 accumulation, all rows in one launch;
-//   the accuracy of a bf16 matmul.
+// - tiled: prompt-sized (tens to thousands of rows): packed codes, scale/bias pairs and bf16 x
+//   staged in shared memory by a 4-stage cp.async pipeline, weights dequantized (to bf16)
+//   straight into mma.sync fragments, fp32 accumulation, all rows in one launch; the accuracy
+//   of a bf16 matmul.
 // automatic picks by rows and shape, from the measurements in docs/PERFORMANCE.md: for 1-2 rows
-// simt, or persistent where in >= 2 out (down_proj); persistent for 3-16 rows; tiled beyond.
+// simt, or persistent where in >= 2 out (down_proj); persistent for 3-16 rows; 16-row
+// tensor-core passes up to 64 rows where out < 8192; tiled beyond.
 // accumulate: y += the product instead of y = (persistent for any rows, simt for 1-2 rows;
 // other cases throw uq::Error).
 #include <cuda_bf16.h>

@@ -1,6 +1,7 @@
 // The 2-bit instantiations of the affine GEMV kernels (one file per width: parallel builds).
 #include "kernels/cuda/affine_gemv_mma.cuh"
 #include "kernels/cuda/affine_gemv_persistent.cuh"
+#include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda::detail {

@@ -1,22 +1,27 @@
 #pragma once
 // Prompt-sized affine product on the tensor cores: y[rows, out] = x[rows, in] . W^T, one launch
-// for any row count, every weight byte read once per 128 activation rows (the 1..16-row kernels
-// re-read all weights for every 16 rows).
+// for any row count, every weight byte read once per 128 activation rows.
 //
 // A block owns a 128 (weight rows) x 128 (activation rows) output tile and walks `in` in steps
-// of 64. Each step its 256 threads dequantize the 128 x 64 weight tile (bf16x2 fma of exact bf16
-// codes: scale * q + bias rounded once to bf16, two weights per instruction) and convert the
-// 128 x 64 activation tile to bf16 into shared memory; 8 warps (2 along out x 4 along rows,
-// 64 x 32 each) run mma.sync m16n8k16 (bf16 in, fp32 accumulate) on fragments read with
-// ldmatrix. Two shared-memory stages: the global loads of step k + 1 are issued before the mmas
-// of step k, and its dequantized chunks are stored between them (one chunk after each k16 slice
-// of mmas, so the integer/bf16 work overlaps the tensor cores); one barrier per step.
-// Inside each 8-element chunk both tiles hold elements in the order 0 4 1 5 2 6 3 7: the pairs
-// one 4-bit code word yields with a single mask (the dot product does not depend on k order).
-// Tile rows are 128 bytes (8 chunks of 16); chunk c of row r sits at c ^ (r % 8), so the 8 rows
-// an ldmatrix reads hit 8 different bank groups.
-// Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once; f32 x is rounded into
-// stream-ordered scratch first), unlike the exact-code 1..16-row kernels.
+// of 64. A 4-stage cp.async pipeline copies, 3 steps ahead, the step's *packed* codes, its
+// scale/bias pairs and its bf16 x tile into shared memory; nothing waits on a global load.
+// Scales and biases are first regrouped per call, step-major ([step][out] bf16 pairs, one
+// pass over them): read in place, each block step touched 4-byte pieces of 256 different cache
+// lines (512 rows of 14336x4096 4-bit on an H200: 349 us reading them in place, 259 with this
+// and two smaller changes; what still bounds the kernel: bench/cuda/NOTES.md, session 4).
+// 8 warps (4 along out x 2 along rows, 32 x 64 each) each dequantize their own A fragments
+// straight from the packed codes in shared memory (Marlin-style: exact bf16 codes, then one
+// bf16x2 fma s * q + b, rounded once, per pair of weights) and read B fragments (x) with
+// ldmatrix; mma.sync m16n8k16, fp32 accumulation. One barrier per step.
+//
+// The sum over k is order-free, so within each 64-element step the mma's logical k order is
+// chosen to make lane t's A fragments come from its own 16 consecutive codes 16t .. 16t + 15
+// (one group, a few shared-memory words); x is permuted to the same order (and rounded to bf16,
+// zero-padded to a multiple of 64) by a small kernel into stream-ordered scratch first.
+// x tile rows are 128 bytes (8 chunks of 16); chunk c of row r sits at c ^ (r % 8), so the 8
+// rows an ldmatrix reads hit 8 different bank groups.
+// Accuracy is that of a bf16 matmul (weights and x rounded to bf16 once), unlike the exact-code
+// 1..16-row kernels.
 #include <cuda_bf16.h>
 
 #include <cstddef>
@@ -27,7 +32,6 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
-#include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/cuda_check.hpp"
 
 namespace uq::cuda::detail {
@@ -36,30 +40,62 @@ constexpr int kTileOut = 128;   // weight rows per block (mma M)
 constexpr int kTileRows = 128;  // activation rows per block (mma N)
 constexpr int kTileK = 64;      // elements of `in` per step
 constexpr int kTileThreads = 256;
-constexpr int kTileStageElements = (kTileOut + kTileRows) * kTileK;  // bf16
-constexpr int kTileSharedBytes = 2 * kTileStageElements * 2;         // two stages: 64 KiB
+constexpr int kTileStages = 4;
+constexpr int kWarpOut = 32;   // weight rows per warp: 2 m16 tiles
+constexpr int kWarpRows = 64;  // activation rows per warp: 8 n8 tiles
 
-// bf16 offset of 16-byte chunk `chunk` (0..7) of tile row `row`.
-__device__ __forceinline__ int tile_offset(int row, int chunk) {
-  return row * kTileK + ((chunk ^ (row & 7)) << 3);
+// Shared memory of one stage: x tile, then codes, then scale/bias pairs.
+template <int BITS>
+struct TileStage {
+  static constexpr int kCodeWords = 2 * BITS;  // one weight row's codes for one step
+  // Rows start on 16 bytes (cp.async of 16 bytes).
+  static constexpr int kCodeStride = (kCodeWords + 3) / 4 * 4;
+  static constexpr int kXBytes = kTileRows * kTileK * 2;
+  static constexpr int kCodeBytes = kTileOut * kCodeStride * 4;
+  // Per weight row the (scale, bias) bf16 pair of each group of the step: 1 or 2 (group 32).
+  static constexpr int kScaleBytes = kTileOut * 2 * 4;
+  static constexpr int kBytes = kXBytes + kCodeBytes + kScaleBytes;
+  static constexpr int kSharedBytes = kTileStages * kBytes;
+};
+
+// Physical element (within a 64-element step) at logical mma position `logical`: slice
+// s = logical / 16 of lane t reads its codes 16t + 8r + e (low half) and + 4 (high half), the
+// pairs code_pair(run r, e) yields, for a0/a1 (k 2t, 2t+1: e = 2(s % 2)) and a2/a3 (k 2t + 8,
+// 2t + 9: e + 1).
+__host__ __device__ constexpr int tile_physical_k(int logical) {
+  const int s = logical >> 4, l = logical & 15;
+  const int t = (l & 7) >> 1, h = l & 1, upper = l >> 3;
+  return 16 * t + 8 * (s >> 1) + 2 * (s & 1) + upper + 4 * h;
 }
 
-__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const __nv_bfloat16* p) {
+__device__ __forceinline__ void cp_async16(void* shared, const void* global, int src_bytes) {
+  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+               "r"(src_bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void cp_async4(void* shared, const void* global, int src_bytes) {
+  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(global),
+               "r"(src_bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
   const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
-}
-
-// Run c (codes 8c..8c+7, c a compile-time constant once loops unroll) of 32 codes packed from
-// bit 0 of w, shifted down to bit 0 of (low, high).
-template <int BITS>
-__device__ __forceinline__ void segment_run(const std::uint32_t (&w)[BITS], int c,
-                                            std::uint32_t& low, std::uint32_t& high) {
-  const int bit = 8 * c * BITS, word = bit / 32, offset = bit % 32;
-  const std::uint32_t next = word + 1 < BITS ? w[word + 1] : 0u;
-  low = __funnelshift_r(w[word], next, offset);
-  high = next >> offset;
 }
 
 __device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32_t b,
@@ -69,158 +105,239 @@ __device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32
   return d;
 }
 
-// One thread's share of a step: 32 consecutive elements of one weight row and of one
-// activation row, held in registers between the global loads and the shared-memory stores.
+// Run r (codes 8r .. 8r + 7) of lane t's 16 codes of one weight row in a step, shifted to bit 0
+// of (low, high): 8 * BITS bits from bit 16 * BITS * t + 8 * BITS * r of the row's code words,
+// never more than two words (the second may be the next row's, unused then).
 template <int BITS>
-struct TileSlice {
-  std::uint32_t words[BITS];
-  std::uint32_t scale, bias;  // bf16x2: the bf16 value twice
-  uint4 x[4];
-  __device__ __forceinline__ void load_x(const __nv_bfloat16* src) {
-#pragma unroll
-    for (int v = 0; v < 4; ++v) x[v] = __ldg(reinterpret_cast<const uint4*>(src) + v);
-  }
-  __device__ __forceinline__ void zero_x() {
-#pragma unroll
-    for (int v = 0; v < 4; ++v) x[v] = make_uint4(0u, 0u, 0u, 0u);
-  }
-  // Chunk c as bf16x2 pairs {x[p], x[p + 4]}: element e is half e % 2 of word e / 2.
-  __device__ __forceinline__ uint4 x_chunk(int c) const {
-    const uint4 u = x[c];
-    return make_uint4(__byte_perm(u.x, u.z, 0x5410), __byte_perm(u.x, u.z, 0x7632),
-                      __byte_perm(u.y, u.w, 0x5410), __byte_perm(u.y, u.w, 0x7632));
-  }
-};
-
-// f32 x is rounded to bf16 once, by this kernel, rather than in the tiled kernel: its 32 f32
-// registers of prefetched x made that kernel spill at two blocks per SM (v5: 717 us against
-// 341 with bf16 x at 512 rows). Eight elements per thread; n is a multiple of 32.
-// A template only so that every file including this header may define it.
-template <class F>
-__global__ void __launch_bounds__(256)
-    round_x_to_bf16_kernel(const F* __restrict__ x, uint4* __restrict__ x_bf16,
-                           std::size_t octets) {
-  const std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= octets) return;
-  const float4 a = __ldg(reinterpret_cast<const float4*>(x) + 2 * k);
-  const float4 b = __ldg(reinterpret_cast<const float4*>(x) + 2 * k + 1);
-  x_bf16[k] = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
-                         pack_bf16x2(b.z, b.w));
+__device__ __forceinline__ void lane_run(const std::uint32_t* row_codes, int t, int r,
+                                         std::uint32_t& low, std::uint32_t& high) {
+  const int bit = 16 * BITS * t + 8 * BITS * r, word = bit / 32, offset = bit % 32;
+  const std::uint32_t w0 = row_codes[word], w1 = row_codes[word + 1];
+  low = __funnelshift_r(w0, w1, offset);
+  high = w1 >> offset;
 }
 
 template <int BITS>
 __global__ void __launch_bounds__(kTileThreads, 2)
     affine_gemv_tiled_kernel(const std::uint32_t* __restrict__ codes,
-                             const std::uint16_t* __restrict__ scales,
-                             const std::uint16_t* __restrict__ biases,
+                             const std::uint32_t* __restrict__ scale_bias,
                              const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int out,
                              int in, int rows, int group_shift) {
+  using Stage = TileStage<BITS>;
   extern __shared__ uint4 shared_words[];
-  auto* const shared = reinterpret_cast<__nv_bfloat16*>(shared_words);
+  auto* const shared = reinterpret_cast<unsigned char*>(shared_words);
 
   const int tid = static_cast<int>(threadIdx.x);
   const int lane = tid % 32, warp = tid / 32;
   const int row0 = static_cast<int>(blockIdx.x) * kTileRows;  // first activation row
   const int out0 = static_cast<int>(blockIdx.y) * kTileOut;   // first weight row
+  const int in_padded = (in + kTileK - 1) / kTileK * kTileK;
+  const int steps = in_padded / kTileK;
+  const int row_words = in / 32 * BITS;
+  const int pairs = group_shift == 5 ? 2 : 1;  // scale/bias pairs per row and step
+  // 16-byte code copies where every row's step starts on 16 bytes; else word by word.
+  const bool wide_codes = BITS % 2 == 0 && row_words % 4 == 0;
 
-  // Loader role: tile row tid / 2 (weight and activation), elements 32 * (tid % 2) .. + 31.
-  const int load_row = tid / 2, load_half = tid % 2;
-  // Rows past `out` re-read the last row; their sums are never stored.
-  const std::size_t w_row = static_cast<std::size_t>(min(out0 + load_row, out - 1));
-  const bool x_row_valid = row0 + load_row < rows;
-  const std::uint32_t* const w_codes = codes + w_row * static_cast<std::size_t>(in) * BITS / 32;
-  const std::size_t w_groups = w_row * (static_cast<std::size_t>(in) >> group_shift);
+  // Weight row `r` of the tile; rows past `out` re-read the last row, their sums never stored.
+  const auto weight_row = [&](int r) { return min(out0 + r, out - 1); };
+
+  // Loader role, fixed per thread (few registers live across the loop): x rows tid / 8 + 32i,
+  // chunk tid % 8; codes of weight row tid / 2; 16 bytes of the step's scale/bias pairs.
+  const int x_rows = min(kTileRows, rows - row0);  // rows of x in this tile
+  const int x_row = tid / 8, x_chunk = tid % 8;
+  const int x_live = max(0, min(4, (x_rows - x_row + 31) / 32));  // copies i < x_live
   const __nv_bfloat16* const x_src =
-      x + static_cast<std::size_t>(x_row_valid ? row0 + load_row : 0) * in;
+      x + std::size_t(min(row0 + x_row, rows - 1)) * in_padded + 8 * x_chunk;
+  const int x_dst = x_row * 128 + ((x_chunk ^ (x_row & 7)) << 4);
+  const int load_row = tid / 2, load_half = tid % 2;
+  const std::uint32_t* const row_codes = codes + std::size_t(weight_row(load_row)) * row_words;
+  // scale_bias is [steps][out rounded up to 4][pairs]: 16-byte aligned per step.
+  const int pair_bytes = 4 * pairs * min(kTileOut, out - out0);  // this tile's, per step
+  const std::size_t pair_stride = std::size_t((out + 3) / 4 * 4) * pairs;
 
-  TileSlice<BITS> slice;
-  const auto load = [&](int step) {
-    const int k = step * kTileK + 32 * load_half;
-    if (k >= in) return;  // `in` % 64 == 32: the second half of the last step is zeros
-    load_code_words<BITS>(w_codes + static_cast<std::size_t>(k) * BITS / 32, slice.words);
-    const std::size_t group = w_groups + (static_cast<std::size_t>(k) >> group_shift);
-    slice.scale = __ldg(scales + group) * 0x10001u;
-    slice.bias = __ldg(biases + group) * 0x10001u;
-    if (x_row_valid)
-      slice.load_x(x_src + k);
-    else
-      slice.zero_x();
-  };
-  // Chunk 4 * load_half + c of the thread's tile rows into stage `stage`.
-  const auto store_chunk = [&](int step, int stage, int c) {
-    __nv_bfloat16* const w_tile = shared + stage * kTileStageElements;
-    __nv_bfloat16* const x_tile = w_tile + kTileOut * kTileK;
-    uint4 w = make_uint4(0u, 0u, 0u, 0u), xv = w;
-    if (step * kTileK + 32 * load_half < in) {
-      std::uint32_t low, high, pairs[4];
-      segment_run<BITS>(slice.words, c, low, high);
+  // x rows past `rows` are never copied: zero them in every stage once.
+  for (int c = tid; c < kTileStages * kTileRows * 8; c += kTileThreads) {
+    const int stage = c / (kTileRows * 8), r = c / 8 % kTileRows;
+    if (r >= x_rows)
+      *reinterpret_cast<uint4*>(shared + stage * Stage::kBytes + r * 128 + (c % 8) * 16) =
+          make_uint4(0u, 0u, 0u, 0u);
+  }
+
+  const auto load_stage = [&](int step, int stage) {
+    unsigned char* const base = shared + stage * Stage::kBytes;
+    const int k0 = step * kTileK;
+    // x: 128 rows x 8 chunks of 16 bytes, rows before `rows` only.
 #pragma unroll
-      for (int p = 0; p < 4; ++p)
-        pairs[p] = fma_bf16x2(code_pair<BITS>(low, high, p), slice.scale, slice.bias);
-      w = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-      xv = slice.x_chunk(c);
+    for (int i = 0; i < 4; ++i)
+      if (i < x_live)
+        cp_async16(base + x_dst + i * 32 * 128, x_src + std::size_t(32 * i) * in_padded + k0, 16);
+    // Codes: the step's words of the row, units load_half, load_half + 2, ...; past `in` (a
+    // half step) they are zeros (a zero-byte copy still gets an address inside the buffer).
+    unsigned char* const code_dst = base + Stage::kXBytes + load_row * Stage::kCodeStride * 4;
+    const std::uint32_t* const code_src = row_codes + step * 2 * BITS;
+    const int real_words = min(kTileK, in - k0) / 32 * BITS;
+    if (wide_codes) {
+      for (int word = 4 * load_half; word < Stage::kCodeWords; word += 8) {
+        const int bytes = 4 * max(0, min(4, real_words - word));
+        cp_async16(code_dst + 4 * word, bytes > 0 ? code_src + word : codes, bytes);
+      }
+    } else {
+      for (int word = load_half; word < Stage::kCodeWords; word += 2) {
+        const bool live = word < real_words;
+        cp_async4(code_dst + 4 * word, live ? code_src + word : codes, live ? 4 : 0);
+      }
     }
-    const int chunk = 4 * load_half + c;
-    *reinterpret_cast<uint4*>(w_tile + tile_offset(load_row, chunk)) = w;
-    *reinterpret_cast<uint4*>(x_tile + tile_offset(load_row, chunk)) = xv;
+    // Scale/bias pairs: the tile's rows of the step, one contiguous run of 512 or 1024 bytes;
+    // rows past `out` are zeros.
+    if (tid < kTileOut / 4 * pairs) {  // 16 bytes: 4 rows of pairs
+      const int bytes = max(0, min(16, pair_bytes - 16 * tid));
+      const std::uint32_t* src = scale_bias + step * pair_stride + std::size_t(out0) * pairs;
+      cp_async16(base + Stage::kXBytes + Stage::kCodeBytes + 16 * tid,
+                 bytes > 0 ? src + 4 * tid : scale_bias, bytes);
+    }
   };
 
-  // Compute role: warp tile of 64 weight rows (4 m16 tiles) x 32 activation rows (4 n8 tiles).
-  const int warp_out = (warp % 2) * 64, warp_rows = (warp / 2) * 32;
-  float acc[4][4][4];
+  // Compute role: warp tile of 32 weight rows (2 m16 tiles) x 64 activation rows (8 n8 tiles).
+  const int warp_out = (warp % 4) * kWarpOut, warp_rows = (warp / 4) * kWarpRows;
+  const int g = lane / 4, t = lane % 4;
+  // n8 tiles holding at least one real activation row (warp-uniform).
+  const int live_tiles = max(0, min(kWarpRows / 8, (rows - row0 - warp_rows + 7) / 8));
+  float acc[2][8][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
       for (int k = 0; k < 4; ++k) acc[i][j][k] = 0.0f;
 
-  const int steps = (in + kTileK - 1) / kTileK;
-  load(0);
+  // all_live (std::true_type when all 8 n8 tiles hold real rows): mmas without branches.
+  const auto compute_stage = [&](int step, int stage, auto all_live) {
+    constexpr bool kAllLive = decltype(all_live)::value;
+    const unsigned char* const base = shared + stage * Stage::kBytes;
+    const auto* const x_tile = base;
+    const auto* const code_tile = reinterpret_cast<const std::uint32_t*>(base + Stage::kXBytes);
+    const auto* const pair_tile =
+        reinterpret_cast<const std::uint32_t*>(base + Stage::kXBytes + Stage::kCodeBytes);
+    const int k0 = step * kTileK;
+    // Lane t's 16 codes (16t .. 16t + 15 of the step) are in one group: its scale and bias as
+    // bf16x2 (the value twice) for rows g, g + 8 of m tiles 0, 1.
+    const int group_in_step = ((k0 + 16 * t) >> group_shift) - (k0 >> group_shift);
+    std::uint32_t scale[2][2], bias[2][2];
 #pragma unroll
-  for (int c = 0; c < 4; ++c) store_chunk(0, 0, c);
-  __syncthreads();
-  for (int step = 0; step < steps; ++step) {
-    const bool more = step + 1 < steps;
-    if (more) load(step + 1);
-    const __nv_bfloat16* const w_tile = shared + (step % 2) * kTileStageElements;
-    const __nv_bfloat16* const x_tile = w_tile + kTileOut * kTileK;
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int ks = 0; ks < kTileK / 16; ++ks) {
-      // ldmatrix: lane l addresses row l % 8 of 8x8 matrix l / 8.
-      std::uint32_t b[4][2];
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {  // matrices: n 0-7 x k 0-7, k 8-15, then n 8-15
-        std::uint32_t r[4];
-        ldmatrix_x4(r, x_tile + tile_offset(warp_rows + 16 * jj + lane % 8 + 8 * (lane / 16),
-                                            2 * ks + (lane / 8) % 2));
-        b[2 * jj][0] = r[0], b[2 * jj][1] = r[1], b[2 * jj + 1][0] = r[2], b[2 * jj + 1][1] = r[3];
+      for (int h = 0; h < 2; ++h) {
+        const std::uint32_t pair =
+            pair_tile[(warp_out + 16 * i + 8 * h + g) * pairs + group_in_step];
+        scale[i][h] = __byte_perm(pair, 0u, 0x1010);
+        bias[i][h] = __byte_perm(pair, 0u, 0x3232);
       }
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {  // matrices: rows 0-7 / 8-15 x k 0-7, then x k 8-15
+    for (int s = 0; s < kTileK / 16; ++s) {
+      // B: ldmatrix lane l addresses row l % 8 of 8x8 matrix l / 8 (n 0-7 x k 0-7, k 8-15,
+      // then n 8-15).
+      std::uint32_t b[8][2];
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) {
+        if (!kAllLive && 2 * jj >= live_tiles) break;
+        const int r = warp_rows + 16 * jj + lane % 8 + 8 * (lane / 16);
+        const int chunk = 2 * s + (lane / 8) % 2;
+        std::uint32_t q[4];
+        ldmatrix_x4(q, x_tile + r * 128 + ((chunk ^ (r & 7)) << 4));
+        b[2 * jj][0] = q[0], b[2 * jj][1] = q[1], b[2 * jj + 1][0] = q[2], b[2 * jj + 1][1] = q[3];
+      }
+      // A: rows g / g + 8 of m tile i, logical k (2t, 2t + 1) and (2t + 8, 2t + 9).
+      const int e = 2 * (s % 2);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
         std::uint32_t a[4];
-        ldmatrix_x4(a, w_tile + tile_offset(warp_out + 16 * i + lane % 8 + 8 * ((lane / 8) % 2),
-                                            2 * ks + lane / 16));
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], a, b[j][0], b[j][1]);
+        for (int h = 0; h < 2; ++h) {
+          std::uint32_t low, high;
+          lane_run<BITS>(code_tile + (warp_out + 16 * i + 8 * h + g) * Stage::kCodeStride, t, s / 2,
+                         low, high);
+          a[h] = fma_bf16x2(code_pair<BITS>(low, high, e), scale[i][h], bias[i][h]);
+          a[2 + h] = fma_bf16x2(code_pair<BITS>(low, high, e + 1), scale[i][h], bias[i][h]);
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (kAllLive || j < live_tiles) mma_bf16_16816(acc[i][j], a, b[j][0], b[j][1]);
       }
-      if (more) store_chunk(step + 1, (step + 1) % 2, ks);
     }
-    __syncthreads();
+  };
+
+#pragma unroll
+  for (int s = 0; s < kTileStages - 1; ++s) {
+    if (s < steps) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int step = 0; step < steps; ++step) {
+    cp_async_wait<kTileStages - 2>();
+    __syncthreads();  // step's stage is visible; the stage refilled below is no longer read
+    const int next = step + kTileStages - 1;
+    if (next < steps) load_stage(next, next % kTileStages);
+    cp_async_commit();
+    if (live_tiles == kWarpRows / 8)
+      compute_stage(step, step % kTileStages, std::true_type{});
+    else if (live_tiles > 0)
+      compute_stage(step, step % kTileStages, std::false_type{});
   }
 
   // acc[i][j]: {weight row g, g + 8} x {activation row 2t, 2t + 1} of m-tile i, n-tile j.
-  const int g = lane / 4, t = lane % 4;
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int o = out0 + warp_out + 16 * i + g + 8 * (k / 2);
         const int r = row0 + warp_rows + 8 * j + 2 * t + k % 2;
-        if (o < out && r < rows) y[static_cast<std::size_t>(r) * out + o] = acc[i][j][k];
+        if (o < out && r < rows) y[std::size_t(r) * out + o] = acc[i][j][k];
       }
+}
+
+// x [rows, in] (f32 or bf16) to bf16 [rows, in_padded] in the tiled kernel's k order
+// (tile_physical_k within each 64-element step), zeros past `in`. One 16-byte chunk per thread.
+// A template so that every file including this header may define it.
+template <class XT>
+__global__ void __launch_bounds__(256)
+    tile_x_kernel(const XT* __restrict__ x, uint4* __restrict__ tiled, int in, int in_padded,
+                  std::size_t chunks) {
+  const std::size_t c = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= chunks) return;
+  const std::size_t row = c / (in_padded / 8);
+  const int k = static_cast<int>(c % (in_padded / 8)) * 8;  // logical position of element 0
+  const int step0 = k / kTileK * kTileK;
+  float v[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const int physical = step0 + tile_physical_k(k % kTileK + e);
+    v[e] = physical < in ? static_cast<float>(x[row * in + physical]) : 0.0f;
+  }
+  tiled[c] = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]),
+                        pack_bf16x2(v[6], v[7]));
+}
+
+// scale/bias pairs [step][out rounded up to 4][PAIRS] (PAIRS = 2 for group 32, else 1): for
+// weight row o the bf16 (scale, bias) of elements 64 step + 32 p, zeros past `in`. A template
+// (as tile_x_kernel) so that every file including this header may define it.
+template <int PAIRS>
+__global__ void __launch_bounds__(256)
+    tile_scales_kernel(const std::uint16_t* __restrict__ scales,
+                       const std::uint16_t* __restrict__ biases,
+                       std::uint32_t* __restrict__ scale_bias, int out, int in, int group_shift,
+                       std::size_t count) {
+  const std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  const int out_stride = (out + 3) / 4 * 4;
+  const int p = static_cast<int>(k % PAIRS), o = static_cast<int>(k / PAIRS % out_stride);
+  const int element = static_cast<int>(k / PAIRS / out_stride) * kTileK + 32 * p;
+  std::uint32_t pair = 0;
+  if (o < out && element < in) {
+    const std::size_t group = std::size_t(o) * (in >> group_shift) + (element >> group_shift);
+    pair = __ldg(scales + group) | static_cast<std::uint32_t>(__ldg(biases + group)) << 16;
+  }
+  scale_bias[k] = pair;
 }
 
 // Stream-ordered scratch memory (cudaMallocAsync: also valid inside graph capture), freed in
@@ -240,8 +357,9 @@ class StreamScratch {
   cudaStream_t stream_;
 };
 
-template <int BITS>
-void launch_affine_gemv_tiled_bf16(const GemvArgs& a, int group_size, const __nv_bfloat16* x) {
+template <int BITS, class XT>
+void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
+  constexpr int kShared = TileStage<BITS>::kSharedBytes;
   const auto kernel = affine_gemv_tiled_kernel<BITS>;
   // The shared-memory limit is read off the device once per instantiation.
   static std::once_flag raised;
@@ -249,34 +367,33 @@ void launch_affine_gemv_tiled_bf16(const GemvArgs& a, int group_size, const __nv
     int device = 0, optin = 0;
     UQ_CUDA_CHECK(cudaGetDevice(&device));
     UQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    if (optin < kTileSharedBytes)
-      fail("cuda affine gemv: the tiled kernel needs ", kTileSharedBytes,
+    if (optin < kShared)
+      fail("cuda affine gemv: the tiled kernel needs ", kShared,
            " bytes of shared memory per block, device ", device, " allows ", optin);
-    UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       kTileSharedBytes));
+    UQ_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
   });
+  const int in_padded = (a.in + kTileK - 1) / kTileK * kTileK;
+  const std::size_t chunks = std::size_t(a.rows) * in_padded / 8;
+  const StreamScratch x_tiled(chunks * sizeof(uint4), a.stream);
+  tile_x_kernel<XT><<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, a.stream>>>(
+      x, static_cast<uint4*>(x_tiled.data()), a.in, in_padded, chunks);
+  UQ_CUDA_CHECK_LAUNCH("tile_x_kernel");
   const int group_shift = group_size == 32 ? 5 : group_size == 64 ? 6 : 7;
+  const std::size_t pairs =
+      std::size_t(in_padded / kTileK) * ((a.out + 3) / 4 * 4) * (group_size == 32 ? 2 : 1);
+  const StreamScratch scale_bias(pairs * 4, a.stream);
+  const auto tile_scales = group_size == 32 ? tile_scales_kernel<2> : tile_scales_kernel<1>;
+  tile_scales<<<static_cast<unsigned>((pairs + 255) / 256), 256, 0, a.stream>>>(
+      a.scales, a.biases, static_cast<std::uint32_t*>(scale_bias.data()), a.out, a.in, group_shift,
+      pairs);
+  UQ_CUDA_CHECK_LAUNCH("tile_scales_kernel");
   const dim3 grid(static_cast<unsigned>((a.rows + kTileRows - 1) / kTileRows),
                   static_cast<unsigned>((a.out + kTileOut - 1) / kTileOut));
-  kernel<<<grid, kTileThreads, kTileSharedBytes, a.stream>>>(a.codes, a.scales, a.biases, x, a.y,
-                                                             a.out, a.in, a.rows, group_shift);
+  kernel<<<grid, kTileThreads, kShared, a.stream>>>(
+      a.codes, static_cast<const std::uint32_t*>(scale_bias.data()),
+      static_cast<const __nv_bfloat16*>(x_tiled.data()), a.y, a.out, a.in, a.rows, group_shift);
   UQ_CUDA_CHECK_LAUNCH("affine_gemv_tiled_kernel");
-}
-
-template <int BITS, class XT>
-void launch_affine_gemv_tiled(const GemvArgs& a, int group_size, const XT* x) {
-  if constexpr (std::is_same_v<XT, float>) {
-    const std::size_t octets = static_cast<std::size_t>(a.rows) * a.in / 8;
-    const StreamScratch x_bf16(octets * sizeof(uint4), a.stream);
-    round_x_to_bf16_kernel<float>
-        <<<static_cast<unsigned>((octets + 255) / 256), 256, 0, a.stream>>>(
-            x, static_cast<uint4*>(x_bf16.data()), octets);
-    UQ_CUDA_CHECK_LAUNCH("round_x_to_bf16_kernel");
-    launch_affine_gemv_tiled_bf16<BITS>(a, group_size,
-                                        static_cast<const __nv_bfloat16*>(x_bf16.data()));
-  } else {
-    launch_affine_gemv_tiled_bf16<BITS>(a, group_size, x);
-  }
 }
 
 }  // namespace uq::cuda::detail

@@ -42,7 +42,8 @@ __device__ unsigned ordered_key(float value) {
   return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
 }
 
-__global__ void row_max_kernel(const float* logits, int vocab, float* partial_max) {
+__global__ void __launch_bounds__(kThreads)
+    row_max_kernel(const float* logits, int vocab, float* partial_max) {
   using Reduce = cub::BlockReduce<float, kThreads>;
   __shared__ typename Reduce::TempStorage storage;
   const Slice slice = block_slice(vocab);
@@ -58,9 +59,10 @@ __global__ void row_max_kernel(const float* logits, int vocab, float* partial_ma
 // logit itself when greedy), order[i] = i, exps[i] = exp of the scaled logit rounded to float
 // (through double: the correctly rounded float, as glibc's expf gives), and each block's sum
 // of its exps in double.
-__global__ void scale_kernel(const float* logits, int vocab, const SamplingParameters* parameters,
-                             const float* partial_max, int blocks, unsigned* keys, int* order,
-                             float* exps, double* partial_total) {
+__global__ void __launch_bounds__(kThreads)
+    scale_kernel(const float* logits, int vocab, const SamplingParameters* parameters,
+                 const float* partial_max, int blocks, unsigned* keys, int* order, float* exps,
+                 double* partial_total) {
   using Reduce = cub::BlockReduce<double, kThreads>;
   __shared__ typename Reduce::TempStorage storage;
   __shared__ float row_max;
@@ -153,9 +155,9 @@ __device__ int first_reaching(int count, const Value& value, const Reached& reac
 // total of the top-k exps, float probabilities, the top-p cut where their running double sum
 // first reaches top_p, renormalised float probabilities, and the first whose running sum
 // exceeds the draw.
-__global__ void choose_kernel(const int* order, const float* exps, const double* partial_total,
-                              int blocks, int vocab, const SamplingParameters* parameters,
-                              std::int32_t* result) {
+__global__ void __launch_bounds__(kChooseThreads)
+    choose_kernel(const int* order, const float* exps, const double* partial_total, int blocks,
+                  int vocab, const SamplingParameters* parameters, std::int32_t* result) {
   __shared__ ChooseShared shared;
   const SamplingParameters p = *parameters;
   if (p.temperature == 0.0f) {

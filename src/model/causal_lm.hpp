@@ -10,6 +10,7 @@
 namespace uq {
 
 struct ModelConfig;
+class Sampler;
 
 enum class LogitsMode { All, Last };
 
@@ -25,6 +26,9 @@ class ModelSequence {
   // Runs `ids` and returns the argmax of the last token's logits (first index
   // on ties). A GPU model picks it on the device and returns only the id.
   virtual std::int32_t forward_greedy(std::span<const std::int32_t> ids);
+  // Runs `ids` and returns sampler.next() of the last token's logits. A GPU model samples on
+  // the device with sampler.next_draw() and returns only the id.
+  virtual std::int32_t forward_sampled(std::span<const std::int32_t> ids, Sampler& sampler);
 };
 
 class CausalLM {

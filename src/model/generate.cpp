@@ -37,12 +37,10 @@ GenerationResult generate(const CausalLM& model, std::span<const std::int32_t> p
   if (options.max_new_tokens == 0) return result;
 
   const auto sequence = model.start_sequence();
-  // Greedy decoding lets the sequence pick the argmax where the logits are (a
-  // GPU returns only the id); sampling reads the logits here.
+  // The sequence picks the token where the logits are (a GPU returns only the id).
   const bool greedy = options.sampling.temperature == 0.0f;
   const auto run = [&](std::span<const std::int32_t> ids) {
-    return greedy ? sequence->forward_greedy(ids)
-                  : sampler.next(sequence->forward(ids, LogitsMode::Last));
+    return greedy ? sequence->forward_greedy(ids) : sequence->forward_sampled(ids, sampler);
   };
   auto start = std::chrono::steady_clock::now();
   std::int32_t token = run(prompt);

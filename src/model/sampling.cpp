@@ -52,18 +52,25 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options), random_(op
   if (!(options.top_p > 0.0f && options.top_p <= 1.0f)) fail("option --top-p must be in (0, 1]");
 }
 
-std::int32_t Sampler::next(std::span<const float> logits) {
-  if (options_.temperature == 0.0f) return argmax(logits);
+std::int32_t sample(std::span<const float> logits, const SamplingOptions& options, double draw) {
   const auto candidates =
-      sampling_candidates(logits, options_.temperature, options_.top_k, options_.top_p);
-  // 53 random bits -> uniform in [0, 1), independent of the library's distributions.
-  const double draw = static_cast<double>(random_() >> 11) * 0x1.0p-53;
+      sampling_candidates(logits, options.temperature, options.top_k, options.top_p);
   double cumulative = 0.0;
   for (const auto& candidate : candidates) {
     cumulative += candidate.probability;
     if (draw < cumulative) return candidate.token;
   }
   return candidates.back().token;
+}
+
+double Sampler::next_draw() {
+  // 53 random bits -> uniform in [0, 1), independent of the library's distributions.
+  return static_cast<double>(random_() >> 11) * 0x1.0p-53;
+}
+
+std::int32_t Sampler::next(std::span<const float> logits) {
+  if (options_.temperature == 0.0f) return argmax(logits);
+  return sample(logits, options_, next_draw());
 }
 
 }  // namespace uq

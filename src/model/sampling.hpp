@@ -19,7 +19,12 @@ class Sampler {
  public:
   // Throws uq::Error naming the option for a negative temperature/top-k or top-p outside (0, 1].
   explicit Sampler(const SamplingOptions& options);
+  const SamplingOptions& options() const { return options_; }
+  // Greedy: the argmax (no random number used). Else sample(logits, options(), next_draw()).
   std::int32_t next(std::span<const float> logits);
+  // The next uniform number in [0, 1) of this sampler's stream: a device sampler given it
+  // picks the token next() would have picked from the same logits.
+  double next_draw();
 
  private:
   SamplingOptions options_;
@@ -37,5 +42,10 @@ struct Candidate {
 };
 std::vector<Candidate> sampling_candidates(std::span<const float> logits, float temperature,
                                            std::int32_t top_k, float top_p);
+
+// The candidate where the running sum of probabilities (most likely first) first exceeds
+// `draw` (uniform in [0, 1)); the last candidate when rounding leaves the sum below it.
+// temperature > 0.
+std::int32_t sample(std::span<const float> logits, const SamplingOptions& options, double draw);
 
 }  // namespace uq

@@ -230,6 +230,29 @@ TEST(Sampling, SeededAndDistributedAsProbabilities) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(top1.next(logits), 0);
 }
 
+// next() is sample() with the stream's next draw (what a device sampler is given), and the
+// draw picks the first candidate whose running probability exceeds it.
+TEST(Sampling, NextIsSampleWithTheNextDraw) {
+  const std::vector<float> logits{std::log(0.15f), std::log(0.5f), std::log(0.05f), std::log(0.3f)};
+  SamplingOptions options;
+  options.temperature = 1.0f;
+  options.seed = 9;
+  Sampler sampler(options);
+  Sampler draws(options);
+  for (int i = 0; i < 200; ++i) {
+    const double draw = draws.next_draw();
+    ASSERT_GE(draw, 0.0);
+    ASSERT_LT(draw, 1.0);
+    EXPECT_EQ(sampler.next(logits), sample(logits, options, draw));
+  }
+  EXPECT_EQ(sample(logits, options, 0.0), 1);
+  EXPECT_EQ(sample(logits, options, 0.49), 1);
+  EXPECT_EQ(sample(logits, options, 0.51), 3);
+  EXPECT_EQ(sample(logits, options, 0.81), 0);
+  EXPECT_EQ(sample(logits, options, 0.96), 2);
+  EXPECT_EQ(sample(logits, options, 1.0), 2);  // past every sum: the last candidate
+}
+
 TEST(Sampling, RejectsBadOptions) {
   SamplingOptions options;
   options.top_p = 0.0f;

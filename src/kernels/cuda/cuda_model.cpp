@@ -6,6 +6,7 @@
 #include "kernels/cuda/cublas_library.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "model/rope.hpp"
+#include "model/sampling.hpp"
 
 namespace uq::cuda {
 namespace {
@@ -33,14 +34,24 @@ class CudaSequence final : public ModelSequence {
   }
   std::int32_t forward_greedy(std::span<const std::int32_t> ids) override {
     std::int32_t chosen = 0;
-    model_.run(ids, cache_, LogitsMode::Last, &chosen, &graph_);
+    model_.run(ids, cache_, LogitsMode::Last, &chosen, &greedy_graph_);
+    return chosen;
+  }
+  std::int32_t forward_sampled(std::span<const std::int32_t> ids, Sampler& sampler) override {
+    const SamplingOptions& options = sampler.options();
+    if (options.temperature == 0.0f) return forward_greedy(ids);  // draws no random number
+    const SamplingParameters parameters{sampler.next_draw(), options.temperature, options.top_k,
+                                        options.top_p};
+    std::int32_t chosen = 0;
+    model_.run(ids, cache_, LogitsMode::Last, &chosen, &sampled_graph_, &parameters);
     return chosen;
   }
 
  private:
   const CudaModel& model_;
   DeviceKVCache cache_;
-  DecodeGraph graph_;
+  DecodeGraph greedy_graph_;
+  DecodeGraph sampled_graph_;
 };
 
 }  // namespace
@@ -142,6 +153,12 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   work.logits = DeviceBuffer<float>(size(config.vocab_size));
   reserve(work.chosen, 1);
   reserve(work.argmax, argmax_workspace_floats());
+  if (work.sampling.size() == 0) {  // the vocabulary's: sized once
+    work.sampling =
+        DeviceBuffer<unsigned char>(sampling_workspace_bytes(static_cast<int>(config.vocab_size)));
+    work.sampling_parameters = DeviceBuffer<SamplingParameters>(1);
+    work.host_sampling_parameters = PinnedBuffer<SamplingParameters>(1);
+  }
   reserve(work.position, 1);
   if (work.host_words.size() == 0) work.host_words = PinnedBuffer<int>(2);
 }
@@ -159,6 +176,8 @@ std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
           work.attention.data(),
           work.argmax.data(),
           work.chosen.data(),
+          work.sampling.data(),
+          work.sampling_parameters.data(),
           work.position.data(),
           work.scratch.split.data(),
           work.scratch.product.data(),
@@ -168,7 +187,8 @@ std::vector<const void*> CudaModel::graph_buffers(DeviceKVCache& cache) const {
 }
 
 std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCache& cache,
-                                  LogitsMode mode, std::int32_t* chosen, DecodeGraph* graph) const {
+                                  LogitsMode mode, std::int32_t* chosen, DecodeGraph* graph,
+                                  const SamplingParameters* sampling) const {
   const ModelConfig& config = model_->config();
   const auto count = static_cast<std::int64_t>(ids.size());
   if (count == 0) fail("forward: no token ids");
@@ -184,6 +204,10 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
   }
   const int rows = static_cast<int>(count);
   const int position = static_cast<int>(first_position);
+  if (sampling != nullptr && chosen == nullptr) fail("forward: sampling needs a chosen token");
+  const Pick pick = chosen == nullptr     ? Pick::None
+                    : sampling != nullptr ? Pick::Sampled
+                                          : Pick::Greedy;
   const bool graphable = graph != nullptr && chosen != nullptr && rows == 1;
   cache.reserve(first_position + count);
   // A graph replays at any position up to the cache's capacity: its attention is sized for it.
@@ -200,11 +224,17 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
                                 cudaMemcpyHostToDevice, stream));
   UQ_CUDA_CHECK(cudaMemcpyAsync(work.position.data(), work.host_words.data(), sizeof(int),
                                 cudaMemcpyHostToDevice, stream));
+  if (sampling != nullptr) {
+    work.host_sampling_parameters.data()[0] = *sampling;
+    UQ_CUDA_CHECK(cudaMemcpyAsync(work.sampling_parameters.data(),
+                                  work.host_sampling_parameters.data(), sizeof(SamplingParameters),
+                                  cudaMemcpyHostToDevice, stream));
+  }
   const bool replay = graphable && graph->graph.ready() && graph->buffers == graph_buffers(cache);
   if (replay) {
     graph->graph.launch(stream);
   } else {
-    enqueue_forward(rows, mode, chosen != nullptr, max_keys, cache);
+    enqueue_forward(rows, mode, pick, max_keys, cache);
   }
   cache.advance(count);
   const int vocab = static_cast<int>(config.vocab_size);
@@ -224,7 +254,7 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
     // The eager step sized every buffer; the next steps replay a graph of it. A capture the
     // runtime refuses only costs the replay.
     try {
-      graph->graph.capture(stream, [&] { enqueue_forward(1, mode, true, max_keys, cache); });
+      graph->graph.capture(stream, [&] { enqueue_forward(1, mode, pick, max_keys, cache); });
       graph->buffers = graph_buffers(cache);
     } catch (const Error&) {
       graph->unavailable = true;
@@ -266,8 +296,8 @@ std::vector<StageTime> CudaModel::profile_decode(int context, int repetitions) c
                                 cudaMemcpyHostToDevice, stream));
   StageClock clock;
   CapturedGraph graph;
-  graph.capture(stream,
-                [&] { enqueue_forward(1, LogitsMode::Last, true, max_keys, cache, &clock); });
+  graph.capture(
+      stream, [&] { enqueue_forward(1, LogitsMode::Last, Pick::Greedy, max_keys, cache, &clock); });
   graph.launch(stream);  // warm-up
   stream_.synchronize();
   for (int r = 0; r < repetitions; ++r) {
@@ -278,7 +308,7 @@ std::vector<StageTime> CudaModel::profile_decode(int context, int repetitions) c
   return clock.totals();
 }
 
-void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys,
+void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_keys,
                                 DeviceKVCache& cache, StageClock* clock) const {
   const ModelConfig& config = model_->config();
   const int hidden = static_cast<int>(config.hidden_size);
@@ -367,10 +397,14 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_
   else
     lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
   mark("lm_head");
-  if (greedy) {
-    argmax(work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab, vocab,
-           work.argmax.data(), work.chosen.data(), stream);
+  const float* last_logits = work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab;
+  if (pick == Pick::Greedy) {
+    argmax(last_logits, vocab, work.argmax.data(), work.chosen.data(), stream);
     mark("argmax");
+  } else if (pick == Pick::Sampled) {
+    sample_token(last_logits, vocab, work.sampling_parameters.data(), work.sampling.data(),
+                 work.sampling.bytes(), work.chosen.data(), stream);
+    mark("sampling");
   }
 }
 

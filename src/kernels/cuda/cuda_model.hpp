@@ -3,8 +3,9 @@
 // weights are uploaded once (see device_linear.hpp for the formats), with the residual stream,
 // activations and the KV cache in float32 device memory and every stage a kernel
 // (decoder_kernels.hpp). It computes the CPU Model's function: the same RoPE variants, GQA,
-// sliding windows, biases and tied embeddings. Greedy decoding picks the token on the device
-// and copies back only its id. One sequence runs at a time (they share the workspace).
+// sliding windows, biases and tied embeddings. Greedy and sampled decoding pick the token on
+// the device (sampling_kernels.hpp) and copy back only its id. One sequence runs at a time (they
+// share the workspace).
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "kernels/cuda/device_buffer.hpp"
 #include "kernels/cuda/device_linear.hpp"
 #include "kernels/cuda/pinned_buffer.hpp"
+#include "kernels/cuda/sampling_kernels.hpp"
 #include "kernels/cuda/stage_clock.hpp"
 #include "kernels/cuda/stream.hpp"
 #include "model/causal_lm.hpp"
@@ -49,8 +51,8 @@ class DeviceKVCache {
   DeviceBuffer<float> values_;
 };
 
-// A captured decode step (one token, greedy) of one sequence, replayed while the buffers it
-// was captured with stay in place.
+// A captured decode step (one token, greedy or sampled) of one sequence, replayed while the buffers
+// it was captured with stay in place.
 struct DecodeGraph {
   CapturedGraph graph;
   std::vector<const void*> buffers;  // the device pointers baked into it
@@ -67,11 +69,13 @@ class CudaModel final : public CausalLM {
   std::unique_ptr<ModelSequence> start_sequence() const override;
 
   // Runs ids at positions cache.length()..; returns logits (All / Last), or with `chosen`
-  // nothing but writes the last row's argmax into *chosen. With `graph`, a one-token greedy
-  // step replays the graph captured by the previous such step (CUDA graph: one launch instead
-  // of hundreds), or runs eagerly and captures one.
+  // nothing but writes the last row's token into *chosen: its argmax, or with `sampling` the
+  // token sample_token picks. With `graph`, a one-token step replays the graph captured by
+  // the previous such step of the same kind (CUDA graph: one launch instead of hundreds), or
+  // runs eagerly and captures one.
   std::vector<float> run(std::span<const std::int32_t> ids, DeviceKVCache& cache, LogitsMode mode,
-                         std::int32_t* chosen, DecodeGraph* graph = nullptr) const;
+                         std::int32_t* chosen, DecodeGraph* graph = nullptr,
+                         const SamplingParameters* sampling = nullptr) const;
 
   // Device time of each stage of one greedy decode step (a replayed graph, as in decoding)
   // after `context` cached tokens, averaged over `repetitions` replays.
@@ -87,16 +91,21 @@ class CudaModel final : public CausalLM {
     DeviceBuffer<std::int32_t> ids;
     DeviceBuffer<float> x, normed, qkv, attended, gate_up, activated, logits, attention, argmax;
     DeviceBuffer<std::int32_t> chosen;
+    DeviceBuffer<unsigned char> sampling;  // sample_token's workspace
+    DeviceBuffer<SamplingParameters> sampling_parameters;
+    PinnedBuffer<SamplingParameters> host_sampling_parameters;
     DeviceBuffer<int> position;           // first position of the ids being run
     PinnedBuffer<std::int32_t> host_ids;  // staging: ids in
     PinnedBuffer<int> host_words;         // staging: [0] position in, [1] chosen id out
     LinearScratch scratch;
   };
   void reserve_workspace(int rows, std::size_t attention_floats) const;
+  enum class Pick { None, Greedy, Sampled };
   // Queues the whole forward of `rows` ids already in the workspace (positions from the device
-  // position word) on the stream; with `greedy`, ends with the argmax of the last row.
+  // position word) on the stream; ends with the last row's token into work.chosen: its argmax
+  // (Greedy) or sample_token with the parameters in work.sampling_parameters (Sampled).
   // With `clock`, marks the end of each stage on it.
-  void enqueue_forward(int rows, LogitsMode mode, bool greedy, int max_keys, DeviceKVCache& cache,
+  void enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_keys, DeviceKVCache& cache,
                        StageClock* clock = nullptr) const;
   std::vector<const void*> graph_buffers(DeviceKVCache& cache) const;
 

@@ -169,9 +169,10 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
       constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt", ", tiled",
                                         ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
-      const bool bf16_product = kernel == GemvKernel::tiled ||
-                                (kernel == GemvKernel::automatic &&
-                                 uq::cuda::automatic_gemv_kernel(rows, out, in) == GemvKernel::tiled);
+      const bool bf16_product =
+          kernel == GemvKernel::tiled ||
+          (kernel == GemvKernel::automatic &&
+           uq::cuda::automatic_gemv_kernel(rows, out, in) == GemvKernel::tiled);
       const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)

@@ -8,9 +8,11 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/bf16_gemv.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
@@ -26,6 +28,7 @@
 namespace {
 
 using uq::cuda::DeviceBuffer;
+using uq::cuda::GemvKernel;
 
 class CudaDecoderKernels : public ::testing::Test {
  protected:
@@ -337,49 +340,57 @@ TEST_F(CudaDecoderKernels, FusedLinearMatchesCpu) {
 }
 
 // One matrix, no bias: at 1-2 rows the product goes straight into y, added to it for the
-// residual (bf16: bf16_gemv_cuda; affine: the segment kernel); at 3 rows through scratch and the
-// epilogue. Against the CPU in float64.
+// residual (bf16: bf16_gemv_cuda; affine: the persistent kernel at any rows where in >= 2 out,
+// the simt segment kernel at 1-2 rows where in < 2 out, like o_proj, and at 3 rows there the
+// persistent kernel too); bf16 at 3 rows through scratch and the epilogue. Against the CPU in
+// float64.
 TEST_F(CudaDecoderKernels, LinearAccumulatesInPlace) {
   uq::cuda::Stream stream;
   uq::cuda::CublasHandle cublas;
   uq::cuda::LinearScratch scratch;
   const uq::cuda::LinearContext context{stream.get(), cublas.get(), &scratch};
-  const int in = 320;
-  const int out = 77;
-  std::vector<std::shared_ptr<uq::Weight>> weights;
-  {
-    std::vector<std::uint16_t> bits(static_cast<std::size_t>(out) * in);
-    for (auto& b : bits) b = uq::f32_to_bf16(normal(1, 0.05f)[0]);
-    weights.push_back(std::make_shared<uq::FloatWeight>(uq::DType::BF16, out, in, bits.data()));
-    for (const int b : {4, 3}) {
-      weights.push_back(std::shared_ptr<uq::Weight>(
-          uq::AffineWeight::quantize(bits.data(), uq::DType::BF16, out, in, b, 64, "test")));
+  for (const auto& [in, out] : {std::pair{320, 77}, std::pair{192, 320}}) {
+    SCOPED_TRACE(::testing::Message() << "in " << in << " out " << out);
+    for (const int rows : {1, 2}) {
+      const auto expected = in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
+      EXPECT_EQ(uq::cuda::automatic_gemv_kernel(rows, out, in), expected) << rows << " rows";
     }
-  }
-  for (const auto& weight : weights) {
-    const uq::cuda::DeviceLinear linear({{{"w", weight.get()}, nullptr}});
-    std::vector<float> w(static_cast<std::size_t>(out) * in);
-    weight->dequantize_rows(0, out, w.data());
-    for (const int rows : {1, 2, 3}) {
-      for (const bool accumulate : {true, false}) {
-        SCOPED_TRACE(::testing::Message() << weight->describe() << " rows " << rows
-                                          << (accumulate ? " accumulate" : " overwrite"));
-        const auto x = normal(static_cast<std::size_t>(rows) * in);
-        const auto initial = normal(static_cast<std::size_t>(rows) * out);
-        auto x_dev = to_device(x);
-        auto y_dev = to_device(initial);
-        if (!accumulate) y_dev.fill_bytes(0xff);
-        linear.apply(x_dev.data(), rows, y_dev.data(), out, accumulate, context);
-        stream.synchronize();
-        std::vector<double> want(initial.size());
-        for (int r = 0; r < rows; ++r)
-          for (int o = 0; o < out; ++o) {
-            double sum = accumulate ? initial[r * out + o] : 0.0;
-            for (int i = 0; i < in; ++i) sum += double(x[r * in + i]) * w[o * in + i];
-            want[r * out + o] = sum;
-          }
-        // 1-2 rows: exact products in fp32; 3 rows of bf16 through cuBLAS: 16 bits of x.
-        EXPECT_LT(relative_l2(from_device(y_dev), want), rows <= 2 ? 1e-5 : 1e-4);
+    std::vector<std::shared_ptr<uq::Weight>> weights;
+    {
+      std::vector<std::uint16_t> bits(static_cast<std::size_t>(out) * in);
+      for (auto& b : bits) b = uq::f32_to_bf16(normal(1, 0.05f)[0]);
+      weights.push_back(std::make_shared<uq::FloatWeight>(uq::DType::BF16, out, in, bits.data()));
+      for (const int b : {4, 3}) {
+        weights.push_back(std::shared_ptr<uq::Weight>(
+            uq::AffineWeight::quantize(bits.data(), uq::DType::BF16, out, in, b, 64, "test")));
+      }
+    }
+    for (const auto& weight : weights) {
+      const uq::cuda::DeviceLinear linear({{{"w", weight.get()}, nullptr}});
+      std::vector<float> w(static_cast<std::size_t>(out) * in);
+      weight->dequantize_rows(0, out, w.data());
+      for (const int rows : {1, 2, 3}) {
+        for (const bool accumulate : {true, false}) {
+          SCOPED_TRACE(::testing::Message() << weight->describe() << " rows " << rows
+                                            << (accumulate ? " accumulate" : " overwrite"));
+          const auto x = normal(static_cast<std::size_t>(rows) * in);
+          const auto initial = normal(static_cast<std::size_t>(rows) * out);
+          auto x_dev = to_device(x);
+          auto y_dev = to_device(initial);
+          if (!accumulate) y_dev.fill_bytes(0xff);
+          linear.apply(x_dev.data(), rows, y_dev.data(), out, accumulate, context);
+          stream.synchronize();
+          std::vector<double> want(initial.size());
+          for (int r = 0; r < rows; ++r)
+            for (int o = 0; o < out; ++o) {
+              double sum = accumulate ? initial[r * out + o] : 0.0;
+              for (int i = 0; i < in; ++i) sum += double(x[r * in + i]) * w[o * in + i];
+              want[r * out + o] = sum;
+            }
+          // 1-2 rows: exact products in fp32; 3 rows of bf16 through cuBLAS and of affine on the
+          // persistent kernel (2 bf16 parts of x): 16 bits of x.
+          EXPECT_LT(relative_l2(from_device(y_dev), want), rows <= 2 ? 1e-5 : 1e-4);
+        }
       }
     }
   }

@@ -129,8 +129,10 @@ TEST_P(CudaModelTest, ProgrammaticLaunchGivesIdenticalDecode) {
   };
   const auto [logits_on, tokens_on, edges_on] = decode(true);
   const auto [logits_off, tokens_off, edges_off] = decode(false);
-  // Every kernel of a layer follows a kernel: dozens of programmatic edges per step.
-  EXPECT_GT(edges_on, cpu->config().num_hidden_layers * 8);
+  // Most kernels of a layer follow a kernel: dozens of programmatic edges per step (36 counted
+  // on the affine models: 8 per layer; normal launches and the stream-ordered scratch's alloc
+  // and free nodes before and after the fused products give plain edges).
+  EXPECT_GT(edges_on, cpu->config().num_hidden_layers * 5);
   EXPECT_EQ(edges_off, 0u);
   ASSERT_EQ(logits_on.size(), logits_off.size());
   for (std::size_t step = 0; step < logits_on.size(); ++step)

@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_model.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cublas_library.hpp"
@@ -256,9 +257,13 @@ std::vector<float> CudaModel::run(std::span<const std::int32_t> ids, DeviceKVCac
     try {
       graph->graph.capture(stream, [&] { enqueue_forward(1, mode, pick, max_keys, cache); });
       graph->buffers = graph_buffers(cache);
-    } catch (const Error&) {
+    } catch (const Error& error) {
       graph->unavailable = true;
       cudaGetLastError();  // clear the capture's error
+      // Said once per sequence: an eager decode is several times slower, which should not go
+      // unexplained.
+      std::fprintf(stderr, "warning: cuda: decode graph capture failed, decoding without it: %s\n",
+                   error.what());
     }
   }
   return logits;

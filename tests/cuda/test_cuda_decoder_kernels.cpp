@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.hpp"
@@ -333,6 +334,33 @@ TEST_F(CudaDecoderKernels, RopeAttentionGraphReplaysResetTheirCounters) {
     }
   }
   uq::cuda::set_programmatic_launch_enabled(true);
+}
+
+// Shapes the kernels do not take and misaligned buffers fail before any launch, naming them.
+TEST_F(CudaDecoderKernels, RopeAttentionRejectsBadArguments) {
+  uq::cuda::Stream stream;
+  AttentionInputs inputs(AttentionCase{8, 4, 64, 1, 10, 0}, 64, random_);
+  auto workspace = attention_workspace(inputs.shape, 1, 64);
+  auto out = poisoned(static_cast<std::size_t>(inputs.q_width) + 4);
+  const auto call = [&](uq::cuda::AttentionShape shape, int count, float* result) {
+    uq::cuda::rope_attention(inputs.qkv_dev.data(), count, inputs.stride, inputs.frequencies.data(),
+                             inputs.position.data(), 64, inputs.k_cache.data(),
+                             inputs.v_cache.data(), shape, workspace.data(), result, stream.get());
+  };
+  const auto message = [&](uq::cuda::AttentionShape shape, int count, float* result) {
+    try {
+      call(shape, count, result);
+    } catch (const uq::Error& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({8, 4, 48, 0}, 1, out.data()).find("head_dim 48"), std::string::npos);
+  EXPECT_NE(message({8, 4, 288, 0}, 1, out.data()).find("head_dim 288"), std::string::npos);
+  EXPECT_NE(message({6, 4, 64, 0}, 1, out.data()).find("6 heads"), std::string::npos);
+  EXPECT_NE(message(inputs.shape, 0, out.data()).find("no rows"), std::string::npos);
+  EXPECT_NE(message(inputs.shape, 1, out.data() + 1).find("16-byte aligned"), std::string::npos);
+  stream.synchronize();
 }
 
 TEST_F(CudaDecoderKernels, NormSwigluMatchCpu) {

@@ -784,6 +784,12 @@ void rope_attention(float* qkv, int count, int row_stride, const float* inverse_
          " key/value heads");
   }
   if (count < 1) fail("cuda attention: no rows");
+  const auto misaligned = [](const void* pointer) {
+    return reinterpret_cast<std::uintptr_t>(pointer) % 16 != 0;
+  };
+  if (misaligned(k_cache) || misaligned(v_cache) || misaligned(workspace) || misaligned(out)) {
+    fail("cuda attention: the key/value caches, the workspace and out must be 16-byte aligned");
+  }
   switch (shape.head_dim / 32) {
     case 1:
       return launch_rope_attention<1>(qkv, count, row_stride, inverse_frequencies, first_position,

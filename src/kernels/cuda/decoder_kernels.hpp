@@ -63,7 +63,8 @@ std::size_t attention_workspace_floats(const AttentionShape& shape, int count, i
 // to finish merges the splits' partial softmaxes in split order (deterministic). The keys and
 // values cached before *first_position, and *first_position itself, must not be written by
 // the kernels this call follows on the stream: the decode kernel reads them before its
-// programmatic wait (pdl_launch.hpp). In a decoder they come from earlier steps.
+// programmatic wait (pdl_launch.hpp). In a decoder they come from earlier steps. The caches, the
+// workspace and out must be 16-byte aligned (cudaMalloc'd buffers at multiples of head_dim).
 void rope_attention(float* qkv, int count, int row_stride, const float* inverse_frequencies,
                     const int* first_position, int max_keys, float* k_cache, float* v_cache,
                     const AttentionShape& shape, float* workspace, float* out, cudaStream_t stream);

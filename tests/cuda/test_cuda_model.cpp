@@ -129,8 +129,9 @@ TEST_P(CudaModelTest, ProgrammaticLaunchGivesIdenticalDecode) {
   };
   const auto [logits_on, tokens_on, edges_on] = decode(true);
   const auto [logits_off, tokens_off, edges_off] = decode(false);
-  // Every kernel of a layer follows a kernel: dozens of programmatic edges per step.
-  EXPECT_GT(edges_on, cpu->config().num_hidden_layers * 8);
+  // Every kernel of a layer (8: norm, q|k|v, rope + attention, o, norm, gate|up, swiglu, down)
+  // follows a kernel: dozens of programmatic edges per step.
+  EXPECT_GE(edges_on, cpu->config().num_hidden_layers * 8);
   EXPECT_EQ(edges_off, 0u);
   ASSERT_EQ(logits_on.size(), logits_off.size());
   for (std::size_t step = 0; step < logits_on.size(); ++step)

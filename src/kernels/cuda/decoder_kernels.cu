@@ -163,7 +163,7 @@ __device__ void online_softmax_step(float score, const float* value_row, int lan
 // Decode attention (rope_attention with fewer than kTiledMinQueries rows), one kernel. Block
 // (split of the visible keys, kv head and chunk of its query heads, row). A split holds
 // kDecodeWarps * decode_keys_per_warp(D) keys (32 at head_dim 128, 16-128 elsewhere: K and V
-// tiles of 16-32 KB); warp w takes keys w, w + 8, ... of it, lane l dimensions l + 32 i.
+// tiles of 24-32 KB together); warp w takes keys w, w + 8, ... of it, lane l dimensions l + 32 i.
 // 1. Before the programmatic wait: the position, the RoPE angle of the thread's dimension pair,
 //    and asynchronous copies of the split's cached keys and values into shared memory (earlier
 //    steps wrote them; nothing in this step does).
@@ -179,8 +179,9 @@ __device__ void online_softmax_step(float score, const float* value_row, int lan
 // for the cache's capacity); split 0 always holds a key, so its blocks always wait.
 constexpr int kDecodeWarps = 8;
 constexpr int kDecodeThreads = 32 * kDecodeWarps;
-// Keys per warp and query heads per block for head_dim 32 * d: K and V tiles of 2 KB * keys *
-// d (<= 32 KB), per-lane query and accumulator registers of heads * d (<= 16) each.
+// Keys per warp and query heads per block for head_dim 32 * d: K and V tiles of 2 KB * keys per
+// warp * d together (<= 32 KB), per-lane query and accumulator registers of heads * d (<= 16)
+// each.
 __host__ __device__ constexpr int decode_keys_per_warp(int d) {
   return d >= 6 ? 2 : 16 / d;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, in a copy of this checkout with .devdeps beside it (docs/PERFORMANCE.md,
 # "CUDA decoder", gives the full `run` command): builds uq and the CUDA tests, runs the decoder
-# and GEMV tests, the 14336x4096 GEMV benchmark, the per-stage profile of a decode step, then
+# and GEMV tests, the 14336x4096 GEMV benchmark, the decode attention benchmark, the per-stage
+# profile of a decode step, then
 # the 8B-shaped synthetic benchmark. Logs
 # go to $OUT. UQ_SKIP_TESTS=1 / UQ_SKIP_PROFILE=1 / UQ_SKIP_BENCH=1 leave those parts out;
 # UQ_PROFILE_FORMATS and
@@ -12,7 +13,7 @@ mkdir -p "$out"
 ln -sfn ../.devdeps .devdeps
 start=$SECONDS
 bash scripts/device_build.sh -DUQ_CUDA=ON -- --target uq_cli test_cuda_decoder_kernels \
-  test_cuda_model test_affine_gemv bench_cuda_gemv > "$out/build.log" 2>&1 ||
+  test_cuda_model test_affine_gemv bench_cuda_gemv bench_cuda_attention > "$out/build.log" 2>&1 ||
   { tail -40 "$out/build.log"; exit 1; }
 echo "build: $((SECONDS - start)) s"
 source scripts/device_env.sh
@@ -25,6 +26,8 @@ if [ "${UQ_SKIP_TESTS:-0}" != 1 ]; then
 fi
 # The 14336x4096 4-bit GEMV against cuBLAS bf16 and the copy bandwidth, rows 1..512.
 "$build/bench/bench_cuda_gemv" --quick 2>&1 | tee "$out/gemv.txt" | tail -12
+# One layer's RoPE + KV store + attention of a decode step at 512, 2048 and 4096 keys.
+"$build/bench/bench_cuda_attention" 2>&1 | tee "$out/attention.txt"
 # Per-layer stage times do not depend on the layer count: 8 layers keep the model's generation short.
 if [ "${UQ_SKIP_PROFILE:-0}" != 1 ]; then
   "$build/uq" bench --synthetic llama3-8b --layers 8 --device cuda \

@@ -1,19 +1,22 @@
 // The CUDA decoder stages (kernels/cuda/decoder_kernels.hpp, device_linear.hpp) against CPU
-// references on fresh random inputs, outputs poisoned (NaN bytes) before each launch, odd sizes
-// included. Bounds: fp32 arithmetic on both sides gives relative L2 errors near 1e-7..1e-6;
-// attention and products are checked at 1e-5 against float64, linears with bf16-split inputs at
-// 1e-4 (16 significant bits of x). A wrong index or an unwritten element is O(1).
+// references on fresh random inputs, outputs and unwritten cache positions poisoned (NaN bytes)
+// before each launch, odd sizes included. Bounds: fp32 arithmetic on both sides gives relative L2
+// errors near 1e-7..1e-6; attention and products are checked at 1e-5 against float64, linears with
+// bf16-split inputs at 1e-4 (16 significant bits of x). A wrong index or an unwritten element is
+// O(1).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "core/dtype.hpp"
 #include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/bf16_gemv.hpp"
+#include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/cuda_model.hpp"
 #include "kernels/cuda/decoder_kernels.hpp"
 #include "kernels/cuda/device.hpp"
@@ -77,14 +80,169 @@ double relative_l2(const std::vector<A>& got, const std::vector<B>& want) {
   return std::sqrt(error / norm);
 }
 
+// Copies and fills of DeviceBuffer go through the default stream, which the tests' non-blocking
+// streams do not wait for: done before a launch reads them.
+void settle() {
+  UQ_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 struct AttentionCase {
   int heads, kv_heads, head_dim, count, first_position, window;
 };
 
-TEST_F(CudaDecoderKernels, AttentionMatchesFloat64Reference) {
-  // Decode (count < 8): every head_dim from 32 to 256 in steps of 32, GQA groups 1..8 and one
-  // of 16 (two chunks of query heads), contexts up to 4600 keys, sliding windows that start
-  // mid-split. Prompts: the tiled kernel.
+// One rope_attention call's inputs on the host and on the device: q|k|v rows (wider than
+// q|k|v, as in the decoder), a cache of `capacity` positions holding random keys and values
+// before first_position and NaN from there on, RoPE frequencies of a llama3-scaled rope.
+struct AttentionInputs {
+  AttentionInputs(const AttentionCase& c, int capacity, std::mt19937& random)
+      : shape{c.heads, c.kv_heads, c.head_dim, c.window},
+        count(c.count),
+        first_position(c.first_position),
+        q_width(c.heads * c.head_dim),
+        kv_width(c.kv_heads * c.head_dim),
+        stride(q_width + 2 * kv_width + 13),
+        rope(rope_config(c.head_dim)) {
+    std::normal_distribution<float> draw(0.0f, 1.0f);
+    const auto fill = [&](std::vector<float>& target, std::size_t size) {
+      target.resize(size);
+      for (auto& v : target) v = draw(random);
+    };
+    fill(qkv, static_cast<std::size_t>(count) * stride);
+    fill(keys, static_cast<std::size_t>(capacity) * kv_width);
+    fill(values, static_cast<std::size_t>(capacity) * kv_width);
+    for (std::size_t i = static_cast<std::size_t>(first_position) * kv_width; i < keys.size();
+         ++i) {
+      keys[i] = std::numeric_limits<float>::quiet_NaN();
+      values[i] = std::numeric_limits<float>::quiet_NaN();
+    }
+    qkv_dev = to_device(qkv);
+    k_cache = to_device(keys);
+    v_cache = to_device(values);
+    frequencies = to_device(rope.inverse_frequencies());
+    position = to_device(std::vector<int>{first_position});
+    settle();
+  }
+
+  static uq::ModelConfig rope_config(int head_dim) {
+    uq::ModelConfig config;
+    config.head_dim = head_dim;
+    config.rope_theta = 500000.0;
+    config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
+    config.rope_scaling.factor = 8.0;
+    config.rope_scaling.low_freq_factor = 1.0;
+    config.rope_scaling.high_freq_factor = 4.0;
+    config.rope_scaling.original_max_position_embeddings = 8192;
+    return config;
+  }
+
+  void run(int max_keys, float* workspace, float* out, cudaStream_t stream) {
+    uq::cuda::rope_attention(qkv_dev.data(), count, stride, frequencies.data(), position.data(),
+                             max_keys, k_cache.data(), v_cache.data(), shape, workspace, out,
+                             stream);
+  }
+
+  // The rows' keys rotated by uq::Rope, [count][kv_width].
+  std::vector<float> rotated_new_keys() const {
+    std::vector<float> k(static_cast<std::size_t>(count) * kv_width);
+    for (int r = 0; r < count; ++r)
+      std::copy_n(qkv.begin() + r * stride + q_width, kv_width, k.begin() + r * kv_width);
+    rope.apply(k.data(), count, shape.kv_heads, first_position);
+    return k;
+  }
+
+  // softmax(q k^T / sqrt(head_dim)) v in float64 from the CPU-rotated queries and keys.
+  std::vector<double> expected() const {
+    std::vector<float> q(static_cast<std::size_t>(count) * q_width);
+    for (int r = 0; r < count; ++r)
+      std::copy_n(qkv.begin() + r * stride, q_width, q.begin() + r * q_width);
+    rope.apply(q.data(), count, shape.heads, first_position);
+    const auto new_keys = rotated_new_keys();
+    const int head_dim = shape.head_dim;
+    const auto key = [&](int p, int g, int d) -> double {
+      return p < first_position ? keys[static_cast<std::size_t>(p) * kv_width + g * head_dim + d]
+                                : new_keys[(p - first_position) * kv_width + g * head_dim + d];
+    };
+    const auto value = [&](int p, int g, int d) -> double {
+      return p < first_position
+                 ? values[static_cast<std::size_t>(p) * kv_width + g * head_dim + d]
+                 : qkv[(p - first_position) * stride + q_width + kv_width + g * head_dim + d];
+    };
+    std::vector<double> want(static_cast<std::size_t>(count) * q_width);
+    const int group = shape.heads / shape.kv_heads;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    for (int r = 0; r < count; ++r) {
+      const int p = first_position + r;
+      const int first = shape.sliding_window > 0 ? std::max(0, p - shape.sliding_window + 1) : 0;
+      for (int h = 0; h < shape.heads; ++h) {
+        const int g = h / group;
+        std::vector<double> scores;
+        double top = -1e300;
+        for (int k = first; k <= p; ++k) {
+          double dot = 0.0;
+          for (int d = 0; d < head_dim; ++d)
+            dot += double(q[r * q_width + h * head_dim + d]) * key(k, g, d);
+          scores.push_back(dot * scale);
+          top = std::max(top, dot * scale);
+        }
+        double total = 0.0;
+        for (auto& s : scores) total += (s = std::exp(s - top));
+        for (int d = 0; d < head_dim; ++d) {
+          double sum = 0.0;
+          for (int k = first; k <= p; ++k) sum += scores[k - first] * value(k, g, d);
+          want[r * q_width + h * head_dim + d] = sum / total;
+        }
+      }
+    }
+    return want;
+  }
+
+  // The cache after the call: unchanged before first_position, the rows' rotated keys and
+  // their values at their positions, NaN (untouched) after them.
+  void expect_cache_stored() const {
+    const auto got_keys = from_device(k_cache);
+    const auto got_values = from_device(v_cache);
+    const auto new_keys = rotated_new_keys();
+    for (std::size_t slot = 0; slot < keys.size(); ++slot) {
+      const auto p = static_cast<int>(slot / kv_width);
+      const auto i = static_cast<int>(slot % kv_width);
+      if (p < first_position) {
+        ASSERT_EQ(got_keys[slot], keys[slot]) << p;
+        ASSERT_EQ(got_values[slot], values[slot]) << p;
+      } else if (p < first_position + count) {
+        const int r = p - first_position;
+        const float want_key = new_keys[r * kv_width + i];
+        ASSERT_NEAR(got_keys[slot], want_key, 1e-5f * (1.0f + std::fabs(want_key))) << p;
+        ASSERT_EQ(got_values[slot], qkv[r * stride + q_width + kv_width + i]) << p;
+      } else {
+        ASSERT_TRUE(std::isnan(got_keys[slot]) && std::isnan(got_values[slot])) << p;
+      }
+    }
+  }
+
+  uq::cuda::AttentionShape shape;
+  int count, first_position, q_width, kv_width, stride;
+  uq::Rope rope;
+  std::vector<float> qkv, keys, values;
+  DeviceBuffer<float> qkv_dev, k_cache, v_cache, frequencies;
+  DeviceBuffer<int> position;
+};
+
+// A zeroed attention workspace (its counters must start at zero).
+DeviceBuffer<float> attention_workspace(const uq::cuda::AttentionShape& shape, int count,
+                                        int max_keys) {
+  DeviceBuffer<float> workspace(
+      std::max<std::size_t>(1, uq::cuda::attention_workspace_floats(shape, count, max_keys)));
+  workspace.fill_bytes(0);
+  settle();
+  return workspace;
+}
+
+TEST_F(CudaDecoderKernels, RopeAttentionMatchesFloat64Reference) {
+  // Decode (count < 8, one kernel): every head_dim from 32 to 256 in steps of 32, GQA groups
+  // 1..16 (several chunks of query heads where a block holds fewer), 0 to 4600 cached keys,
+  // new rows straddling a split (32 keys at head_dim 128), sliding windows that start mid-split,
+  // on a split boundary, cover exactly the keys, or hold one key. Prompts: RoPE + KV store, then
+  // the tiled kernel.
   const AttentionCase cases[] = {
       {8, 4, 32, 1, 0, 0},       {8, 4, 32, 1, 700, 0},    {4, 1, 64, 3, 37, 0},
       {32, 8, 128, 1, 300, 0},   {8, 2, 128, 7, 513, 0},   {8, 4, 32, 37, 0, 0},
@@ -93,68 +251,119 @@ TEST_F(CudaDecoderKernels, AttentionMatchesFloat64Reference) {
       {32, 8, 128, 1, 2047, 0},  {32, 8, 128, 2, 4600, 0}, {24, 3, 160, 1, 1000, 0},
       {14, 2, 192, 1, 333, 0},   {40, 5, 224, 2, 777, 0},  {16, 16, 256, 1, 1500, 0},
       {16, 2, 64, 1, 95, 0},     {32, 2, 32, 3, 1300, 0},  {6, 6, 96, 1, 31, 0},
-      {8, 1, 128, 1, 2500, 700}, {8, 2, 256, 4, 900, 333}, {4, 2, 128, 1, 1, 0}};
+      {8, 1, 128, 1, 2500, 700}, {8, 2, 256, 4, 900, 333}, {4, 2, 128, 1, 1, 0},
+      {32, 8, 128, 1, 0, 0},     {32, 8, 128, 3, 0, 0},    {32, 8, 128, 1, 512, 0},
+      {32, 8, 128, 1, 2048, 0},  {32, 8, 128, 1, 4600, 0}, {32, 8, 128, 3, 30, 0},
+      {32, 8, 128, 7, 60, 0},    {16, 1, 128, 1, 200, 0},  {8, 4, 128, 1, 100, 32},
+      {8, 4, 128, 2, 63, 64},    {8, 4, 128, 1, 500, 1},   {8, 2, 64, 5, 40, 3},
+      {12, 4, 96, 2, 79, 40},    {10, 2, 160, 1, 47, 0},   {64, 8, 128, 1, 1000, 0}};
   uq::cuda::Stream stream;
   for (const auto& c : cases) {
     SCOPED_TRACE(::testing::Message()
                  << "heads " << c.heads << "/" << c.kv_heads << " dim " << c.head_dim << " count "
                  << c.count << " first " << c.first_position << " window " << c.window);
-    const int keys = c.first_position + c.count;
-    const int q_width = c.heads * c.head_dim;
-    const int kv_width = c.kv_heads * c.head_dim;
-    const int q_stride = q_width + 13;  // rows of a wider buffer, as in the fused q|k|v
-    const auto q = normal(static_cast<std::size_t>(c.count) * q_stride);
-    const auto k = normal(static_cast<std::size_t>(keys) * kv_width);
-    const auto v = normal(static_cast<std::size_t>(keys) * kv_width);
-    uq::cuda::AttentionShape shape{c.heads, c.kv_heads, c.head_dim, c.window};
-    auto q_dev = to_device(q);
-    auto k_dev = to_device(k);
-    auto v_dev = to_device(v);
-    auto out = poisoned(static_cast<std::size_t>(c.count) * q_width);
     // Decode-sized calls bound the keys above what is stored, as a replayed CUDA graph does:
     // the splits past the last key must contribute nothing.
+    const int keys = c.first_position + c.count;
     const int max_keys = c.count < 8 ? keys + 300 : keys;
-    DeviceBuffer<float> workspace(
-        std::max<std::size_t>(1, uq::cuda::attention_workspace_floats(shape, c.count, max_keys)));
-    const auto first_position = to_device(std::vector<int>{c.first_position});
-    uq::cuda::attention(q_dev.data(), c.count, q_stride, first_position.data(), max_keys,
-                        k_dev.data(), v_dev.data(), shape, workspace.data(), out.data(),
-                        stream.get());
+    AttentionInputs inputs(c, max_keys, random_);
+    auto workspace = attention_workspace(inputs.shape, c.count, max_keys);
+    auto out = poisoned(static_cast<std::size_t>(c.count) * inputs.q_width);
+    settle();
+    inputs.run(max_keys, workspace.data(), out.data(), stream.get());
     stream.synchronize();
-    const auto got = from_device(out);
-
-    std::vector<double> want(got.size());
-    const int group = c.heads / c.kv_heads;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-    for (int r = 0; r < c.count; ++r) {
-      const int position = c.first_position + r;
-      const int first = c.window > 0 ? std::max(0, position - c.window + 1) : 0;
-      for (int h = 0; h < c.heads; ++h) {
-        const int g = h / group;
-        std::vector<double> scores;
-        double top = -1e300;
-        for (int key = first; key <= position; ++key) {
-          double dot = 0.0;
-          for (int d = 0; d < c.head_dim; ++d) {
-            dot += double(q[r * q_stride + h * c.head_dim + d]) *
-                   double(k[key * kv_width + g * c.head_dim + d]);
-          }
-          scores.push_back(dot * scale);
-          top = std::max(top, dot * scale);
-        }
-        double total = 0.0;
-        for (auto& s : scores) total += (s = std::exp(s - top));
-        for (int d = 0; d < c.head_dim; ++d) {
-          double value = 0.0;
-          for (int key = first; key <= position; ++key) {
-            value += scores[key - first] * double(v[key * kv_width + g * c.head_dim + d]);
-          }
-          want[r * q_width + h * c.head_dim + d] = value / total;
-        }
-      }
+    EXPECT_LT(relative_l2(from_device(out), inputs.expected()), 1e-5);
+    inputs.expect_cache_stored();
+    if (c.count < 8) {
+      // Again on the same workspace (the decode kernel's counters must be back at zero) and
+      // the cache as the call left it: the same bits.
+      const auto first = from_device(out);
+      out.fill_bytes(0xff);
+      settle();
+      inputs.run(max_keys, workspace.data(), out.data(), stream.get());
+      stream.synchronize();
+      EXPECT_EQ(from_device(out), first);
     }
-    EXPECT_LT(relative_l2(got, want), 1e-5);
   }
+}
+
+// The decode step as the decoder replays it: one graph captured at one position, replayed at
+// others (earlier and later, cache bound at its capacity), several times in a row without a
+// synchronization between (each replay must find the per-head counters reset by the one
+// before: out is poisoned before each, so a replay that never combines leaves NaN). Every
+// replay equals the eager call bit for bit, with programmatic launch on and off.
+TEST_F(CudaDecoderKernels, RopeAttentionGraphReplaysResetTheirCounters) {
+  uq::cuda::Stream stream;
+  const int capacity = 2304;
+  for (const bool pdl : {true, false}) {
+    SCOPED_TRACE(::testing::Message() << "pdl " << pdl);
+    uq::cuda::set_programmatic_launch_enabled(pdl);
+    AttentionInputs inputs(AttentionCase{32, 8, 128, 1, 2200, 0}, capacity, random_);
+    auto workspace = attention_workspace(inputs.shape, 1, capacity);
+    auto out = poisoned(static_cast<std::size_t>(inputs.q_width));
+    uq::cuda::CapturedGraph graph;
+    graph.capture(stream.get(),
+                  [&] { inputs.run(capacity, workspace.data(), out.data(), stream.get()); });
+    const std::vector<float> cached_keys = inputs.keys;
+    const std::vector<float> cached_values = inputs.values;
+    for (const int position : {2200, 511, 512, 0, 33, 2047, 2200}) {
+      SCOPED_TRACE(::testing::Message() << "position " << position);
+      // The cache from `position` on is NaN again (as a fresh step finds it).
+      std::vector<float> keys(cached_keys), values(cached_values);
+      for (std::size_t i = static_cast<std::size_t>(position) * inputs.kv_width; i < keys.size();
+           ++i) {
+        keys[i] = values[i] = std::numeric_limits<float>::quiet_NaN();
+      }
+      inputs.keys = keys;
+      inputs.values = values;
+      inputs.k_cache.upload(keys);
+      inputs.v_cache.upload(values);
+      inputs.first_position = position;
+      inputs.position.upload(std::vector<int>{position});
+      settle();
+      for (int replay = 0; replay < 3; ++replay) {
+        UQ_CUDA_CHECK(cudaMemsetAsync(out.data(), 0xff, out.bytes(), stream.get()));
+        graph.launch(stream.get());
+      }
+      stream.synchronize();
+      const auto replayed = from_device(out);
+      EXPECT_LT(relative_l2(replayed, inputs.expected()), 1e-5);
+      inputs.expect_cache_stored();
+      out.fill_bytes(0xff);
+      settle();
+      inputs.run(capacity, workspace.data(), out.data(), stream.get());
+      stream.synchronize();
+      EXPECT_EQ(from_device(out), replayed);
+    }
+  }
+  uq::cuda::set_programmatic_launch_enabled(true);
+}
+
+// Shapes the kernels do not take and misaligned buffers fail before any launch, naming them.
+TEST_F(CudaDecoderKernels, RopeAttentionRejectsBadArguments) {
+  uq::cuda::Stream stream;
+  AttentionInputs inputs(AttentionCase{8, 4, 64, 1, 10, 0}, 64, random_);
+  auto workspace = attention_workspace(inputs.shape, 1, 64);
+  auto out = poisoned(static_cast<std::size_t>(inputs.q_width) + 4);
+  const auto call = [&](uq::cuda::AttentionShape shape, int count, float* result) {
+    uq::cuda::rope_attention(inputs.qkv_dev.data(), count, inputs.stride, inputs.frequencies.data(),
+                             inputs.position.data(), 64, inputs.k_cache.data(),
+                             inputs.v_cache.data(), shape, workspace.data(), result, stream.get());
+  };
+  const auto message = [&](uq::cuda::AttentionShape shape, int count, float* result) {
+    try {
+      call(shape, count, result);
+    } catch (const uq::Error& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({8, 4, 48, 0}, 1, out.data()).find("head_dim 48"), std::string::npos);
+  EXPECT_NE(message({8, 4, 288, 0}, 1, out.data()).find("head_dim 288"), std::string::npos);
+  EXPECT_NE(message({6, 4, 64, 0}, 1, out.data()).find("6 heads"), std::string::npos);
+  EXPECT_NE(message(inputs.shape, 0, out.data()).find("no rows"), std::string::npos);
+  EXPECT_NE(message(inputs.shape, 1, out.data() + 1).find("16-byte aligned"), std::string::npos);
+  stream.synchronize();
 }
 
 TEST_F(CudaDecoderKernels, NormSwigluMatchCpu) {

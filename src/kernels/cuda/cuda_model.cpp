@@ -140,7 +140,11 @@ void CudaModel::reserve_workspace(int rows, std::size_t attention_floats) const 
   const std::int64_t q_width = config.num_attention_heads * config.head_dim;
   const std::int64_t kv_width = config.num_key_value_heads * config.head_dim;
   Workspace& work = workspace_;
-  reserve(work.attention, attention_floats);
+  if (work.attention.size() < attention_floats) {
+    work.attention = DeviceBuffer<float>(attention_floats);
+    // Its counters start at zero; each attention call leaves them so.
+    UQ_CUDA_CHECK(cudaMemsetAsync(work.attention.data(), 0, work.attention.bytes(), stream_.get()));
+  }
   if (rows <= work.rows) return;
   work.rows = rows;
   work.ids = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(rows));
@@ -358,13 +362,10 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
     else
       layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
     mark("qkv proj");
-    float* q = work.qkv.data();
-    rope_store_kv(q, rows, qkv_width, heads, kv_heads, head_dim, inverse_frequencies_.data(),
-                  position, cache.keys(index), cache.values(index), stream);
-    mark("rope + kv store");
-    attention(q, rows, qkv_width, position, max_keys, cache.keys(index), cache.values(index), shape,
-              work.attention.data(), work.attended.data(), stream);
-    mark("attention");
+    rope_attention(work.qkv.data(), rows, qkv_width, inverse_frequencies_.data(), position,
+                   max_keys, cache.keys(index), cache.values(index), shape, work.attention.data(),
+                   work.attended.data(), stream);
+    mark("rope + kv store + attention");
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
     mark("o proj + residual");
     const bool fuse_gate_up = layer.gate_up->fuses_input(rows, 2 * inner);

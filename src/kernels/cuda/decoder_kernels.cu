@@ -12,18 +12,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kArgmaxBlocks = 128;
-constexpr int kWarps = 4;  // attention blocks: 4 warps
-// Decode attention: a block stages kDecodeTileFloats of keys and of values (4096 / head_dim
-// keys: 32 at head_dim 128) for up to kGroupChunk query heads sharing their kv head.
-constexpr int kDecodeThreads = 256;
-constexpr int kDecodeTileFloats = 4096;
-constexpr int kMaxHeadDim = 256;
-constexpr int kMaxSplitKeys = kDecodeTileFloats / 32;
-constexpr int kGroupChunk = 8;
-constexpr int kCombineChunk = 1024;  // splits whose weights the combine holds at once
-// Combine: one block per (head, query); its threads are kCombineThreads / head_dim lane groups
-// (8 at head_dim 128), each summing every 8th split: a short chain of L2 reads per thread.
-constexpr int kCombineThreads = 1024;
+constexpr int kWarps = 4;            // attention blocks: 4 warps
 constexpr int kQueriesPerWarp = 4;   // prompt attention: a warp keeps 4 queries
 constexpr int kTileFloats = 4096;    // prompt attention: key tile = kTileFloats / head_dim keys
 constexpr int kTiledMinQueries = 8;  // from this many queries on, the tiled kernel
@@ -100,6 +89,26 @@ __global__ void rms_norm_kernel(const float* x, int dim, const float* weight, fl
     out_row[i] = weight[i] * (in_row[i] * inverse_rms);
 }
 
+// RoPE angle of a dimension pair at `position`: float32 angle like transformers, its cosine and
+// sine in double like the CPU path.
+struct RopeAngle {
+  float cosine;
+  float sine;
+};
+
+__device__ RopeAngle rope_angle(int position, float inverse_frequency) {
+  const float angle = static_cast<float>(position) * inverse_frequency;
+  return {static_cast<float>(cos(static_cast<double>(angle))),
+          static_cast<float>(sin(static_cast<double>(angle)))};
+}
+
+// (first, second) = the pair (x[i], x[i + head_dim / 2]) rotated (rotate_half layout).
+__device__ void rotate_pair(float x_first, float x_second, RopeAngle angle, float& first,
+                            float& second) {
+  first = x_first * angle.cosine - x_second * angle.sine;
+  second = x_second * angle.cosine + x_first * angle.sine;
+}
+
 // Item (row, head, i < head_dim / 2) rotates a pair of a query or key head; items past those
 // copy one value. Query heads are rotated in place; keys and values go to the cache.
 __global__ void rope_store_kv_kernel(float* qkv, int rows, int row_stride, int heads, int kv_heads,
@@ -124,20 +133,14 @@ __global__ void rope_store_kv_kernel(float* qkv, int rows, int row_stride, int h
   const int i = static_cast<int>(index % half);
   const int head = static_cast<int>(index / half % (heads + kv_heads));
   const int row = static_cast<int>(index / half / (heads + kv_heads));
-  // float32 angle like transformers, its cosine and sine in double like the CPU path.
-  const float angle = static_cast<float>(first_position + row) * inverse_frequencies[i];
-  const float cosine = static_cast<float>(cos(static_cast<double>(angle)));
-  const float sine = static_cast<float>(sin(static_cast<double>(angle)));
+  const RopeAngle angle = rope_angle(first_position + row, inverse_frequencies[i]);
   float* pair = qkv + static_cast<std::size_t>(row) * row_stride + head * head_dim;
-  const float first = pair[i];
-  const float second = pair[i + half];
   float* target = pair;
   if (head >= heads) {
     target = k_cache + static_cast<std::size_t>(first_position + row) * kv_width +
              (head - heads) * head_dim;
   }
-  target[i] = first * cosine - second * sine;
-  target[i + half] = second * cosine + first * sine;
+  rotate_pair(pair[i], pair[i + half], angle, target[i], target[i + half]);
 }
 
 __device__ int first_visible_key(const AttentionShape& shape, int position) {
@@ -157,206 +160,311 @@ __device__ void online_softmax_step(float score, const float* value_row, int lan
   m = new_max;
 }
 
-// Decode attention, bandwidth-shaped: block (split of keys, kv head [, chunk of its query
-// heads], query). The split's keys and values are staged in shared memory with coalesced
-// 16-byte loads, once for all query heads of the GQA group; scores of every (head, key) pair are
-// computed in parallel, then a block-local softmax per head, then P.V from shared memory. The
-// block writes one partial (max, sum, acc[head_dim]) per head; the combine kernel merges them.
-// Blocks whose split starts past the query's position leave at once (a replayed decode graph
-// launches enough splits for the cache's capacity).
-__global__ void __launch_bounds__(kDecodeThreads)
-    attention_decode_split_kernel(const float* q, int q_stride, const int* first_position_at,
-                                  const float* k_cache, const float* v_cache, AttentionShape shape,
-                                  int splits, float scale, float* partials) {
-  __shared__ float4 key_tile[kDecodeTileFloats / 4];
-  __shared__ float4 value_tile[kDecodeTileFloats / 4];
-  __shared__ float4 query_tile[kGroupChunk * kMaxHeadDim / 4];
-  __shared__ float probabilities[kGroupChunk * kMaxSplitKeys];
-  __shared__ float head_max[kGroupChunk];
-  __shared__ float head_sum[kGroupChunk];
+// Decode attention (rope_attention with fewer than kTiledMinQueries rows), one kernel. Block
+// (split of the visible keys, kv head and chunk of its query heads, row). A split holds
+// kDecodeWarps * decode_keys_per_warp(D) keys (32 at head_dim 128, 16-128 elsewhere: K and V
+// tiles of 24-32 KB together); warp w takes keys w, w + 8, ... of it, lane l dimensions l + 32 i.
+// 1. Before the programmatic wait: the position, the RoPE angle of the thread's dimension pair,
+//    and asynchronous copies of the split's cached keys and values into shared memory (earlier
+//    steps wrote them; nothing in this step does).
+// 2. After it: the query heads of the chunk rotated and scaled, the split's new keys (positions
+//    >= *first_position: this step's rows) rotated from q|k|v; the block whose row's own
+//    position falls in its split (first chunk) stores that key and value into the cache.
+// 3. Each warp runs an online softmax over its keys for every head of the chunk (scores reduced
+//    across the warp, values in registers); the 8 warp states merge into the split's partial
+//    (max, sum, acc[head_dim]) in warp order, written to the workspace.
+// 4. The last block of (row, kv head, chunk) to arrive (a counter per triple, reset by that
+//    block for the next launch) merges the partials of every live split in split order into out.
+// Splits past the row's position leave at once (a replayed decode graph launches enough splits
+// for the cache's capacity); split 0 always holds a key, so its blocks always wait.
+constexpr int kDecodeWarps = 8;
+constexpr int kDecodeThreads = 32 * kDecodeWarps;
+// Keys per warp and query heads per block for head_dim 32 * d: K and V tiles of 2 KB * keys per
+// warp * d together (<= 32 KB), per-lane query and accumulator registers of heads * d (<= 16)
+// each.
+__host__ __device__ constexpr int decode_keys_per_warp(int d) {
+  return d >= 6 ? 2 : 16 / d;
+}
+__host__ __device__ constexpr int decode_chunk_heads(int d) {
+  return d <= 2 ? 8 : 16 / d;
+}
+// Per (row, head, split): max, sum, two unused floats (16-byte aligned acc), acc[head_dim].
+constexpr int kPartialHeader = 4;
 
-  pdl_launch_dependents();
-  pdl_wait();
-  const int head_dim = shape.head_dim;
-  const int split_keys = kDecodeTileFloats / head_dim;
-  const int row = blockIdx.z;
-  const int position = *first_position_at + row;
-  const int first_key = first_visible_key(shape, position) + blockIdx.x * split_keys;
-  if (first_key > position) return;  // past the last key: the combine never reads this split
-  const int keys = min(split_keys, position + 1 - first_key);
-  const int group = shape.heads / shape.kv_heads;
-  const int chunks = (group + kGroupChunk - 1) / kGroupChunk;
-  const int kv_head = blockIdx.y / chunks;
-  const int first_head = kv_head * group + (blockIdx.y % chunks) * kGroupChunk;
-  const int heads = min(kGroupChunk, (kv_head + 1) * group - first_head);
-  const int vectors = head_dim / 4;  // float4 per key row
-  const int kv_width = shape.kv_heads * head_dim;
+struct DecodeArguments {
+  const float* qkv;
+  int row_stride;
+  const float* inverse_frequencies;
+  const int* first_position;
+  float* k_cache;
+  float* v_cache;
+  AttentionShape shape;
+  int splits;
+  float scale;
+  unsigned* counters;  // [row][kv head][chunk]
+  float* partials;     // [row][head][split][kPartialHeader + head_dim]
+  float* out;
+};
 
-  for (int i = threadIdx.x; i < keys * vectors; i += blockDim.x) {
-    const std::size_t offset =
-        static_cast<std::size_t>(first_key + i / vectors) * kv_width + kv_head * head_dim;
-    key_tile[i] = __ldg(reinterpret_cast<const float4*>(k_cache + offset) + i % vectors);
-    value_tile[i] = __ldg(reinterpret_cast<const float4*>(v_cache + offset) + i % vectors);
-  }
-  float* query = reinterpret_cast<float*>(query_tile);
-  for (int i = threadIdx.x; i < heads * head_dim; i += blockDim.x) {
-    query[i] = q[static_cast<std::size_t>(row) * q_stride + first_head * head_dim + i] * scale;
-  }
-  __syncthreads();
-
-  // Item (head h, key j). Consecutive lanes take consecutive keys and start their walk along
-  // head_dim at column j: the 16-byte reads of a quarter warp fall in distinct banks.
-  for (int i = threadIdx.x; i < heads * split_keys; i += blockDim.x) {
-    const int h = i / split_keys;
-    const int j = i % split_keys;
-    float score = -INFINITY;
-    if (j < keys) {
-      const float4* key_row = key_tile + j * vectors;
-      const float4* query_row = query_tile + h * vectors;
-      float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      int c = j % vectors;
-      for (int n = 0; n < vectors; ++n) {
-        const float4 k4 = key_row[c];
-        const float4 q4 = query_row[c];
-        dot[0] = fmaf(k4.x, q4.x, dot[0]);
-        dot[1] = fmaf(k4.y, q4.y, dot[1]);
-        dot[2] = fmaf(k4.z, q4.z, dot[2]);
-        dot[3] = fmaf(k4.w, q4.w, dot[3]);
-        c = c + 1 == vectors ? 0 : c + 1;
-      }
-      score = (dot[0] + dot[1]) + (dot[2] + dot[3]);
-    }
-    probabilities[h * kMaxSplitKeys + j] = score;
-  }
-  __syncthreads();
-
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  for (int h = warp; h < heads; h += kDecodeThreads / 32) {
-    float* p = probabilities + h * kMaxSplitKeys;
-    float m = -INFINITY;
-    for (int j = lane; j < keys; j += 32) m = fmaxf(m, p[j]);
-    m = warp_max(m);  // finite: the split holds at least one key
-    float l = 0.0f;
-    for (int j = lane; j < keys; j += 32) {
-      const float weight = expf(p[j] - m);
-      p[j] = weight;
-      l += weight;
-    }
-    l = warp_sum(l);
-    if (lane == 0) {
-      head_max[h] = m;
-      head_sum[h] = l;
-    }
-  }
-  __syncthreads();
-
-  const float* values = reinterpret_cast<const float*>(value_tile);
-  for (int i = threadIdx.x; i < heads * head_dim; i += blockDim.x) {
-    const int h = i / head_dim;
-    const int d = i % head_dim;
-    const float* p = probabilities + h * kMaxSplitKeys;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int j = 0;
-    for (; j + 4 <= keys; j += 4) {
-#pragma unroll
-      for (int u = 0; u < 4; ++u) acc[u] = fmaf(p[j + u], values[(j + u) * head_dim + d], acc[u]);
-    }
-    for (; j < keys; ++j) acc[0] = fmaf(p[j], values[j * head_dim + d], acc[0]);
-    float* out =
-        partials +
-        ((static_cast<std::size_t>(row) * shape.heads + first_head + h) * splits + blockIdx.x) *
-            (head_dim + 2);
-    out[2 + d] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    if (d == 0) {
-      out[0] = head_max[h];
-      out[1] = head_sum[h];
-    }
-  }
+__device__ void copy_async_16(float* shared, const float* global) {
+  const auto address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global) : "memory");
 }
 
-// Merges the partial softmaxes of the splits that hold keys of block (head, query) into out.
-// Threads (column d, lane group g) sum every groups-th split, in chunks of kCombineChunk splits
-// whose weights exp(max_s - running max) are computed once into shared memory.
-__global__ void __launch_bounds__(kCombineThreads)
-    attention_combine_kernel(const float* partials, const int* first_position_at,
-                             AttentionShape shape, int splits, float* out) {
-  __shared__ float weights[kCombineChunk];
-  __shared__ float reduce[kCombineThreads];
-  __shared__ float chunk_max;
-  pdl_launch_dependents();
-  pdl_wait();
-  const int head = blockIdx.x;
-  const int row = blockIdx.y;
-  const int head_dim = shape.head_dim;
-  const int split_keys = kDecodeTileFloats / head_dim;
-  const int position = *first_position_at + row;
-  const int active = (position - first_visible_key(shape, position)) / split_keys + 1;
-  const float* first =
-      partials + (static_cast<std::size_t>(row) * shape.heads + head) * splits * (head_dim + 2);
-  const int d = threadIdx.x % head_dim;
-  const int lane_group = threadIdx.x / head_dim;
-  const int lane_groups = kCombineThreads / head_dim;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
+__device__ void copy_async_wait_all() {
+  asm volatile("cp.async.wait_all;" ::: "memory");
+}
 
-  float running_max = -INFINITY;
-  float total = 0.0f;  // the softmax denominator, kept by every thread alike
-  float value = 0.0f;
-  for (int chunk = 0; chunk < active; chunk += kCombineChunk) {
-    const int count = min(kCombineChunk, active - chunk);
-    float m = -INFINITY;
-    for (int s = threadIdx.x; s < count; s += blockDim.x)
-      m = fmaxf(m, first[static_cast<std::size_t>(chunk + s) * (head_dim + 2)]);
-    m = warp_max(m);
-    if (lane == 0) reduce[warp] = m;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      float block_max = -INFINITY;
-      for (int w = 0; w < kCombineThreads / 32; ++w) block_max = fmaxf(block_max, reduce[w]);
-      chunk_max = block_max;
+template <int D>
+__global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(DecodeArguments a) {
+  constexpr int kHeadDim = 32 * D;
+  constexpr int kHalf = kHeadDim / 2;
+  constexpr int kKeysPerWarp = decode_keys_per_warp(D);
+  constexpr int kSplitKeys = kDecodeWarps * kKeysPerWarp;
+  constexpr int kHeads = decode_chunk_heads(D);
+  constexpr int kTileFloats = kSplitKeys * kHeadDim;
+  constexpr int kWarpStateFloats = 2 + kHeadDim;  // max, sum, acc
+  constexpr int kMergeFloats = kDecodeWarps * kHeads * kWarpStateFloats;
+  constexpr int kRegionFloats = 2 * kTileFloats > kMergeFloats ? 2 * kTileFloats : kMergeFloats;
+  // The key and value tiles, later the warps' states, later the combine's group states.
+  __shared__ float4 region[kRegionFloats / 4];
+  __shared__ float query[kHeads * kHeadDim];
+  __shared__ bool last_block;
+
+  pdl_launch_dependents();
+  const AttentionShape shape = a.shape;
+  const int row = blockIdx.z;
+  const int first_new = *a.first_position;
+  const int position = first_new + row;
+  const int first_visible = first_visible_key(shape, position);
+  const int first_key = first_visible + static_cast<int>(blockIdx.x) * kSplitKeys;
+  if (first_key > position) return;
+  const int keys = min(kSplitKeys, position + 1 - first_key);
+  const int cached = max(0, min(keys, first_new - first_key));  // keys from earlier steps
+  const int group = shape.heads / shape.kv_heads;
+  const int chunks = (group + kHeads - 1) / kHeads;
+  const int kv_head = static_cast<int>(blockIdx.y) / chunks;
+  const int chunk = static_cast<int>(blockIdx.y) % chunks;
+  const int first_head = kv_head * group + chunk * kHeads;
+  const int heads = min(kHeads, group - chunk * kHeads);
+  const std::size_t kv_width = static_cast<std::size_t>(shape.kv_heads) * kHeadDim;
+  float* key_tile = reinterpret_cast<float*>(region);
+  float* value_tile = key_tile + kTileFloats;
+
+  constexpr int kVectors = kHeadDim / 4;
+  for (int i = threadIdx.x; i < cached * kVectors; i += kDecodeThreads) {
+    const std::size_t offset = static_cast<std::size_t>(first_key + i / kVectors) * kv_width +
+                               static_cast<std::size_t>(kv_head) * kHeadDim + (i % kVectors) * 4;
+    copy_async_16(key_tile + 4 * i, a.k_cache + offset);
+    copy_async_16(value_tile + 4 * i, a.v_cache + offset);
+  }
+  // Thread t rotates dimension pair c = t % kHalf of the heads slot, slot + slots, ...
+  const int pair = static_cast<int>(threadIdx.x) % kHalf;
+  const int slot = static_cast<int>(threadIdx.x) / kHalf;
+  constexpr int kSlots = kDecodeThreads / kHalf;  // >= 2: kHalf <= 128
+  const float inverse_frequency = a.inverse_frequencies[pair];
+  const RopeAngle angle = rope_angle(position, inverse_frequency);
+  pdl_wait();
+
+  if (slot < kSlots) {
+    const float* q_row = a.qkv + static_cast<std::size_t>(row) * a.row_stride;
+    for (int h = slot; h < heads; h += kSlots) {
+      const float* source = q_row + static_cast<std::size_t>(first_head + h) * kHeadDim;
+      float first = 0.0f;
+      float second = 0.0f;
+      rotate_pair(source[pair], source[pair + kHalf], angle, first, second);
+      query[h * kHeadDim + pair] = first * a.scale;
+      query[h * kHeadDim + pair + kHalf] = second * a.scale;
     }
-    __syncthreads();
-    const float new_max = fmaxf(running_max, chunk_max);
-    const float correction = running_max == -INFINITY ? 0.0f : expf(running_max - new_max);
-    value *= correction;
-    total *= correction;
-    running_max = new_max;
-    float weighted_sum = 0.0f;
-    for (int s = threadIdx.x; s < count; s += blockDim.x) {
-      const float* part = first + static_cast<std::size_t>(chunk + s) * (head_dim + 2);
-      const float weight = expf(part[0] - new_max);
-      weights[s] = weight;
-      weighted_sum = fmaf(weight, part[1], weighted_sum);
-    }
-    weighted_sum = warp_sum(weighted_sum);
-    __syncthreads();  // every thread has read chunk_max and reduce[] above
-    if (lane == 0) reduce[warp] = weighted_sum;
-    __syncthreads();
-    for (int w = 0; w < kCombineThreads / 32; ++w) total += reduce[w];
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int s = lane_group;
-    for (; s + 3 * lane_groups < count; s += 4 * lane_groups) {
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const float* part =
-            first + static_cast<std::size_t>(chunk + s + u * lane_groups) * (head_dim + 2);
-        acc[u] = fmaf(weights[s + u * lane_groups], part[2 + d], acc[u]);
+    for (int j = cached + slot; j < keys; j += kSlots) {
+      const int key_position = first_key + j;
+      const float* source = a.qkv +
+                            static_cast<std::size_t>(key_position - first_new) * a.row_stride +
+                            static_cast<std::size_t>(shape.heads + kv_head) * kHeadDim;
+      const float* value_source = source + kv_width;
+      float first = 0.0f;
+      float second = 0.0f;
+      rotate_pair(source[pair], source[pair + kHalf],
+                  key_position == position ? angle : rope_angle(key_position, inverse_frequency),
+                  first, second);
+      const float value_first = value_source[pair];
+      const float value_second = value_source[pair + kHalf];
+      key_tile[j * kHeadDim + pair] = first;
+      key_tile[j * kHeadDim + pair + kHalf] = second;
+      value_tile[j * kHeadDim + pair] = value_first;
+      value_tile[j * kHeadDim + pair + kHalf] = value_second;
+      if (key_position == position && chunk == 0) {  // the row's own key: stored once
+        const std::size_t offset = static_cast<std::size_t>(key_position) * kv_width +
+                                   static_cast<std::size_t>(kv_head) * kHeadDim + pair;
+        a.k_cache[offset] = first;
+        a.k_cache[offset + kHalf] = second;
+        a.v_cache[offset] = value_first;
+        a.v_cache[offset + kHalf] = value_second;
       }
     }
-    for (; s < count; s += lane_groups) {
-      const float* part = first + static_cast<std::size_t>(chunk + s) * (head_dim + 2);
-      acc[0] = fmaf(weights[s], part[2 + d], acc[0]);
-    }
-    value += (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    __syncthreads();  // weights and chunk_max are rewritten by the next chunk
   }
-  if (lane_group < lane_groups) reduce[threadIdx.x] = value;
+  copy_async_wait_all();
   __syncthreads();
-  if (lane_group == 0) {
-    float result = 0.0f;
-    for (int g = 0; g < lane_groups; ++g) result += reduce[g * head_dim + d];
-    out[(static_cast<std::size_t>(row) * shape.heads + head) * head_dim + d] = result / total;
+
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  float q[kHeads][D];
+  float acc[kHeads][D];
+  float m[kHeads];
+  float l[kHeads];
+#pragma unroll
+  for (int h = 0; h < kHeads; ++h) {
+#pragma unroll
+    for (int i = 0; i < D; ++i) {
+      q[h][i] = h < heads ? query[h * kHeadDim + lane + 32 * i] : 0.0f;
+      acc[h][i] = 0.0f;
+    }
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+  }
+#pragma unroll
+  for (int n = 0; n < kKeysPerWarp; ++n) {
+    const int j = warp + kDecodeWarps * n;
+    if (j >= keys) break;
+    float k[D];
+    float v[D];
+#pragma unroll
+    for (int i = 0; i < D; ++i) {
+      k[i] = key_tile[j * kHeadDim + lane + 32 * i];
+      v[i] = value_tile[j * kHeadDim + lane + 32 * i];
+    }
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h >= heads) break;
+      float dot = 0.0f;
+#pragma unroll
+      for (int i = 0; i < D; ++i) dot = fmaf(q[h][i], k[i], dot);
+      const float score = warp_sum(dot);
+      const float new_max = fmaxf(m[h], score);
+      const float correction = expf(m[h] - new_max);  // 0 on the first key (m = -inf)
+      const float weight = expf(score - new_max);
+      l[h] = l[h] * correction + weight;
+#pragma unroll
+      for (int i = 0; i < D; ++i) acc[h][i] = acc[h][i] * correction + weight * v[i];
+      m[h] = new_max;
+    }
+  }
+  __syncthreads();  // every warp is done with the tiles the warp states overwrite
+  float* states = reinterpret_cast<float*>(region);  // [warp][head][max, sum, acc]
+#pragma unroll
+  for (int h = 0; h < kHeads; ++h) {
+    float* state = states + (warp * kHeads + h) * kWarpStateFloats;
+    if (lane == 0) {
+      state[0] = m[h];
+      state[1] = l[h];
+    }
+#pragma unroll
+    for (int i = 0; i < D; ++i) state[2 + lane + 32 * i] = acc[h][i];
+  }
+  __syncthreads();
+
+  // The split's partial of (head h, dimension d), warps merged in order. Warp 0 holds key 0 of
+  // the split, so the merged max is finite; warps without keys weigh exp(-inf) = 0.
+  const std::size_t partial_floats = kPartialHeader + kHeadDim;
+  const std::size_t head_partials = static_cast<std::size_t>(a.splits) * partial_floats;
+  float* row_partials =
+      a.partials + (static_cast<std::size_t>(row) * shape.heads + first_head) * head_partials;
+  for (int item = threadIdx.x; item < heads * kHeadDim; item += kDecodeThreads) {
+    const int h = item / kHeadDim;
+    const int d = item % kHeadDim;
+    float merged_max = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w)
+      merged_max = fmaxf(merged_max, states[(w * kHeads + h) * kWarpStateFloats]);
+    float sum = 0.0f;
+    float value = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float* state = states + (w * kHeads + h) * kWarpStateFloats;
+      const float weight = expf(state[0] - merged_max);
+      sum = fmaf(weight, state[1], sum);
+      value = fmaf(weight, state[2 + d], value);
+    }
+    float* partial = row_partials + h * head_partials + blockIdx.x * partial_floats;
+    partial[kPartialHeader + d] = value;
+    if (d == 0) {
+      partial[0] = merged_max;
+      partial[1] = sum;
+    }
+  }
+
+  // Arrival: the partials are written device-wide before the counter moves (threadfence
+  // reduction pattern); the last block resets the counter, every other one has arrived.
+  const int live_splits = (position - first_visible) / kSplitKeys + 1;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* counter = a.counters + blockIdx.z * gridDim.y + blockIdx.y;
+    const unsigned arrived = atomicAdd(counter, 1u) + 1u;
+    last_block = arrived == static_cast<unsigned>(live_splits);
+    if (last_block) *counter = 0u;
+  }
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+
+  // Combine: thread (item = head h and float4 c of head_dim, group g) folds splits g, g + groups,
+  // ... (L2 reads, 8 in flight), then group states fold in group order: a fixed order.
+  const int items = heads * kVectors;  // <= 128
+  const int groups = kDecodeThreads / items;
+  const int item = static_cast<int>(threadIdx.x) % items;
+  const int g = static_cast<int>(threadIdx.x) / items;
+  const int h = item / kVectors;
+  const int c = item % kVectors;
+  float* group_states = reinterpret_cast<float*>(region);  // [group][item][max, sum, acc4]
+  if (g < groups) {
+    const float* head_partial = row_partials + h * head_partials;
+    float running_max = -INFINITY;
+    float sum = 0.0f;
+    float4 value = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+    for (int s = g; s < live_splits; s += groups) {
+      const float* partial = head_partial + s * partial_floats;
+      const float split_max = __ldcg(partial);
+      const float split_sum = __ldcg(partial + 1);
+      const float4 split_value =
+          __ldcg(reinterpret_cast<const float4*>(partial + kPartialHeader) + c);
+      const float new_max = fmaxf(running_max, split_max);
+      const float correction = expf(running_max - new_max);
+      const float weight = expf(split_max - new_max);
+      sum = sum * correction + weight * split_sum;
+      value.x = value.x * correction + weight * split_value.x;
+      value.y = value.y * correction + weight * split_value.y;
+      value.z = value.z * correction + weight * split_value.z;
+      value.w = value.w * correction + weight * split_value.w;
+      running_max = new_max;
+    }
+    float* state = group_states + (g * items + item) * 6;
+    state[0] = running_max;
+    state[1] = sum;
+    state[2] = value.x;
+    state[3] = value.y;
+    state[4] = value.z;
+    state[5] = value.w;
+  }
+  __syncthreads();
+  if (g == 0) {
+    // Group 0 holds split 0: its max is finite; groups without splits weigh 0.
+    const float* state = group_states + item * 6;
+    float running_max = state[0];
+    float sum = state[1];
+    float value[4] = {state[2], state[3], state[4], state[5]};
+    for (int other = 1; other < groups; ++other) {
+      const float* next = group_states + (other * items + item) * 6;
+      const float new_max = fmaxf(running_max, next[0]);
+      const float correction = expf(running_max - new_max);
+      const float weight = expf(next[0] - new_max);
+      sum = sum * correction + weight * next[1];
+      for (int u = 0; u < 4; ++u) value[u] = value[u] * correction + weight * next[2 + u];
+      running_max = new_max;
+    }
+    float* result =
+        a.out + (static_cast<std::size_t>(row) * shape.heads + first_head + h) * kHeadDim + 4 * c;
+    *reinterpret_cast<float4*>(result) =
+        make_float4(value[0] / sum, value[1] / sum, value[2] / sum, value[3] / sum);
   }
 }
 
@@ -443,36 +551,66 @@ __global__ void attention_tiled_kernel(const float* q, int count, int q_stride,
   }
 }
 
+int decode_split_keys(int head_dim) {
+  return kDecodeWarps * decode_keys_per_warp(head_dim / 32);
+}
+
+int decode_chunks(const AttentionShape& shape) {
+  const int chunk_heads = decode_chunk_heads(shape.head_dim / 32);
+  return (shape.heads / shape.kv_heads + chunk_heads - 1) / chunk_heads;
+}
+
 // Splits of a decode attention over at most max_keys keys (or the window's).
 int decode_splits(const AttentionShape& shape, int max_keys) {
   int visible = max_keys;
   if (shape.sliding_window > 0) visible = std::min(visible, shape.sliding_window);
-  const int split_keys = kDecodeTileFloats / shape.head_dim;
+  const int split_keys = decode_split_keys(shape.head_dim);
   return (visible + split_keys - 1) / split_keys;
 }
 
+// The decode workspace starts with one counter per (row, kv head, chunk) for the most rows a
+// decode call takes, whatever this call's count, so that they never move; rounded to 4 floats
+// to keep the partials after them 16-byte aligned.
+std::size_t decode_counter_floats(const AttentionShape& shape) {
+  const std::size_t counters = static_cast<std::size_t>(kTiledMinQueries - 1) *
+                               static_cast<std::size_t>(shape.kv_heads * decode_chunks(shape));
+  return (counters + 3) / 4 * 4;
+}
+
 template <int D>
-void launch_attention(const float* q, int count, int q_stride, const int* first_position,
-                      int max_keys, const float* k_cache, const float* v_cache,
-                      const AttentionShape& shape, float* workspace, float* out,
-                      cudaStream_t stream) {
+void launch_rope_attention(float* qkv, int count, int row_stride, const float* inverse_frequencies,
+                           const int* first_position, int max_keys, float* k_cache, float* v_cache,
+                           const AttentionShape& shape, float* workspace, float* out,
+                           cudaStream_t stream) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   if (count >= kTiledMinQueries) {
+    rope_store_kv(qkv, count, row_stride, shape.heads, shape.kv_heads, shape.head_dim,
+                  inverse_frequencies, first_position, k_cache, v_cache, stream);
     const dim3 grid((count + kWarps * kQueriesPerWarp - 1) / (kWarps * kQueriesPerWarp),
                     shape.heads);
     const std::size_t shared = 2 * kTileFloats * sizeof(float);
     launch_pdl("attention_tiled_kernel", attention_tiled_kernel<D>, grid, kWarps * 32, shared,
-               stream, q, count, q_stride, first_position, k_cache, v_cache, shape, scale, out);
+               stream, qkv, count, row_stride, first_position, k_cache, v_cache, shape, scale, out);
     return;
   }
   const int splits = decode_splits(shape, max_keys);
-  const int group = shape.heads / shape.kv_heads;
-  const int chunks = (group + kGroupChunk - 1) / kGroupChunk;
-  launch_pdl("attention_decode_split_kernel", attention_decode_split_kernel,
-             dim3(splits, shape.kv_heads * chunks, count), kDecodeThreads, 0, stream, q, q_stride,
-             first_position, k_cache, v_cache, shape, splits, scale, workspace);
-  launch_pdl("attention_combine_kernel", attention_combine_kernel, dim3(shape.heads, count),
-             kCombineThreads, 0, stream, workspace, first_position, shape, splits, out);
+  const DecodeArguments arguments{qkv,
+                                  row_stride,
+                                  inverse_frequencies,
+                                  first_position,
+                                  k_cache,
+                                  v_cache,
+                                  shape,
+                                  splits,
+                                  scale,
+                                  reinterpret_cast<unsigned*>(workspace),
+                                  workspace + decode_counter_floats(shape),
+                                  out};
+  launch_pdl("rope_attention_decode_kernel", rope_attention_decode_kernel<D>,
+             dim3(static_cast<unsigned>(splits),
+                  static_cast<unsigned>(shape.kv_heads * decode_chunks(shape)),
+                  static_cast<unsigned>(count)),
+             kDecodeThreads, 0, stream, arguments);
 }
 
 __global__ void swiglu_kernel(const float* gate_up, int rows, int width, float* out) {
@@ -630,13 +768,15 @@ void rope_store_kv(float* qkv, int rows, int row_stride, int heads, int kv_heads
 
 std::size_t attention_workspace_floats(const AttentionShape& shape, int count, int keys) {
   if (count >= kTiledMinQueries) return 0;
-  return static_cast<std::size_t>(decode_splits(shape, keys)) * static_cast<std::size_t>(count) *
-         shape.heads * (shape.head_dim + 2);
+  return decode_counter_floats(shape) + static_cast<std::size_t>(decode_splits(shape, keys)) *
+                                            static_cast<std::size_t>(count) * shape.heads *
+                                            (kPartialHeader + shape.head_dim);
 }
 
-void attention(const float* q, int count, int q_stride, const int* first_position, int max_keys,
-               const float* k_cache, const float* v_cache, const AttentionShape& shape,
-               float* workspace, float* out, cudaStream_t stream) {
+void rope_attention(float* qkv, int count, int row_stride, const float* inverse_frequencies,
+                    const int* first_position, int max_keys, float* k_cache, float* v_cache,
+                    const AttentionShape& shape, float* workspace, float* out,
+                    cudaStream_t stream) {
   if (shape.head_dim % 32 != 0 || shape.head_dim < 32 || shape.head_dim > 256) {
     fail("cuda attention: head_dim ", shape.head_dim, " is not a multiple of 32 in [32, 256]");
   }
@@ -644,31 +784,38 @@ void attention(const float* q, int count, int q_stride, const int* first_positio
     fail("cuda attention: ", shape.heads, " heads are not a multiple of ", shape.kv_heads,
          " key/value heads");
   }
+  if (count < 1) fail("cuda attention: no rows");
+  const auto misaligned = [](const void* pointer) {
+    return reinterpret_cast<std::uintptr_t>(pointer) % 16 != 0;
+  };
+  if (misaligned(k_cache) || misaligned(v_cache) || misaligned(workspace) || misaligned(out)) {
+    fail("cuda attention: the key/value caches, the workspace and out must be 16-byte aligned");
+  }
   switch (shape.head_dim / 32) {
     case 1:
-      return launch_attention<1>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<1>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 2:
-      return launch_attention<2>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<2>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 3:
-      return launch_attention<3>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<3>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 4:
-      return launch_attention<4>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<4>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 5:
-      return launch_attention<5>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<5>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 6:
-      return launch_attention<6>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<6>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     case 7:
-      return launch_attention<7>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<7>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
     default:
-      return launch_attention<8>(q, count, q_stride, first_position, max_keys, k_cache, v_cache,
-                                 shape, workspace, out, stream);
+      return launch_rope_attention<8>(qkv, count, row_stride, inverse_frequencies, first_position,
+                                      max_keys, k_cache, v_cache, shape, workspace, out, stream);
   }
 }
 

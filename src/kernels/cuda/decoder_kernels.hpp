@@ -46,18 +46,28 @@ struct AttentionShape {
   int sliding_window = 0;  // 0: every earlier key; else keys in (p - window, p]
 };
 
-// Floats of workspace attention needs for `count` queries over at most `keys` keys.
+// Floats of workspace rope_attention needs for `count` rows over at most `keys` keys. Zero it
+// (on the stream) once before its first use: it starts with the decode kernel's per-head
+// arrival counters, which every call leaves at zero again. One workspace serves one shape.
 std::size_t attention_workspace_floats(const AttentionShape& shape, int count, int keys);
 
-// out[r, h*head_dim..] = softmax(q k^T / sqrt(head_dim)) v for the queries at positions
-// *first_position + r, over the cached keys they see (the cache already holds them);
-// max_keys >= *first_position + count bounds the keys (it sizes the decode split).
-// q row r starts at q + r * q_stride. Many queries (a prompt): query tiles share key/value
-// tiles staged in shared memory (flash-attention style). Few queries (decode): the keys are
-// split over blocks, each keeps a partial softmax, and a second kernel combines them.
-void attention(const float* q, int count, int q_stride, const int* first_position, int max_keys,
-               const float* k_cache, const float* v_cache, const AttentionShape& shape,
-               float* workspace, float* out, cudaStream_t stream);
+// One layer's attention for `count` rows of the fused q|k|v (layout as for rope_store_kv, row r
+// at position *first_position + r): RoPE of the rows' query and key heads, the rotated keys and
+// the values stored into the layer's cache at their positions, and
+// out[r, h*head_dim..] = softmax(q k^T / sqrt(head_dim)) v over the cached keys row r sees
+// (causal, sliding window). max_keys >= *first_position + count bounds the keys (it sizes the
+// decode grid). The query heads of qkv are scratch afterwards; the rest of qkv is left as it
+// was. Many rows (a prompt): rope_store_kv, then query tiles sharing key/value tiles staged in
+// shared memory (flash-attention style). Few rows (decode): one kernel; its blocks take splits
+// of the keys, rotate their queries and the new keys themselves, and the last block of a head
+// to finish merges the splits' partial softmaxes in split order (deterministic). The keys and
+// values cached before *first_position, and *first_position itself, must not be written by
+// the kernels this call follows on the stream: the decode kernel reads them before its
+// programmatic wait (pdl_launch.hpp). In a decoder they come from earlier steps. The caches, the
+// workspace and out must be 16-byte aligned (cudaMalloc'd buffers at multiples of head_dim).
+void rope_attention(float* qkv, int count, int row_stride, const float* inverse_frequencies,
+                    const int* first_position, int max_keys, float* k_cache, float* v_cache,
+                    const AttentionShape& shape, float* workspace, float* out, cudaStream_t stream);
 
 // out[r, i] = silu(gate[r, i]) * up[r, i]; gate row r at gate_up + r * 2 * width, up after it.
 void swiglu(const float* gate_up, int rows, int width, float* out, cudaStream_t stream);

@@ -170,8 +170,14 @@ class DeviceCalibration {
       shape.sliding_window = static_cast<int>(*config_.sliding_window);
     }
     const int ctx = static_cast<int>(ctx_);
-    reserve(attention_workspace_,
-            std::max<std::size_t>(1, attention_workspace_floats(shape, ctx, ctx)));
+    const std::size_t attention_floats =
+        std::max<std::size_t>(1, attention_workspace_floats(shape, ctx, ctx));
+    if (attention_workspace_.size() < attention_floats) {
+      attention_workspace_ = DeviceBuffer<float>(attention_floats);
+      // Its counters start at zero; each attention call leaves them so.
+      UQ_CUDA_CHECK(
+          cudaMemsetAsync(attention_workspace_.data(), 0, attention_workspace_.bytes(), stream));
+    }
     for (std::int64_t first = 0; first < tokens_; first += chunk_rows_) {
       const std::int64_t rows = std::min(chunk_rows_, tokens_ - first);
       const float* x = normed_.data() + elements(first, hidden_);
@@ -180,12 +186,10 @@ class DeviceCalibration {
       linear(x, rows, 2, qkv_.data() + q_width_ + kv_width_, qkv_width_, false);
       for (std::int64_t start = 0; start < rows; start += ctx_) {
         float* q = qkv_.data() + elements(start, qkv_width_);
-        rope_store_kv(q, ctx, static_cast<int>(qkv_width_), shape.heads, shape.kv_heads,
-                      shape.head_dim, inverse_frequencies_.data(), position_.data(), keys_.data(),
-                      values_.data(), stream);
-        cuda::attention(q, ctx, static_cast<int>(qkv_width_), position_.data(), ctx, keys_.data(),
-                        values_.data(), shape, attention_workspace_.data(),
-                        attended_.data() + elements(first + start, q_width_), stream);
+        rope_attention(q, ctx, static_cast<int>(qkv_width_), inverse_frequencies_.data(),
+                       position_.data(), ctx, keys_.data(), values_.data(), shape,
+                       attention_workspace_.data(),
+                       attended_.data() + elements(first + start, q_width_), stream);
       }
     }
   }

@@ -3,19 +3,24 @@
 //
 // mma.sync m16n8k16 (bf16 in, fp32 accumulate) with the exact bf16 codes as A (16 weight rows x
 // 16 k) and x as B (the fragments and group sums of affine_gemv_fragments.hpp, made by the
-// prologue kernel). Codes become bf16 with ~1.4 instructions per code: for 2/4-bit one lop3
-// ((w >> s) & 0x000F000F | 0x43004300: two bf16 128 + q) and one bf16x2 fma removing the 128;
-// 8-bit codes as two nibble halves (hi nibble times 16 through the same fma, both mmas into one
-// accumulator); 3/5/6-bit codes through funnel shifts. Scale and bias leave the inner loop:
-// per group and weight row, y += s * C_group + b * sum_group(x).
+// prologue kernel). Codes enter the mma biased: for 2/4-bit one lop3 per pair
+// ((w >> s) & 0x000F000F | 0x43004300: two bf16 128 + q, ~7 instructions per 8 codes with the
+// shifts); 8-bit codes as two nibble halves, the high one as 2048 + 16 * hi (exponent 4 higher,
+// so its mantissa unit is 16), both mmas into one accumulator; 3/5/6-bit codes through funnel
+// shifts. The bias F of the codes (128, 8-bit 2176) is never subtracted per code: per group and
+// weight row, with C' = sum (F + q) x = C + F sum(x),
+//   y += s * C + b * sum(x) = s * C' + (b - F s) * sum(x),
+// so scale and bias (and the fold) leave the inner loop. Cost: the fp32 partial sums of C' are
+// ~(F + q) / |q - zero| larger than those of C, so their rounding is too (the test bounds say
+// by how much).
 //
 // Work: a warp owns 32 weight rows (two m-tiles sharing each B fragment) and a K slice; a block
 // of 8 warps owns 8 / splits row pairs x `splits` K slices, adds the slices' partial sums in
 // shared memory in a fixed order (deterministic) and combines the bf16 parts of each x row.
 // Blocks loop over row blocks (persistent: grid = SMs x occupancy, or fewer row blocks).
 // Each lane keeps `kDepth` groups of code words (and their scales and biases) in flight ahead of
-// use, loaded with ld.global.nc.L1::no_allocate (read once); B fragments go through L1 (every
-// warp of an SM reads the same ones).
+// use, loaded with ld.global.nc.L1::no_allocate (read once); B
+// fragments go through L1 (every warp of an SM reads the same ones).
 // PDL: the first weight loads are issued before griddepcontrol.wait; x fragments, sums and y are
 // touched only after it.
 #include <cuda_bf16.h>
@@ -91,22 +96,20 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// bf16x2 (128 + q) * mul + add, exact for the constants used here.
-__device__ __forceinline__ std::uint32_t bf16x2_fma(std::uint32_t biased, std::uint32_t mul,
-                                                    std::uint32_t add) {
+constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 twice: 128 + q exact for q < 128
+constexpr std::uint32_t kMagic2048 = 0x45004500u;  // bf16 2048 twice: 2048 + 16 q for q < 16
+
+// (bits & mask) | magic in one lop3: ptxas splits the C form into two (one immediate each).
+__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t bits, std::uint32_t mask,
+                                                 std::uint32_t magic) {
   std::uint32_t d;
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(biased), "r"(mul), "r"(add));
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(bits), "r"(mask), "r"(magic));
   return d;
 }
 
-constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 twice: 128 + q exact for q < 128
-constexpr std::uint32_t kOnes = 0x3F803F80u, kMinus128 = 0xC300C300u;
-constexpr std::uint32_t kSixteens = 0x41804180u, kMinus2048 = 0xC500C500u;
-
-// {q(low), q(high)} already in bits [0, 7) of each half -> exact bf16x2 codes.
-__device__ __forceinline__ std::uint32_t codes_to_bf16(std::uint32_t pair) {
-  return bf16x2_fma(pair | kMagic, kOnes, kMinus128);
-}
+// The bias of the codes the mma sees (F above): 128 + q, and for 8-bit also 2048 + 16 * hi.
+template <int BITS>
+constexpr float kCodeBias = BITS == 8 ? 2176.0f : 128.0f;
 
 // One lane's slice of one weight row in one group: group / 4 codes, BITS bits each.
 template <int BITS, int GROUP>
@@ -173,8 +176,8 @@ struct Slice {
     if constexpr (BITS == 4) {
       const std::uint32_t word = aligned_word(step / 2, shift);
       const int s = 8 * (step % 2);
-      first = codes_to_bf16((word >> s) & kNibbles);
-      second = codes_to_bf16((word >> (s + 4)) & kNibbles);
+      first = mask_or(word >> s, kNibbles, kMagic);
+      second = mask_or(word >> (s + 4), kNibbles, kMagic);
     } else if constexpr (BITS == 2) {
       // 16-bit unit u = step / 2 (8 codes): bytes {b0, b1, b1} put codes s and s + 4 16 bits
       // apart, then as 4-bit.
@@ -182,25 +185,26 @@ struct Slice {
       const std::uint32_t word = aligned_word(unit / 2, shift);
       const std::uint32_t spread = __byte_perm(word, 0u, unit % 2 ? 0x4332u : 0x4110u);
       const int s = 4 * (step % 2);
-      first = codes_to_bf16((spread >> s) & 0x00030003u);
-      second = codes_to_bf16((spread >> (s + 2)) & 0x00030003u);
+      first = mask_or(spread >> s, 0x00030003u, kMagic);
+      second = mask_or(spread >> (s + 2), 0x00030003u, kMagic);
     } else if constexpr (BITS == 8) {
       const std::uint32_t word = aligned_word(step, shift);
-      first = codes_to_bf16(word & kNibbles);
-      second = codes_to_bf16((word >> 8) & kNibbles);
-      first_hi = bf16x2_fma(((word >> 4) & kNibbles) | kMagic, kSixteens, kMinus2048);
-      second_hi = bf16x2_fma(((word >> 12) & kNibbles) | kMagic, kSixteens, kMinus2048);
+      first = mask_or(word, kNibbles, kMagic);
+      second = mask_or(word >> 8, kNibbles, kMagic);
+      first_hi = mask_or(word >> 4, kNibbles, kMagic2048);
+      second_hi = mask_or(word >> 12, kNibbles, kMagic2048);
     } else {
       const int e = 4 * step;
-      first = codes_to_bf16(code(e, shift) | (code(e + 1, shift) << 16));
-      second = codes_to_bf16(code(e + 2, shift) | (code(e + 3, shift) << 16));
+      first = code(e, shift) | (code(e + 1, shift) << 16) | kMagic;
+      second = code(e + 2, shift) | (code(e + 3, shift) << 16) | kMagic;
     }
   }
 };
 
 // One group's data for one lane: code slices of 2 m-tiles x rows {g, g + 8}; the scale and bias
-// (bf16 bits) of one of those 4 rows, row (t / 2, t % 2), shuffled to the other lanes at use
-// (2 registers and loads per group instead of 8).
+// (bf16 bits) of one of those 4 rows, row (t / 2, t % 2), converted to f32 and folded (b - F s)
+// by their holder and shuffled to the other lanes at use (2 loads per group instead of 8, one
+// conversion per lane instead of one per row).
 template <int BITS, int GROUP>
 struct GroupStage {
   Slice<BITS, GROUP> slice[2][2];
@@ -319,15 +323,17 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
             }
           }
         }
-        // y += s * C + b * sum(x), per weight row (g, g + 8) and column (2t, 2t + 1).
+        // y += s * C' + (b - F s) * sum(x), per weight row (g, g + 8) and column (2t, 2t + 1).
+        const float own_scale = __uint_as_float(s.scale << 16);
+        const float own_bias = fmaf(-kCodeBias<BITS>, own_scale, __uint_as_float(s.bias << 16));
         float scale[2][2], bias[2][2];
 #pragma unroll
         for (int m = 0; m < 2; ++m)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int holder = (lane & ~3) | (2 * m + h);
-            scale[m][h] = __uint_as_float(__shfl_sync(~0u, s.scale, holder) << 16);
-            bias[m][h] = __uint_as_float(__shfl_sync(~0u, s.bias, holder) << 16);
+            scale[m][h] = __shfl_sync(~0u, own_scale, holder);
+            bias[m][h] = __shfl_sync(~0u, own_bias, holder);
           }
 #pragma unroll
         for (int j = 0; j < TILES; ++j) {

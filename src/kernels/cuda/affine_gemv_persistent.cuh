@@ -7,12 +7,14 @@
 // ((w >> s) & 0x000F000F | 0x43004300: two bf16 128 + q, ~7 instructions per 8 codes with the
 // shifts); 8-bit codes as two nibble halves, the high one as 2048 + 16 * hi (exponent 4 higher,
 // so its mantissa unit is 16), both mmas into one accumulator; 3/5/6-bit codes through funnel
-// shifts. The bias F of the codes (128, 8-bit 2176) is never subtracted per code: per group and
-// weight row, with C' = sum (F + q) x = C + F sum(x),
-//   y += s * C + b * sum(x) = s * C' + (b - F s) * sum(x),
-// so scale and bias (and the fold) leave the inner loop. Cost: the fp32 partial sums of C' are
-// ~(F + q) / |q - zero| larger than those of C, so their rounding is too (the test bounds say
-// by how much).
+// shifts. The bias F of the codes (128, 8-bit 2176) is never subtracted per code: per group,
+// weight row and B column (one bf16 part p of an x row), with C'_p = sum (F + q) x_p,
+//   y += s * C'_p + (b - F s) * sum(x_p),   summed over parts: s * sum q x + b * sum(x),
+// so scale, bias and the fold leave the inner loop. sum(x_p) must be the sum of exactly the
+// values the mma multiplied (the prologue's per-part sums), else F s times the parts' residue
+// (2^-17 |x| for 2 parts) would not cancel. Cost: the fp32 partial sums of C' are
+// ~(F + q) / |q - zero| larger than those of C; tests/cuda/test_affine_gemv.cpp states the
+// modelled error against its bounds.
 //
 // Work: a warp owns 32 weight rows (two m-tiles sharing each B fragment) and a K slice; a block
 // of 8 warps owns 8 / splits row pairs x `splits` K slices, adds the slices' partial sums in
@@ -96,7 +98,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 twice: 128 + q exact for q < 128
+constexpr std::uint32_t kMagic = 0x43004300u;      // bf16 128 twice: 128 + q exact for q < 128
 constexpr std::uint32_t kMagic2048 = 0x45004500u;  // bf16 2048 twice: 2048 + 16 q for q < 16
 
 // (bits & mask) | magic in one lop3: ptxas splits the C form into two (one immediate each).
@@ -240,36 +242,40 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
        block += static_cast<int>(gridDim.x)) {
     const int row0 = block * rows_per_block + pair_local * kPairRows;
     const int end = row0 < a.out ? group_end : group_begin;  // idle warps past `out`
-    // Pointers at the next group to load (groups load in order): advanced, not recomputed.
-    const std::uint32_t* next_codes[2][2];
+    // Pointers at group `base` of the loop below, advanced once per kDepth groups: every load
+    // and fragment read of an unrolled iteration is the pointer plus a constant offset.
+    constexpr int kGroupWords = GROUP * BITS / 32;
+    const std::uint32_t* codes_at[2][2];
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         // Rows past `out` re-read the last row; their sums are never stored.
         const int row = min(row0 + 16 * m + 8 * h + g, a.out - 1);
-        next_codes[m][h] = a.codes + static_cast<std::size_t>(row) * row_words +
-                           static_cast<std::size_t>(group_begin) * (GROUP * BITS / 32);
+        codes_at[m][h] = a.codes + static_cast<std::size_t>(row) * row_words +
+                         static_cast<std::size_t>(group_begin) * kGroupWords;
       }
     const int own_row = min(row0 + 16 * (t / 2) + 8 * (t % 2) + g, a.out - 1);
     const std::size_t own_group = static_cast<std::size_t>(own_row) * groups + group_begin;
-    const std::uint16_t* next_scale = a.scales + own_group;
-    const std::uint16_t* next_bias = a.biases + own_group;
-    const auto load_next_group = [&](GroupStage<BITS, GROUP>& s) {
+    const std::uint16_t* scale_at = a.scales + own_group;
+    const std::uint16_t* bias_at = a.biases + own_group;
+    constexpr int kGroupFragments = GROUP / 32 * TILES * 32;  // uint4 per group
+    const uint4* fragments_at =
+        a.fragments + static_cast<std::size_t>(group_begin) * kGroupFragments + lane;
+    const float* sums_at = a.sums + static_cast<std::size_t>(group_begin) * kColumns + 2 * t;
+    // Group base + ahead (ahead: a compile-time constant once unrolled).
+    const auto load_group = [&](GroupStage<BITS, GROUP>& s, int ahead) {
 #pragma unroll
       for (int m = 0; m < 2; ++m)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          s.slice[m][h].load(next_codes[m][h], t);
-          next_codes[m][h] += GROUP * BITS / 32;
-        }
-      s.scale = __ldg(next_scale++);
-      s.bias = __ldg(next_bias++);
+        for (int h = 0; h < 2; ++h) s.slice[m][h].load(codes_at[m][h] + ahead * kGroupWords, t);
+      s.scale = __ldg(scale_at + ahead);
+      s.bias = __ldg(bias_at + ahead);
     };
     GroupStage<BITS, GROUP> stage[kDepth];
 #pragma unroll
     for (int u = 0; u < kDepth; ++u)
-      if (group_begin + u < end) load_next_group(stage[u]);
+      if (group_begin + u < end) load_group(stage[u], u);
     if (!waited) {
       // x fragments and y belong to the previous kernels: wait for them only now.
       pdl_wait();
@@ -300,10 +306,9 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
 #pragma unroll
         for (int pair = 0; pair < SliceT::kSteps / 2; ++pair) {
           uint4 b[TILES];
-          const std::size_t kpair = static_cast<std::size_t>(group) * (GROUP / 32) + pair;
 #pragma unroll
           for (int j = 0; j < TILES; ++j)
-            b[j] = __ldg(a.fragments + (kpair * TILES + j) * 32 + lane);
+            b[j] = __ldg(fragments_at + u * kGroupFragments + (pair * TILES + j) * 32);
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             const int step = 2 * pair + half;
@@ -337,8 +342,7 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
           }
 #pragma unroll
         for (int j = 0; j < TILES; ++j) {
-          const float2 xs = __ldg(reinterpret_cast<const float2*>(
-              a.sums + static_cast<std::size_t>(group) * kColumns + 8 * j + 2 * t));
+          const float2 xs = __ldg(reinterpret_cast<const float2*>(sums_at + u * kColumns + 8 * j));
 #pragma unroll
           for (int m = 0; m < 2; ++m)
 #pragma unroll
@@ -349,8 +353,16 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
                                           fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
             }
         }
-        if (group + kDepth < end) load_next_group(s);
+        if (group + kDepth < end) load_group(s, u + kDepth);
       }
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) codes_at[m][h] += kDepth * kGroupWords;
+      scale_at += kDepth;
+      bias_at += kDepth;
+      fragments_at += kDepth * kGroupFragments;
+      sums_at += kDepth * kColumns;
     }
 
 #pragma unroll

@@ -5,7 +5,8 @@ shapes of tests/cuda/test_affine_gemv.cpp, with the code bias F folded into the 
   ~/.cache/unified_quantization/venv/bin/python bench/cuda/persistent_fold_error_model.py SEED [BITS,...]
 Model: each mma adds 16 exact bf16 products to its f32 accumulator and truncates to f32 (the
 tensor-core behaviour measured by Fasi et al. 2021); epilogue fmas round to nearest f32; f32 x
-split into 3 bf16 parts for 1-2 rows, 2 for 3-16, bf16 x as 1 part; K splits as the launcher
+split into 3 bf16 parts for 1-2 rows, 2 for 3-16 (hi and lo column added before scaling for
+9-16 rows, as the kernel's 4 n-tile case does), bf16 x as 1 part; K splits as the launcher
 picks them. Prints per case the two test metrics: ||y - ref|| / ||ref_abs|| ("cond") and
 ||y - ref|| / ||ref|| ("relL2"), unfolded -> folded.
 """
@@ -41,11 +42,14 @@ def run(out, inn, bits, group, rows, fold, xbf16):
         for p in range(parts):
             piece = bf16(rem); ps.append(piece); rem = f32(rem - piece)
         part_sum = np.zeros((parts, sp, out))
+        # 9-16 f32 rows (4 n-tiles): the folded kernel adds the hi and lo columns before scaling.
+        paired = fold and not xbf16 and rows > 8
         for split in range(sp):
             g0, g1 = split * G // sp, (split + 1) * G // sp
-            for p in range(parts):
-                acc = np.zeros(out)
-                for g in range(g0, g1):
+            accs = [np.zeros(out) for _ in range(parts)]
+            for g in range(g0, g1):
+                Cs, xss = [], []
+                for p in range(parts):
                     C = np.zeros(out)
                     for k in range(g * group, (g + 1) * group, 16):
                         C = rz32(C + (q[:, k:k+16] + F) @ ps[p][k:k+16])
@@ -53,9 +57,14 @@ def run(out, inn, bits, group, rows, fold, xbf16):
                     if fold or p == 0:  # folded: every part column gets the sum of its own part
                         src = ps[p] if fold else x
                         xs = float(np.cumsum(src[g * group:(g + 1) * group].astype(np.float32), dtype=np.float32)[-1])
-                    bb = f32(b[:, g] - F * s[:, g])
-                    acc = f32(s[:, g] * C + f32(bb * xs + acc))
-                part_sum[p, split] = acc
+                    Cs.append(C); xss.append(xs)
+                bb = f32(b[:, g] - F * s[:, g])
+                if paired:
+                    accs[0] = f32(s[:, g] * f32(Cs[0] + Cs[1]) + f32(bb * f32(xss[0] + xss[1]) + accs[0]))
+                else:
+                    for p in range(parts):
+                        accs[p] = f32(s[:, g] * Cs[p] + f32(bb * xss[p] + accs[p]))
+            for p in range(parts): part_sum[p, split] = accs[p]
         y = np.zeros(out)
         for p in range(parts):
             for split in range(sp): y = f32(y + part_sum[p, split])

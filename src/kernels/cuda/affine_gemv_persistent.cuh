@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_fragments.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
@@ -223,6 +224,8 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
   constexpr bool kSmallSlice = SliceT::kWords <= 2;
   constexpr int kDepth = TILES == 4 ? (kSmallSlice ? 6 : 3) : (kSmallSlice && TILES == 1 ? 4 : 2);
   constexpr int kColumns = 8 * TILES;
+  // 4 n-tiles only come with 2 bf16 parts per x row (f32 x, 9-16 rows: the launcher checks).
+  constexpr bool kPairedParts = TILES == 4;
   constexpr int kStride = kColumns + 1;  // padded row of partial sums
   __shared__ float partial[kPersistentWarps][kPairRows][kStride];
 
@@ -343,15 +346,27 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
 #pragma unroll
         for (int j = 0; j < TILES; ++j) {
           const float2 xs = __ldg(reinterpret_cast<const float2*>(sums_at + u * kColumns + 8 * j));
+          if constexpr (kPairedParts) {
+            // Columns 2t, 2t + 1: the hi and lo part of one x row, added before scaling (3
+            // instructions per pair instead of 4); the lo column's accumulator stays 0.
+            const float xs_row = xs.x + xs.y;
 #pragma unroll
-          for (int m = 0; m < 2; ++m)
+            for (int m = 0; m < 2; ++m)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              acc[m][j][2 * h] =
-                  fmaf(scale[m][h], c[m][j][2 * h], fmaf(bias[m][h], xs.x, acc[m][j][2 * h]));
-              acc[m][j][2 * h + 1] = fmaf(scale[m][h], c[m][j][2 * h + 1],
-                                          fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
-            }
+              for (int h = 0; h < 2; ++h)
+                acc[m][j][2 * h] = fmaf(scale[m][h], c[m][j][2 * h] + c[m][j][2 * h + 1],
+                                        fmaf(bias[m][h], xs_row, acc[m][j][2 * h]));
+          } else {
+#pragma unroll
+            for (int m = 0; m < 2; ++m)
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                acc[m][j][2 * h] =
+                    fmaf(scale[m][h], c[m][j][2 * h], fmaf(bias[m][h], xs.x, acc[m][j][2 * h]));
+                acc[m][j][2 * h + 1] = fmaf(scale[m][h], c[m][j][2 * h + 1],
+                                            fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
+              }
+          }
         }
         if (group + kDepth < end) load_group(s, u + kDepth);
       }
@@ -410,6 +425,7 @@ int multiprocessor_count();  // of the current device, cached (affine_gemv.cu)
 // Launched with programmatic stream serialization after the prologue (PDL).
 template <int BITS, int GROUP, int TILES>
 void launch_affine_gemv_persistent(PersistentArgs a, cudaStream_t stream) {
+  if (TILES == 4 && a.parts != 2) fail("cuda affine gemv: 4 n-tiles need 2 parts per x row");
   const int sms = multiprocessor_count();
   const int groups = a.in / GROUP;
   // Fewest K splits that still give every SM a block; short outputs (down_proj) get more.

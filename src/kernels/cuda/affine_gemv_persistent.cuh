@@ -13,16 +13,16 @@
 // so scale, bias and the fold leave the inner loop. sum(x_p) must be the sum of exactly the
 // values the mma multiplied (the prologue's per-part sums), else F s times the parts' residue
 // (2^-17 |x| for 2 parts) would not cancel. Cost: the fp32 partial sums of C' are
-// ~(F + q) / |q - zero| larger than those of C; tests/cuda/test_affine_gemv.cpp states the
-// modelled error against its bounds.
+// ~(F + q) / |q - 2^(bits-1)| larger than those of C; tests/cuda/test_affine_gemv.cpp states
+// the modelled error against its bounds.
 //
 // Work: a warp owns 32 weight rows (two m-tiles sharing each B fragment) and a K slice; a block
 // of 8 warps owns 8 / splits row pairs x `splits` K slices, adds the slices' partial sums in
 // shared memory in a fixed order (deterministic) and combines the bf16 parts of each x row.
 // Blocks loop over row blocks (persistent: grid = SMs x occupancy, or fewer row blocks).
 // Each lane keeps `kDepth` groups of code words (and their scales and biases) in flight ahead of
-// use, loaded with ld.global.nc.L1::no_allocate (read once); B
-// fragments go through L1 (every warp of an SM reads the same ones).
+// use, loaded with ld.global.nc.L1::no_allocate (read once); B fragments go through L1 (every
+// warp of an SM reads the same ones).
 // PDL: the first weight loads are issued before griddepcontrol.wait; x fragments, sums and y are
 // touched only after it.
 #include <cuda_bf16.h>

@@ -199,10 +199,15 @@ int main(int argc, char** argv) try {
       const AffineDeviceWeight first(host);
       const int n = copies_for(first.bytes(), props.l2_cache_bytes);
       for (int c = 0; c < n; ++c) copies.emplace_back(host);
+      // The persistent kernel's x fragments live in caller-owned scratch, as in the decoder.
+      uq::cuda::GemvScratch scratch;
       for (int rows : row_list) {
         auto time_kernel = [&](GemvKernel kernel) {
+          // One eager product sizes the scratch: it does not grow while a graph is captured.
+          affine_gemv_cuda(first, x.data(), rows, y.data(), stream.get(), kernel, false, &scratch);
           return time_us(stream.get(), [&](int i) {
-            affine_gemv_cuda(copies[i % n], x.data(), rows, y.data(), stream.get(), kernel);
+            affine_gemv_cuda(copies[i % n], x.data(), rows, y.data(), stream.get(), kernel, false,
+                             &scratch);
           });
         };
         const double auto_us = time_kernel(GemvKernel::automatic);

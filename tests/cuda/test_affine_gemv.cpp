@@ -10,8 +10,13 @@
 //   kernels sum scale * (q . x) + bias * sum(x), whose two terms are each up to 2^(bits-1)
 //   times the weight's own, so their rounding reaches ~1e-6 (1.4e-6 seen on an H200); one
 //   wrong code in a row of n terms moves it by ~1/n >= 1e-4.
-// The persistent kernel splits f32 x into 3 bf16 parts for 1-2 rows (exact) and 2 for 3-16, so
-// the same bounds hold for it; bf16 x enters it exactly.
+// The persistent kernel splits f32 x into 3 bf16 parts for 1-2 rows (exact) and 2 for 3-16;
+// bf16 x enters it exactly. It multiplies biased codes F + q (F = 128, 8-bit 2176) and removes
+// F * s * sum(x part) per group, so its fp32 partial sums are ~(F + q) / |q - 2^(bits-1)| larger
+// than a plain kernel's. bench/cuda/persistent_fold_error_model.py models it on these shapes
+// (mma adds truncated to f32, seeds 1-3, every width): worst conditioned 7.9e-7 (unfolded
+// 8.5e-7: the 2-part x residue dominates at 3-16 rows), relative L2 9.9e-6 at >= 32 outputs
+// (unfolded 9.5e-6), so the same bounds hold with a 3x margin at least.
 // The tiled kernel (and automatic where it picks it) rounds weights and x to bf16
 // (2^-9 relative each), so it gets the bounds of a bf16 matmul: relative L2 <= 1e-2 and
 // conditioned <= 1e-3 (its expected ~1.6e-3 / sqrt(in) for random signs).
@@ -27,7 +32,10 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/cuda_graph.hpp"
 #include "kernels/cuda/device.hpp"
+#include "kernels/cuda/gemv_scratch.hpp"
+#include "kernels/cuda/stream.hpp"
 
 namespace {
 
@@ -417,3 +425,105 @@ TEST(DeviceBufferCuda, RoundTripsAndRejectsSizeMismatch) {
 }
 
 }  // namespace
+
+// y = x W^T in float64 from the dequantized weight: {sum, sum of |terms|} per output.
+Reference reference_product(const HostAffine& host, const std::vector<float>& x, int rows) {
+  const std::vector<double> w = host.dequantized();
+  const std::size_t n = static_cast<std::size_t>(rows) * host.out;
+  Reference ref{std::vector<double>(n), std::vector<double>(n)};
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < host.out; ++o) {
+      double sum = 0, sum_abs = 0;
+      for (int i = 0; i < host.in; ++i) {
+        const double term = double(x[static_cast<std::size_t>(r) * host.in + i]) *
+                            w[static_cast<std::size_t>(o) * host.in + i];
+        sum += term;
+        sum_abs += std::abs(term);
+      }
+      ref.y[static_cast<std::size_t>(r) * host.out + o] = sum;
+      ref.y_abs[static_cast<std::size_t>(r) * host.out + o] = sum_abs;
+    }
+  return ref;
+}
+
+// One persistent product with caller-owned scratch and its float64 reference.
+struct ScratchProduct {
+  HostAffine host;
+  AffineDeviceWeight weight;
+  int rows;
+  DeviceBuffer<float> x, y;
+  Reference ref;
+
+  ScratchProduct(std::mt19937_64& rng, int out, int in, int rows_)
+      : host(random_affine(rng, out, in, 4, 64)),
+        weight(host.view()),
+        rows(rows_),
+        x(static_cast<std::size_t>(rows_) * in),
+        y(static_cast<std::size_t>(rows_) * out) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> host_x(x.size());
+    for (auto& v : host_x) v = normal(rng);
+    x.upload(host_x);
+    ref = reference_product(host, host_x, rows);
+  }
+  void enqueue(cudaStream_t stream, uq::cuda::GemvScratch& scratch) {
+    uq::cuda::affine_gemv_cuda(weight, x.data(), rows, y.data(), stream, GemvKernel::persistent,
+                               false, &scratch);
+  }
+  void expect_correct(const std::string& what) const {
+    std::vector<float> got(y.size());
+    y.download(got);
+    EXPECT_LE(relative_l2(got, ref.y, ref.y_abs), kConditionedBound) << what;
+    EXPECT_LE(relative_l2(got, ref.y, ref.y), kRelativeL2Bound) << what;
+  }
+};
+
+// The decoder's pattern: one eager step sizes the scratch, a captured graph replays products that
+// all share it (the second product's prologue overwrites what the first main kernel read: safe
+// only if it waits for it), and the scratch growing later must not free what the graph uses.
+TEST(AffineGemvCudaScratch, SharedByTwoProductsInOneGraphAndKeptAliveWhenGrowing) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::mt19937_64 rng(std::random_device{}());
+  // 16 rows: 4 n-tiles (the largest fragments of this `in`); 1 row: 1 n-tile, 3 parts.
+  ScratchProduct big(rng, 203, 11 * 64, 16), small(rng, 300, 9 * 64, 1);
+  const uq::cuda::Stream stream;
+  uq::cuda::GemvScratch scratch;
+  big.enqueue(stream.get(), scratch);
+  stream.synchronize();
+  const std::size_t sized = scratch.capacity();
+  ASSERT_GT(sized, 0u);
+
+  uq::cuda::CapturedGraph graph;
+  graph.capture(stream.get(), [&] {
+    big.enqueue(stream.get(), scratch);
+    small.enqueue(stream.get(), scratch);
+    big.enqueue(stream.get(), scratch);  // rewrites the fragments `small` just read
+  });
+  EXPECT_EQ(scratch.capacity(), sized) << "captured products must reuse the sized scratch";
+  for (int replay = 0; replay < 2; ++replay) {
+    big.y.fill_bytes(0xFF);
+    small.y.fill_bytes(0xFF);
+    graph.launch(stream.get());
+    stream.synchronize();
+    big.expect_correct("graph replay " + std::to_string(replay) + ", 16 rows");
+    small.expect_correct("graph replay " + std::to_string(replay) + ", 1 row");
+    if (replay == 0) {
+      // A longer `in` grows the scratch eagerly; the graph still holds the first buffer.
+      ScratchProduct longer(rng, 64, 4224 + 64, 16);
+      longer.enqueue(stream.get(), scratch);
+      stream.synchronize();
+      EXPECT_GT(scratch.capacity(), sized);
+      longer.expect_correct("eager product that grew the scratch");
+    }
+  }
+
+  // Capturing with a scratch too small: stream-ordered memory instead, same results.
+  uq::cuda::GemvScratch empty;
+  uq::cuda::CapturedGraph fallback;
+  fallback.capture(stream.get(), [&] { big.enqueue(stream.get(), empty); });
+  EXPECT_EQ(empty.capacity(), 0u);
+  big.y.fill_bytes(0xFF);
+  fallback.launch(stream.get());
+  stream.synchronize();
+  big.expect_correct("captured with an empty scratch");
+}

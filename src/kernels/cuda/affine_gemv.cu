@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 
 #include "core/error.hpp"
@@ -77,11 +78,11 @@ PersistentLayout persistent_layout(int rows, bool bf16_x) {
   return {2, rows <= 8 ? 2 : 4};
 }
 
-// One pass (rows <= 16) of the persistent kernel: prologue into stream-ordered scratch, then
-// the main kernel (PDL).
+// One pass (rows <= 16) of the persistent kernel: prologue into the caller's scratch (or
+// stream-ordered memory), then the main kernel (PDL).
 template <class XT>
 void persistent_pass(const AffineDeviceWeight& w, detail::FragmentArgs<XT> fragments, float* y,
-                     cudaStream_t stream, bool accumulate) {
+                     cudaStream_t stream, bool accumulate, GemvScratch* owned) {
   const PersistentLayout layout =
       persistent_layout(fragments.rows, std::is_same_v<XT, __nv_bfloat16>);
   const int bits = w.bits();
@@ -93,9 +94,12 @@ void persistent_pass(const AffineDeviceWeight& w, detail::FragmentArgs<XT> fragm
   fragments.stream = stream;
   const std::size_t fragment_bytes = detail::fragment_bytes(w.in(), layout.tiles);
   const std::size_t sums = detail::sum_count(w.in(), w.group_size(), layout.tiles);
-  const detail::StreamScratch scratch(fragment_bytes + sums * sizeof(float), stream);
-  fragments.fragments = static_cast<uint4*>(scratch.data());
-  fragments.sums = reinterpret_cast<float*>(static_cast<char*>(scratch.data()) + fragment_bytes);
+  const std::size_t bytes = fragment_bytes + sums * sizeof(float);
+  void* memory = owned != nullptr ? owned->acquire(bytes, stream) : nullptr;
+  std::optional<detail::StreamScratch> stream_ordered;
+  if (memory == nullptr) memory = stream_ordered.emplace(bytes, stream).data();
+  fragments.fragments = static_cast<uint4*>(memory);
+  fragments.sums = reinterpret_cast<float*>(static_cast<char*>(memory) + fragment_bytes);
   detail::launch_affine_gemv_fragments(fragments);
   const detail::PersistentArgs args{
       w.codes(), w.scales(), w.biases(), fragments.fragments, fragments.sums,
@@ -137,7 +141,7 @@ void launch_bits(GemvKernel kernel, const detail::GemvArgs& args, int group_size
 
 template <class XT>
 void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cudaStream_t stream,
-              GemvKernel kernel, bool accumulate) {
+              GemvKernel kernel, bool accumulate, GemvScratch* scratch) {
   if (rows < 0) fail("cuda affine gemv '", w.name(), "': rows ", rows, " is negative");
   if (rows == 0) return;
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
@@ -154,7 +158,7 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
       fragments.input = x + static_cast<std::size_t>(done) * w.in();
       fragments.rows = std::min(detail::kMaxRows, rows - done);
       persistent_pass(w, fragments, y + static_cast<std::size_t>(done) * w.out(), stream,
-                      accumulate);
+                      accumulate, scratch);
     }
     return;
   }
@@ -199,13 +203,15 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
 }  // namespace
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
-                      cudaStream_t stream, GemvKernel kernel, bool accumulate) {
-  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
+                      cudaStream_t stream, GemvKernel kernel, bool accumulate,
+                      GemvScratch* scratch) {
+  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate, scratch);
 }
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
-                      float* y_dev, cudaStream_t stream, GemvKernel kernel, bool accumulate) {
-  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate);
+                      float* y_dev, cudaStream_t stream, GemvKernel kernel, bool accumulate,
+                      GemvScratch* scratch) {
+  dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate, scratch);
 }
 
 GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
@@ -213,7 +219,8 @@ GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
 }
 
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
-                            cudaStream_t stream, const GemvInput& how, bool accumulate) {
+                            cudaStream_t stream, const GemvInput& how, bool accumulate,
+                            GemvScratch* scratch) {
   if (rows < 1 || rows > detail::kMaxRows)
     fail("cuda affine gemv '", w.name(), "': the fused input modes take 1..", detail::kMaxRows,
          " rows, not ", rows);
@@ -228,7 +235,7 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
                    : how.mode == GemvInputMode::swiglu ? detail::FragmentMode::swiglu
                                                        : detail::FragmentMode::plain;
   fragments.rows = rows;
-  persistent_pass(w, fragments, y_dev, stream, accumulate);
+  persistent_pass(w, fragments, y_dev, stream, accumulate, scratch);
 }
 
 }  // namespace uq::cuda

@@ -21,10 +21,13 @@
 // tensor-core passes up to 64 rows where out < 8192; tiled beyond.
 // accumulate: y += the product instead of y = (persistent for any rows, simt for 1-2 rows;
 // other cases throw uq::Error).
+// scratch: where the persistent kernel keeps its x fragments (gemv_scratch.hpp); null: memory
+// allocated and freed stream-ordered per product.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/affine_device_weight.hpp"
+#include "kernels/cuda/gemv_scratch.hpp"
 
 namespace uq::cuda {
 
@@ -43,14 +46,15 @@ struct GemvInput {
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
                       cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
-                      bool accumulate = false);
+                      bool accumulate = false, GemvScratch* scratch = nullptr);
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
-                      bool accumulate = false);
+                      bool accumulate = false, GemvScratch* scratch = nullptr);
 // The kernel `automatic` runs for `rows` rows of an out x in weight.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in);
 // The persistent kernel with its input transform fused into the prologue; 1..16 rows.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
-                            cudaStream_t stream, const GemvInput& how, bool accumulate = false);
+                            cudaStream_t stream, const GemvInput& how, bool accumulate = false,
+                            GemvScratch* scratch = nullptr);
 
 }  // namespace uq::cuda

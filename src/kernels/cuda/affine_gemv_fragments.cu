@@ -104,18 +104,19 @@ __global__ void __launch_bounds__(kThreads) affine_gemv_fragments_kernel(Fragmen
     a.fragments[item] = make_uint4(words[0], words[1], words[2], words[3]);
   }
 
-  // Group sums: one warp per (group, column), lanes across the group.
+  // Group sums of each column's part: one warp per (group, column), lanes across the group.
   const std::size_t sum_items = sum_count(a.in, a.group, a.tiles);
   const int lane = static_cast<int>(threadIdx.x % 32);
   for (std::size_t item = (blockIdx.x * static_cast<std::size_t>(kThreads) + threadIdx.x) / 32;
        item < sum_items; item += stride / 32) {
     const int column = static_cast<int>(item % (8 * static_cast<std::size_t>(a.tiles)));
     const int group = static_cast<int>(item / (8 * static_cast<std::size_t>(a.tiles)));
-    const int row = column / a.parts;
+    const int row = column / a.parts, part = column % a.parts;
     float sum = 0.0f;
-    if (row < a.rows && column % a.parts == 0) {
+    if (row < a.rows) {
       for (int i = lane; i < a.group; i += 32)
-        sum += x_value(a, inverse_rms, row, group * a.group + i);
+        sum += __uint_as_float(bf16_part(x_value(a, inverse_rms, row, group * a.group + i), part)
+                               << 16);
       sum = warp_sum(sum);
     }
     if (lane == 0) a.sums[item] = sum;

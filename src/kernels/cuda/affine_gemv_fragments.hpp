@@ -21,8 +21,10 @@
 //
 // Layout: fragments[((kpair * tiles + tile) * 32 + lane)] = uint4 {b0, b1 of step 2 kpair,
 // b0, b1 of step 2 kpair + 1} (one 16-byte load per lane for two k steps), kpair over `in / 32`;
-// sums[group * 8 * tiles + c] = sum of x over the group for the hi column of each row (c %
-// parts == 0), 0 elsewhere, so the main kernel adds bias * sums with no special case.
+// sums[group * 8 * tiles + c] = sum over the group of the bf16 values of column c (its part of
+// x; 0 for columns past the rows). The main kernel adds (bias - F scale) * sums to every column:
+// with the sum of exactly what the mma multiplied, F * scale * sum cancels the code bias F of
+// C' (affine_gemv_persistent.cuh) to fp32 rounding, and the parts add up to bias * sum(x).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

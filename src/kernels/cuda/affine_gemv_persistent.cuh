@@ -3,11 +3,18 @@
 //
 // mma.sync m16n8k16 (bf16 in, fp32 accumulate) with the exact bf16 codes as A (16 weight rows x
 // 16 k) and x as B (the fragments and group sums of affine_gemv_fragments.hpp, made by the
-// prologue kernel). Codes become bf16 with ~1.4 instructions per code: for 2/4-bit one lop3
-// ((w >> s) & 0x000F000F | 0x43004300: two bf16 128 + q) and one bf16x2 fma removing the 128;
-// 8-bit codes as two nibble halves (hi nibble times 16 through the same fma, both mmas into one
-// accumulator); 3/5/6-bit codes through funnel shifts. Scale and bias leave the inner loop:
-// per group and weight row, y += s * C_group + b * sum_group(x).
+// prologue kernel). Codes enter the mma biased: for 2/4-bit one lop3 per pair
+// ((w >> s) & 0x000F000F | 0x43004300: two bf16 128 + q, ~7 instructions per 8 codes with the
+// shifts); 8-bit codes as two nibble halves, the high one as 2048 + 16 * hi (exponent 4 higher,
+// so its mantissa unit is 16), both mmas into one accumulator; 3/5/6-bit codes through funnel
+// shifts. The bias F of the codes (128, 8-bit 2176) is never subtracted per code: per group,
+// weight row and B column (one bf16 part p of an x row), with C'_p = sum (F + q) x_p,
+//   y += s * C'_p + (b - F s) * sum(x_p),   summed over parts: s * sum q x + b * sum(x),
+// so scale, bias and the fold leave the inner loop. sum(x_p) must be the sum of exactly the
+// values the mma multiplied (the prologue's per-part sums), else F s times the parts' residue
+// (2^-17 |x| for 2 parts) would not cancel. Cost: the fp32 partial sums of C' are
+// ~(F + q) / |q - 2^(bits-1)| larger than those of C; tests/cuda/test_affine_gemv.cpp states
+// the modelled error against its bounds.
 //
 // Work: a warp owns 32 weight rows (two m-tiles sharing each B fragment) and a K slice; a block
 // of 8 warps owns 8 / splits row pairs x `splits` K slices, adds the slices' partial sums in
@@ -26,6 +33,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_fragments.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
@@ -91,22 +99,20 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// bf16x2 (128 + q) * mul + add, exact for the constants used here.
-__device__ __forceinline__ std::uint32_t bf16x2_fma(std::uint32_t biased, std::uint32_t mul,
-                                                    std::uint32_t add) {
+constexpr std::uint32_t kMagic = 0x43004300u;      // bf16 128 twice: 128 + q exact for q < 128
+constexpr std::uint32_t kMagic2048 = 0x45004500u;  // bf16 2048 twice: 2048 + 16 q for q < 16
+
+// (bits & mask) | magic in one lop3: ptxas splits the C form into two (one immediate each).
+__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t bits, std::uint32_t mask,
+                                                 std::uint32_t magic) {
   std::uint32_t d;
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(biased), "r"(mul), "r"(add));
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(bits), "r"(mask), "r"(magic));
   return d;
 }
 
-constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 twice: 128 + q exact for q < 128
-constexpr std::uint32_t kOnes = 0x3F803F80u, kMinus128 = 0xC300C300u;
-constexpr std::uint32_t kSixteens = 0x41804180u, kMinus2048 = 0xC500C500u;
-
-// {q(low), q(high)} already in bits [0, 7) of each half -> exact bf16x2 codes.
-__device__ __forceinline__ std::uint32_t codes_to_bf16(std::uint32_t pair) {
-  return bf16x2_fma(pair | kMagic, kOnes, kMinus128);
-}
+// The bias of the codes the mma sees (F above): 128 + q, and for 8-bit also 2048 + 16 * hi.
+template <int BITS>
+constexpr float kCodeBias = BITS == 8 ? 2176.0f : 128.0f;
 
 // One lane's slice of one weight row in one group: group / 4 codes, BITS bits each.
 template <int BITS, int GROUP>
@@ -173,8 +179,8 @@ struct Slice {
     if constexpr (BITS == 4) {
       const std::uint32_t word = aligned_word(step / 2, shift);
       const int s = 8 * (step % 2);
-      first = codes_to_bf16((word >> s) & kNibbles);
-      second = codes_to_bf16((word >> (s + 4)) & kNibbles);
+      first = mask_or(word >> s, kNibbles, kMagic);
+      second = mask_or(word >> (s + 4), kNibbles, kMagic);
     } else if constexpr (BITS == 2) {
       // 16-bit unit u = step / 2 (8 codes): bytes {b0, b1, b1} put codes s and s + 4 16 bits
       // apart, then as 4-bit.
@@ -182,25 +188,26 @@ struct Slice {
       const std::uint32_t word = aligned_word(unit / 2, shift);
       const std::uint32_t spread = __byte_perm(word, 0u, unit % 2 ? 0x4332u : 0x4110u);
       const int s = 4 * (step % 2);
-      first = codes_to_bf16((spread >> s) & 0x00030003u);
-      second = codes_to_bf16((spread >> (s + 2)) & 0x00030003u);
+      first = mask_or(spread >> s, 0x00030003u, kMagic);
+      second = mask_or(spread >> (s + 2), 0x00030003u, kMagic);
     } else if constexpr (BITS == 8) {
       const std::uint32_t word = aligned_word(step, shift);
-      first = codes_to_bf16(word & kNibbles);
-      second = codes_to_bf16((word >> 8) & kNibbles);
-      first_hi = bf16x2_fma(((word >> 4) & kNibbles) | kMagic, kSixteens, kMinus2048);
-      second_hi = bf16x2_fma(((word >> 12) & kNibbles) | kMagic, kSixteens, kMinus2048);
+      first = mask_or(word, kNibbles, kMagic);
+      second = mask_or(word >> 8, kNibbles, kMagic);
+      first_hi = mask_or(word >> 4, kNibbles, kMagic2048);
+      second_hi = mask_or(word >> 12, kNibbles, kMagic2048);
     } else {
       const int e = 4 * step;
-      first = codes_to_bf16(code(e, shift) | (code(e + 1, shift) << 16));
-      second = codes_to_bf16(code(e + 2, shift) | (code(e + 3, shift) << 16));
+      first = code(e, shift) | (code(e + 1, shift) << 16) | kMagic;
+      second = code(e + 2, shift) | (code(e + 3, shift) << 16) | kMagic;
     }
   }
 };
 
 // One group's data for one lane: code slices of 2 m-tiles x rows {g, g + 8}; the scale and bias
-// (bf16 bits) of one of those 4 rows, row (t / 2, t % 2), shuffled to the other lanes at use
-// (2 registers and loads per group instead of 8).
+// (bf16 bits) of one of those 4 rows, row (t / 2, t % 2), converted to f32 and folded (b - F s)
+// by their holder and shuffled to the other lanes at use (2 loads per group instead of 8, one
+// conversion per lane instead of one per row).
 template <int BITS, int GROUP>
 struct GroupStage {
   Slice<BITS, GROUP> slice[2][2];
@@ -217,6 +224,8 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
   constexpr bool kSmallSlice = SliceT::kWords <= 2;
   constexpr int kDepth = TILES == 4 ? (kSmallSlice ? 6 : 3) : (kSmallSlice && TILES == 1 ? 4 : 2);
   constexpr int kColumns = 8 * TILES;
+  // 4 n-tiles only come with 2 bf16 parts per x row (f32 x, 9-16 rows: the launcher checks).
+  constexpr bool kPairedParts = TILES == 4;
   constexpr int kStride = kColumns + 1;  // padded row of partial sums
   __shared__ float partial[kPersistentWarps][kPairRows][kStride];
 
@@ -236,36 +245,40 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
        block += static_cast<int>(gridDim.x)) {
     const int row0 = block * rows_per_block + pair_local * kPairRows;
     const int end = row0 < a.out ? group_end : group_begin;  // idle warps past `out`
-    // Pointers at the next group to load (groups load in order): advanced, not recomputed.
-    const std::uint32_t* next_codes[2][2];
+    // Pointers at group `base` of the loop below, advanced once per kDepth groups: every load
+    // and fragment read of an unrolled iteration is the pointer plus a constant offset.
+    constexpr int kGroupWords = GROUP * BITS / 32;
+    const std::uint32_t* codes_at[2][2];
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         // Rows past `out` re-read the last row; their sums are never stored.
         const int row = min(row0 + 16 * m + 8 * h + g, a.out - 1);
-        next_codes[m][h] = a.codes + static_cast<std::size_t>(row) * row_words +
-                           static_cast<std::size_t>(group_begin) * (GROUP * BITS / 32);
+        codes_at[m][h] = a.codes + static_cast<std::size_t>(row) * row_words +
+                         static_cast<std::size_t>(group_begin) * kGroupWords;
       }
     const int own_row = min(row0 + 16 * (t / 2) + 8 * (t % 2) + g, a.out - 1);
     const std::size_t own_group = static_cast<std::size_t>(own_row) * groups + group_begin;
-    const std::uint16_t* next_scale = a.scales + own_group;
-    const std::uint16_t* next_bias = a.biases + own_group;
-    const auto load_next_group = [&](GroupStage<BITS, GROUP>& s) {
+    const std::uint16_t* scale_at = a.scales + own_group;
+    const std::uint16_t* bias_at = a.biases + own_group;
+    constexpr int kGroupFragments = GROUP / 32 * TILES * 32;  // uint4 per group
+    const uint4* fragments_at =
+        a.fragments + static_cast<std::size_t>(group_begin) * kGroupFragments + lane;
+    const float* sums_at = a.sums + static_cast<std::size_t>(group_begin) * kColumns + 2 * t;
+    // Group base + ahead (ahead: a compile-time constant once unrolled).
+    const auto load_group = [&](GroupStage<BITS, GROUP>& s, int ahead) {
 #pragma unroll
       for (int m = 0; m < 2; ++m)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          s.slice[m][h].load(next_codes[m][h], t);
-          next_codes[m][h] += GROUP * BITS / 32;
-        }
-      s.scale = __ldg(next_scale++);
-      s.bias = __ldg(next_bias++);
+        for (int h = 0; h < 2; ++h) s.slice[m][h].load(codes_at[m][h] + ahead * kGroupWords, t);
+      s.scale = __ldg(scale_at + ahead);
+      s.bias = __ldg(bias_at + ahead);
     };
     GroupStage<BITS, GROUP> stage[kDepth];
 #pragma unroll
     for (int u = 0; u < kDepth; ++u)
-      if (group_begin + u < end) load_next_group(stage[u]);
+      if (group_begin + u < end) load_group(stage[u], u);
     if (!waited) {
       // x fragments and y belong to the previous kernels: wait for them only now.
       pdl_wait();
@@ -296,10 +309,9 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
 #pragma unroll
         for (int pair = 0; pair < SliceT::kSteps / 2; ++pair) {
           uint4 b[TILES];
-          const std::size_t kpair = static_cast<std::size_t>(group) * (GROUP / 32) + pair;
 #pragma unroll
           for (int j = 0; j < TILES; ++j)
-            b[j] = __ldg(a.fragments + (kpair * TILES + j) * 32 + lane);
+            b[j] = __ldg(fragments_at + u * kGroupFragments + (pair * TILES + j) * 32);
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             const int step = 2 * pair + half;
@@ -319,32 +331,53 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
             }
           }
         }
-        // y += s * C + b * sum(x), per weight row (g, g + 8) and column (2t, 2t + 1).
+        // y += s * C' + (b - F s) * sum(x), per weight row (g, g + 8) and column (2t, 2t + 1).
+        const float own_scale = __uint_as_float(s.scale << 16);
+        const float own_bias = fmaf(-kCodeBias<BITS>, own_scale, __uint_as_float(s.bias << 16));
         float scale[2][2], bias[2][2];
 #pragma unroll
         for (int m = 0; m < 2; ++m)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int holder = (lane & ~3) | (2 * m + h);
-            scale[m][h] = __uint_as_float(__shfl_sync(~0u, s.scale, holder) << 16);
-            bias[m][h] = __uint_as_float(__shfl_sync(~0u, s.bias, holder) << 16);
+            scale[m][h] = __shfl_sync(~0u, own_scale, holder);
+            bias[m][h] = __shfl_sync(~0u, own_bias, holder);
           }
 #pragma unroll
         for (int j = 0; j < TILES; ++j) {
-          const float2 xs = __ldg(reinterpret_cast<const float2*>(
-              a.sums + static_cast<std::size_t>(group) * kColumns + 8 * j + 2 * t));
+          const float2 xs = __ldg(reinterpret_cast<const float2*>(sums_at + u * kColumns + 8 * j));
+          if constexpr (kPairedParts) {
+            // Columns 2t, 2t + 1: the hi and lo part of one x row, added before scaling (3
+            // instructions per pair instead of 4); the lo column's accumulator stays 0.
+            const float xs_row = xs.x + xs.y;
 #pragma unroll
-          for (int m = 0; m < 2; ++m)
+            for (int m = 0; m < 2; ++m)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              acc[m][j][2 * h] =
-                  fmaf(scale[m][h], c[m][j][2 * h], fmaf(bias[m][h], xs.x, acc[m][j][2 * h]));
-              acc[m][j][2 * h + 1] = fmaf(scale[m][h], c[m][j][2 * h + 1],
-                                          fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
-            }
+              for (int h = 0; h < 2; ++h)
+                acc[m][j][2 * h] = fmaf(scale[m][h], c[m][j][2 * h] + c[m][j][2 * h + 1],
+                                        fmaf(bias[m][h], xs_row, acc[m][j][2 * h]));
+          } else {
+#pragma unroll
+            for (int m = 0; m < 2; ++m)
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                acc[m][j][2 * h] =
+                    fmaf(scale[m][h], c[m][j][2 * h], fmaf(bias[m][h], xs.x, acc[m][j][2 * h]));
+                acc[m][j][2 * h + 1] = fmaf(scale[m][h], c[m][j][2 * h + 1],
+                                            fmaf(bias[m][h], xs.y, acc[m][j][2 * h + 1]));
+              }
+          }
         }
-        if (group + kDepth < end) load_next_group(s);
+        if (group + kDepth < end) load_group(s, u + kDepth);
       }
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) codes_at[m][h] += kDepth * kGroupWords;
+      scale_at += kDepth;
+      bias_at += kDepth;
+      fragments_at += kDepth * kGroupFragments;
+      sums_at += kDepth * kColumns;
     }
 
 #pragma unroll
@@ -392,6 +425,7 @@ int multiprocessor_count();  // of the current device, cached (affine_gemv.cu)
 // Launched with programmatic stream serialization after the prologue (PDL).
 template <int BITS, int GROUP, int TILES>
 void launch_affine_gemv_persistent(PersistentArgs a, cudaStream_t stream) {
+  if (TILES == 4 && a.parts != 2) fail("cuda affine gemv: 4 n-tiles need 2 parts per x row");
   const int sms = multiprocessor_count();
   const int groups = a.in / GROUP;
   // Fewest K splits that still give every SM a block; short outputs (down_proj) get more.

@@ -147,9 +147,10 @@ bool DeviceMatrix::fuses_input(int rows) const {
 }
 
 void DeviceMatrix::multiply_fused(const float* input, int rows, const GemvInput& how, float* y,
-                                  bool accumulate, cudaStream_t stream) const {
+                                  bool accumulate, const LinearContext& context) const {
   if (!fuses_input(rows)) fail("cuda: this product cannot fuse its input transform");
-  affine_gemv_fused_cuda(*affine_, input, rows, y, stream, how, accumulate);
+  affine_gemv_fused_cuda(*affine_, input, rows, y, context.stream, how, accumulate,
+                         context.scratch != nullptr ? &context.scratch->gemv : nullptr);
 }
 
 DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const LinearContext& context,
@@ -162,12 +163,13 @@ DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const Lin
   const std::size_t outputs = static_cast<std::size_t>(rows) * static_cast<std::size_t>(out_);
   if (kind_ == Kind::affine) {
     if (direct != nullptr) {
-      affine_gemv_cuda(*affine_, x, rows, direct, context.stream, GemvKernel::automatic,
-                       accumulate);
+      affine_gemv_cuda(*affine_, x, rows, direct, context.stream, GemvKernel::automatic, accumulate,
+                       &scratch.gemv);
       return {direct, nullptr};
     }
     reserve(scratch.product, outputs);
-    affine_gemv_cuda(*affine_, x, rows, scratch.product.data(), context.stream);
+    affine_gemv_cuda(*affine_, x, rows, scratch.product.data(), context.stream,
+                     GemvKernel::automatic, false, &scratch.gemv);
     return {scratch.product.data(), nullptr};
   }
   const float one = 1.0f;
@@ -274,7 +276,7 @@ bool DeviceLinear::fuses_input(int rows, int y_stride) const {
 void DeviceLinear::apply_fused(const float* input, int rows, const GemvInput& how, float* y,
                                int y_stride, bool accumulate, const LinearContext& context) const {
   if (!fuses_input(rows, y_stride)) fail("cuda: this linear cannot fuse its input transform");
-  groups_.front()->multiply_fused(input, rows, how, y, accumulate, context.stream);
+  groups_.front()->multiply_fused(input, rows, how, y, accumulate, context);
 }
 
 }  // namespace uq::cuda

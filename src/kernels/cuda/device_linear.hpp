@@ -43,6 +43,7 @@ struct LinearScratch {
   DeviceBuffer<std::int8_t> quantized_x;
   DeviceBuffer<float> row_absmax;
   DeviceBuffer<std::int32_t> outliers;
+  GemvScratch gemv;  // the persistent affine GEMV's x fragments
 };
 
 struct LinearContext {
@@ -88,7 +89,7 @@ class DeviceMatrix {
   // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV's
   // prologue (affine_gemv_fused_cuda); only where fuses_input(rows).
   void multiply_fused(const float* input, int rows, const GemvInput& how, float* y, bool accumulate,
-                      cudaStream_t stream) const;
+                      const LinearContext& context) const;
   // out[t, :] = W[ids[t], :] as float (embedding lookup).
   void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
 

@@ -21,8 +21,9 @@ namespace {
 
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;     // 16-byte weight loads per lane issued before any is used
-constexpr int kMaxSplits = 4;  // warps sharing one output row (K split)
+constexpr int kUnroll = 4;              // 16-byte weight loads per lane issued before any is used
+constexpr int kMaxSplits = 4;           // warps sharing one output row (K split)
+constexpr long long kStagingShare = 4;  // grid_capacity
 
 struct Args {
   const uint4* w;  // rows of in / 8 chunks of 8 bf16
@@ -261,6 +262,20 @@ int choose_splits(int out, int chunks, long long block_slots) {
   return best;
 }
 
+// Blocks the grid may have: as many as fit on the device at once, but every block reads its
+// whole input from L2 to stage x (16 KB at in 4096; 114 KB of gate|up for down's SwiGLU at
+// 14336), all at the start: so at most as many as keep those reads under 1 / kStagingShare of
+// the weight bytes, and never fewer than one block per SM. Unmeasured: the trade is fewer
+// warps in flight (down at 1/8: one block per SM, half the old kernel's warps) against a
+// start-up burst of L2 reads (down at full occupancy: 45 MB for 117 MB of weights).
+long long grid_capacity(int rows, int out, int in, GemvInputMode mode, int per_sm) {
+  const long long sms = detail::multiprocessor_count();
+  const auto input_bytes =
+      static_cast<long long>(staged_bytes(rows, in)) * (mode == GemvInputMode::swiglu ? 2 : 1);
+  const long long weight_bytes = 2LL * out * in;
+  return std::min(sms * per_sm, std::max(sms, weight_bytes / (kStagingShare * input_bytes)));
+}
+
 std::atomic<int> forced_splits{0};
 
 bool aligned16(const void* p) {
@@ -298,8 +313,7 @@ void bf16_gemv_fused_cuda(const __nv_bfloat16* w, int out, int in, const float* 
   const std::size_t shared = staged_bytes(rows, in);
   int per_sm = 0;
   UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared));
-  const long long block_slots =
-      static_cast<long long>(detail::multiprocessor_count()) * std::max(per_sm, 1);
+  const long long block_slots = grid_capacity(rows, out, in, how.mode, std::max(per_sm, 1));
   const int forced = forced_splits.load();
   const int splits = forced != 0 ? forced : choose_splits(out, in / 8, block_slots);
   const int groups = kWarps / splits;

@@ -15,7 +15,8 @@ echo "build: $((SECONDS - start)) s"
 source scripts/device_env.sh
 build=${UQ_BUILD_DIR:-build-device}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-# Registers per thread decide the blocks per SM (40 -> 3 blocks of 512 threads, 60 -> 2).
+# Registers per thread decide the blocks per SM (expected: 32 at 1 row -> 4 blocks of 512
+# threads; 64 at 2 rows -> 2).
 if command -v cuobjdump > /dev/null; then
   cuobjdump -res-usage "$build/libuq.a" 2>/dev/null | grep -A1 "bf16_gemv_kernel" |
     tee "$out/registers.txt"

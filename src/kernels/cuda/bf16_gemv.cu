@@ -33,7 +33,6 @@ struct Args {
   float eps;
   GemvInputMode mode;
   float* y;
-  int splits;  // 1, 2 or 4; a block holds kWarps / splits row groups
   bool accumulate;
 };
 
@@ -143,8 +142,8 @@ __device__ void stage_x(const Args& a, float4* staged) {
 // parity: one group barrier per row) and split 0 adds them in order. PDL: everything after
 // pdl_wait (x is the predecessor's output); issuing weight loads before it (v1 in
 // docs/PERFORMANCE.md, "CUDA decoder") did not pay at the occupancy it cost.
-template <int ROWS>
-__global__ void __launch_bounds__(kThreads) bf16_gemv_kernel(const Args a) {
+template <int ROWS, int SPLITS>
+__global__ void __launch_bounds__(kThreads, ROWS == 1 ? 4 : 2) bf16_gemv_kernel(const Args a) {
   pdl_launch_dependents();
   pdl_wait();
   extern __shared__ float4 staged[];
@@ -153,53 +152,56 @@ __global__ void __launch_bounds__(kThreads) bf16_gemv_kernel(const Args a) {
   __shared__ float partial[2][kWarps][ROWS];
   const int warp = static_cast<int>(threadIdx.x / 32);
   const int lane = static_cast<int>(threadIdx.x % 32);
-  const int group = warp / a.splits, split = warp % a.splits;
-  const int groups = kWarps / a.splits;
+  const int group = warp / SPLITS, split = warp % SPLITS;
+  const int groups = kWarps / SPLITS;
   const int chunks = a.in / 8;
-  const int span = (chunks + a.splits - 1) / a.splits;
+  const int span = (chunks + SPLITS - 1) / SPLITS;
   const int begin = min(chunks, split * span);
   const int end = min(chunks, begin + span);
   int parity = 0;
   for (int o = static_cast<int>(blockIdx.x) * groups + group; o < a.out;
        o += static_cast<int>(gridDim.x) * groups) {
-    const uint4* row = a.w + static_cast<std::size_t>(o) * chunks;
+    // This warp's slice: weights and x from `begin`, lanes 32 chunks apart.
+    const uint4* row = a.w + static_cast<std::size_t>(o) * chunks + begin + lane;
+    const float4* xs = staged + begin + lane;
+    const int count = end - begin - lane;  // chunks from the lane's first one to the slice's end
     float acc[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) acc[r] = 0.0f;
-    int c = begin + lane;
-    for (; c + 32 * (kUnroll - 1) < end; c += 32 * kUnroll) {
+    int k = 0;
+    for (; k + 32 * (kUnroll - 1) < count; k += 32 * kUnroll) {
       uint4 weights[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) weights[u] = __ldcs(row + c + 32 * u);
+      for (int u = 0; u < kUnroll; ++u) weights[u] = __ldcs(row + k + 32 * u);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
-          const float4* lo = staged + static_cast<std::size_t>(r) * 2 * chunks + c + 32 * u;
+          const float4* lo = xs + r * 2 * chunks + k + 32 * u;
           acc[r] = dot8(weights[u], lo[0], lo[chunks], acc[r]);
         }
       }
     }
-    for (; c < end; c += 32) {
-      const uint4 weights = __ldcs(row + c);
+    for (; k < count; k += 32) {
+      const uint4 weights = __ldcs(row + k);
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {
-        const float4* lo = staged + static_cast<std::size_t>(r) * 2 * chunks + c;
+        const float4* lo = xs + r * 2 * chunks + k;
         acc[r] = dot8(weights, lo[0], lo[chunks], acc[r]);
       }
     }
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) acc[r] = warp_sum(acc[r]);
-    if (a.splits > 1) {
+    if (SPLITS > 1) {
       if (lane == 0) {
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) partial[parity][warp][r] = acc[r];
       }
-      group_barrier(1 + group, 32 * a.splits);
+      group_barrier(1 + group, 32 * SPLITS);
       if (split == 0) {
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
-          for (int s = 1; s < a.splits; ++s) acc[r] += partial[parity][warp + s][r];
+          for (int s = 1; s < SPLITS; ++s) acc[r] += partial[parity][warp + s][r];
         }
       }
       parity ^= 1;
@@ -216,8 +218,15 @@ __global__ void __launch_bounds__(kThreads) bf16_gemv_kernel(const Args a) {
 
 using Kernel = void (*)(Args);
 
-Kernel kernel_for(int rows) {
-  return rows == 1 ? bf16_gemv_kernel<1> : bf16_gemv_kernel<2>;
+Kernel kernel_for(int rows, int splits) {
+  if (rows == 1) {
+    return splits == 1   ? bf16_gemv_kernel<1, 1>
+           : splits == 2 ? bf16_gemv_kernel<1, 2>
+                         : bf16_gemv_kernel<1, 4>;
+  }
+  return splits == 1   ? bf16_gemv_kernel<2, 1>
+         : splits == 2 ? bf16_gemv_kernel<2, 2>
+                       : bf16_gemv_kernel<2, 4>;
 }
 
 // The most dynamic shared memory a block may opt into on the current device, set as each
@@ -232,8 +241,10 @@ int shared_limit() {
     // The kernels' static shared memory (partial sums) comes out of the same budget.
     limit -= 1024;
     for (const int rows : {1, 2}) {
-      UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel_for(rows),
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+      for (int splits = 1; splits <= kMaxSplits; splits *= 2) {
+        UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel_for(rows, splits),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+      }
     }
   });
   return limit;
@@ -309,10 +320,11 @@ void bf16_gemv_fused_cuda(const __nv_bfloat16* w, int out, int in, const float* 
       (how.mode == GemvInputMode::rmsnorm && !aligned16(how.gamma))) {
     fail("cuda bf16 gemv: weights, x and the norm weight must be 16-byte aligned");
   }
-  const Kernel kernel = kernel_for(rows);
   const std::size_t shared = staged_bytes(rows, in);
+  // Every split's kernel has the same launch bounds, so the same blocks per SM.
   int per_sm = 0;
-  UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared));
+  UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel_for(rows, 1),
+                                                              kThreads, shared));
   const long long block_slots = grid_capacity(rows, out, in, how.mode, std::max(per_sm, 1));
   const int forced = forced_splits.load();
   const int splits = forced != 0 ? forced : choose_splits(out, in / 8, block_slots);
@@ -327,9 +339,8 @@ void bf16_gemv_fused_cuda(const __nv_bfloat16* w, int out, int in, const float* 
                   how.eps,
                   how.mode,
                   y,
-                  splits,
                   accumulate};
-  launch_pdl("bf16_gemv_kernel", kernel, blocks, kThreads, shared, stream, args);
+  launch_pdl("bf16_gemv_kernel", kernel_for(rows, splits), blocks, kThreads, shared, stream, args);
 }
 
 void set_bf16_gemv_splits(int splits) {

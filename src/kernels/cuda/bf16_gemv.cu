@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, ROWS == 1 ? 4 : 2) bf16_gemv_kernel(
     }
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) acc[r] = warp_sum(acc[r]);
-    if (SPLITS > 1) {
+    if constexpr (SPLITS > 1) {
       if (lane == 0) {
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) partial[parity][warp][r] = acc[r];

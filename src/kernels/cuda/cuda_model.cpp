@@ -348,8 +348,9 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
     shape.sliding_window = config.layer_uses_sliding_window[i] && config.sliding_window
                                ? static_cast<int>(*config.sliding_window)
                                : 0;
-    // Affine weights take the RMSNorm (and below the SwiGLU) into their GEMV's prologue where
-    // the persistent kernel runs; the norm's stage then shows ~0 and its time is in the product's.
+    // Affine weights (where the persistent kernel runs) and bf16 weights (1-2 rows) take the
+    // RMSNorm (and below the SwiGLU) into their GEMV; the norm's stage then shows ~0 and its
+    // time is in the product's.
     const bool fuse_qkv = layer.qkv->fuses_input(rows, qkv_width);
     if (!fuse_qkv)
       rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(),

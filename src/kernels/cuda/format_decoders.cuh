@@ -15,35 +15,39 @@
 
 namespace uq::cuda {
 
-// Code bytes addressed by their offset in the whole uploaded codes array (4-byte aligned base).
-struct GlobalCodes {
-  const std::uint32_t* words;
+// The code bytes of one row, addressed by their offset from the row's first byte (bnb4: byte
+// floor(row * in / 2)), read as aligned 32-bit words: from the uploaded array in global memory
+// (GlobalRow, 4-byte aligned base) or from a warp's staged copy of a 16-byte aligned window of
+// it in shared memory (StagedRow, whose 32-bit `start` may be negative: the row begins before
+// the window; only offsets inside the window are read).
+struct GlobalRow {
+  const std::uint32_t* words;  // the whole codes array
+  std::int64_t start;          // the row's first byte in it
   __device__ __forceinline__ std::uint32_t word(std::int64_t index) const {
     return __ldg(words + index);
   }
 };
 
-// A copy of the codes' 32-bit words [origin, ...) in shared memory, same addressing.
-struct StagedCodes {
-  const std::uint32_t* words;
-  std::int64_t origin;
-  __device__ __forceinline__ std::uint32_t word(std::int64_t index) const {
-    return words[index - origin];
-  }
+struct StagedRow {
+  const std::uint32_t* words;  // the window
+  int start;                   // the row's first byte relative to the window
+  __device__ __forceinline__ std::uint32_t word(int index) const { return words[index]; }
 };
 
-// 4 bytes from byte offset `byte` (any alignment), little-endian.
+// 4 bytes from row offset `offset` (any alignment), little-endian.
 template <class Codes>
-__device__ __forceinline__ std::uint32_t bytes4(const Codes& codes, std::int64_t byte) {
-  const std::int64_t index = byte >> 2;
+__device__ __forceinline__ std::uint32_t bytes4(const Codes& codes, int offset) {
+  const auto byte = codes.start + offset;
+  const auto index = byte >> 2;
   const auto shift = static_cast<unsigned>(byte & 3) * 8u;
   return __funnelshift_r(codes.word(index), codes.word(index + 1), shift);
 }
 
-// 8 bytes from byte offset `byte` (any alignment): byte k is bits [8k, 8k + 8) of x | y << 32.
+// 8 bytes from row offset `offset` (any alignment): byte k is bits [8k, 8k + 8) of x | y << 32.
 template <class Codes>
-__device__ __forceinline__ uint2 bytes8(const Codes& codes, std::int64_t byte) {
-  const std::int64_t index = byte >> 2;
+__device__ __forceinline__ uint2 bytes8(const Codes& codes, int offset) {
+  const auto byte = codes.start + offset;
+  const auto index = byte >> 2;
   const auto shift = static_cast<unsigned>(byte & 3) * 8u;
   const std::uint32_t w0 = codes.word(index);
   const std::uint32_t w1 = codes.word(index + 1);
@@ -56,12 +60,14 @@ __device__ __forceinline__ unsigned byte_of(uint2 bytes, int k) {
 }
 
 template <class Codes>
-__device__ __forceinline__ unsigned byte_at(const Codes& codes, std::int64_t byte) {
+__device__ __forceinline__ unsigned byte_at(const Codes& codes, int offset) {
+  const auto byte = codes.start + offset;
   return (codes.word(byte >> 2) >> (static_cast<unsigned>(byte & 3) * 8u)) & 0xFFu;
 }
 
 template <class Codes>
-__device__ __forceinline__ float f16_at(const Codes& codes, std::int64_t byte) {  // byte even
+__device__ __forceinline__ float f16_at(const Codes& codes, int offset) {  // even byte
+  const auto byte = codes.start + offset;
   const auto bits = (codes.word(byte >> 2) >> (static_cast<unsigned>(byte & 2) * 8u)) & 0xFFFFu;
   return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
 }
@@ -115,57 +121,54 @@ __device__ __forceinline__ void per_group(Index first, int size, Load load, floa
 // Bytes of a row's codes before element `elements` (a multiple of 8; of 32 / 256 for the ggml
 // block formats), rounded up; bnb4 counts from a byte boundary. Host and device share it: the
 // GEMV sizes its staging buffers with it.
+template <DeviceFormat F>
 __host__ __device__ inline std::int64_t row_code_bytes(const FormatView& w, std::int64_t elements) {
-  switch (w.format) {
-    case DeviceFormat::affine:
-      return elements * w.bits / 8;
-    case DeviceFormat::symmetric8:
-    case DeviceFormat::float8:
-      return elements;
-    case DeviceFormat::symmetric4:
-    case DeviceFormat::bnb4:
-      return (elements + 1) / 2;
-    case DeviceFormat::ggml_f32:
-      return elements * 4;
-    case DeviceFormat::ggml_f16:
-    case DeviceFormat::ggml_bf16:
-      return elements * 2;
-    case DeviceFormat::ggml_q8_0:
-      return (elements + 31) / 32 * 34;
-    case DeviceFormat::ggml_q4_0:
-      return (elements + 31) / 32 * 18;
-    case DeviceFormat::ggml_q4_1:
-      return (elements + 31) / 32 * 20;
-    case DeviceFormat::ggml_q5_0:
-      return (elements + 31) / 32 * 22;
-    case DeviceFormat::ggml_q4_k:
-      return (elements + 255) / 256 * 144;
-    case DeviceFormat::ggml_q6_k:
-      return (elements + 255) / 256 * 210;
+  if constexpr (F == DeviceFormat::affine) {
+    return elements * w.bits / 8;
+  } else if constexpr (F == DeviceFormat::symmetric8 || F == DeviceFormat::float8) {
+    return elements;
+  } else if constexpr (F == DeviceFormat::symmetric4 || F == DeviceFormat::bnb4) {
+    return (elements + 1) / 2;
+  } else if constexpr (F == DeviceFormat::ggml_f32) {
+    return elements * 4;
+  } else if constexpr (F == DeviceFormat::ggml_f16 || F == DeviceFormat::ggml_bf16) {
+    return elements * 2;
+  } else if constexpr (F == DeviceFormat::ggml_q8_0) {
+    return (elements + 31) / 32 * 34;
+  } else if constexpr (F == DeviceFormat::ggml_q4_0) {
+    return (elements + 31) / 32 * 18;
+  } else if constexpr (F == DeviceFormat::ggml_q4_1) {
+    return (elements + 31) / 32 * 20;
+  } else if constexpr (F == DeviceFormat::ggml_q5_0) {
+    return (elements + 31) / 32 * 22;
+  } else if constexpr (F == DeviceFormat::ggml_q4_k) {
+    return (elements + 255) / 256 * 144;
+  } else {
+    static_assert(F == DeviceFormat::ggml_q6_k);
+    return (elements + 255) / 256 * 210;
   }
-  return 0;
 }
 
-// Offset in the codes array of the byte holding element `element` of row `row`.
+// Offset in the codes array of the byte holding element `element` of row `row` (element 0: the
+// row's first byte, as GlobalRow / StagedRow count).
 template <DeviceFormat F>
 __device__ __forceinline__ std::int64_t code_byte(const FormatView& w, int row,
                                                   std::int64_t element) {
   if constexpr (F == DeviceFormat::bnb4) {
     return (static_cast<std::int64_t>(row) * w.in + element) / 2;
   } else {
-    return static_cast<std::int64_t>(row) * w.row_bytes + row_code_bytes(w, element);
+    return static_cast<std::int64_t>(row) * w.row_bytes + row_code_bytes<F>(w, element);
   }
 }
 
 template <DeviceFormat F, class Codes>
 __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, int row, int chunk,
                                        float (&v)[8]) {
-  const std::int64_t base = static_cast<std::int64_t>(row) * w.row_bytes;
   if constexpr (F == DeviceFormat::affine) {
     // 8 codes of `bits` bits are exactly `bits` bytes of the row's stream, from byte chunk * bits
     // (row_bytes is a multiple of 4).
     const int start = chunk * w.bits;
-    const std::int64_t word = (base + start) / 4;
+    const auto word = (codes.start + start) / 4;  // row starts are 4-byte aligned
     const int shift = (start % 4) * 8;
     const std::uint64_t low = codes.word(word) | (std::uint64_t{codes.word(word + 1)} << 32);
     const std::uint64_t stream =
@@ -197,13 +200,13 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
       v[j] = scale[j] * code_minus(q, 0.0f) + bias[j];
     }
   } else if constexpr (F == DeviceFormat::symmetric8) {
-    const uint2 b = biased(bytes8(codes, base + chunk * 8));
+    const uint2 b = biased(bytes8(codes, chunk * 8));
     const float scale = __ldg(w.scales + row);
 #pragma unroll
     for (int j = 0; j < 8; ++j) v[j] = scale * byte_minus(b, j, 128.0f);
   } else if constexpr (F == DeviceFormat::symmetric4) {
     // Byte k holds element 2k in its low nibble and 2k + 1 in its high one: nibble j is element j.
-    const std::uint32_t b = bytes4(codes, base + chunk * 4);
+    const std::uint32_t b = bytes4(codes, chunk * 4);
     const std::uint32_t low = b & 0x0F0F0F0Fu;
     const std::uint32_t high = (b >> 4) & 0x0F0F0F0Fu;
     const float scale = __ldg(w.scales + row);
@@ -216,7 +219,7 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     // Exact conversions: e5m2 is the high byte of an f16; e4m3 (bias 7) shifted into the f32
     // exponent field reads as the value times 2^-120 (subnormals too), rescaled by a power of two.
     // (e4m3fn's NaN code 0x7F reads as 480; quantizers saturate at 448 and never write it.)
-    const uint2 b = bytes8(codes, base + chunk * 8);
+    const uint2 b = bytes8(codes, chunk * 8);
     const float scale = __ldg(w.scales + row);
     if (w.float8_e5m2) {
 #pragma unroll
@@ -234,8 +237,9 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
   } else if constexpr (F == DeviceFormat::bnb4) {
     // Element f of the flattened matrix is in byte f / 2, the high nibble when f is even. Swapping
     // the nibbles of every byte puts element (f & ~1) + n at nibble n of the swapped word.
+    // The row starts at byte floor(row * in / 2), on its low nibble when row * in is odd.
     const std::int64_t first = static_cast<std::int64_t>(row) * w.in + chunk * 8;
-    const uint2 b = bytes8(codes, first / 2);
+    const uint2 b = bytes8(codes, chunk * 4);
     std::uint64_t q = b.x | (std::uint64_t{b.y} << 32);
     q = ((q >> 4) & 0x0F0F0F0F0F0F0F0Full) | ((q & 0x0F0F0F0F0F0F0F0Full) << 4);
     q >>= 4 * (first & 1);
@@ -252,12 +256,12 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     for (int j = 0; j < 8; ++j)
       v[j] = __ldg(w.table + static_cast<unsigned>((q >> (4 * j)) & 0x0Fu)) * absmax[j];
   } else if constexpr (F == DeviceFormat::ggml_f32) {
-    const std::int64_t word = base / 4 + chunk * 8;
+    const auto word = codes.start / 4 + chunk * 8;  // row starts are 4-byte aligned
 #pragma unroll
     for (int j = 0; j < 8; ++j) v[j] = __uint_as_float(codes.word(word + j));
   } else if constexpr (F == DeviceFormat::ggml_f16 || F == DeviceFormat::ggml_bf16) {
-    const uint2 lo = bytes8(codes, base + chunk * 16);
-    const uint2 hi = bytes8(codes, base + chunk * 16 + 8);
+    const uint2 lo = bytes8(codes, chunk * 16);
+    const uint2 hi = bytes8(codes, chunk * 16 + 8);
     const std::uint32_t words[4] = {lo.x, lo.y, hi.x, hi.y};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -270,7 +274,7 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     }
   } else if constexpr (F == DeviceFormat::ggml_q8_0) {
     // The 32-element formats: block chunk / 4 of the row, elements [8 (chunk % 4), +8) of it.
-    const std::int64_t block = base + (chunk / 4) * 34;
+    const int block = (chunk / 4) * 34;
     const float d = f16_at(codes, block);
     const uint2 b = biased(bytes8(codes, block + 2 + (chunk % 4) * 8));
 #pragma unroll
@@ -279,7 +283,7 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     // Element e < 16: low nibble of qs[e]; e >= 16: high nibble of qs[e - 16].
     constexpr int kBlockBytes = F == DeviceFormat::ggml_q4_0 ? 18 : 20;
     constexpr int kHeader = F == DeviceFormat::ggml_q4_0 ? 2 : 4;
-    const std::int64_t block = base + (chunk / 4) * kBlockBytes;
+    const int block = (chunk / 4) * kBlockBytes;
     const float d = f16_at(codes, block);
     const int within = (chunk % 4) * 8;
     const uint2 b = nibbles(bytes8(codes, block + kHeader + within % 16), within < 16 ? 0 : 4);
@@ -292,7 +296,7 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
       for (int j = 0; j < 8; ++j) v[j] = byte_minus(b, j, 0.0f) * d + m;
     }
   } else if constexpr (F == DeviceFormat::ggml_q5_0) {
-    const std::int64_t block = base + (chunk / 4) * 22;
+    const int block = (chunk / 4) * 22;
     const float d = f16_at(codes, block);
     const std::uint32_t high = bytes4(codes, block + 2);
     const int within = (chunk % 4) * 8;
@@ -307,12 +311,12 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     // 256 elements: four 64s; the first 32 of each in the low nibbles of 32 bytes, the next 32 in
     // the high nibbles; sub-block (32 elements) 6-bit scale and min from the 12 packed bytes at
     // +4 (ggml's get_scale_min_k4).
-    const std::int64_t block = base + (chunk / 32) * 144;
+    const int block = (chunk / 32) * 144;
     const int e = (chunk % 32) * 8;
     const int quarter = e / 64;
     const int in_quarter = e % 64;
     const int sub = 2 * quarter + (in_quarter >= 32 ? 1 : 0);
-    const std::int64_t packed = block + 4;
+    const int packed = block + 4;
     unsigned sc = 0, m = 0;
     if (sub < 4) {
       sc = byte_at(codes, packed + sub) & 63u;
@@ -332,7 +336,7 @@ __device__ __forceinline__ void decode(const FormatView& w, const Codes& codes, 
     // ql[128] low 4 bits, qh[64] high 2 bits, int8 scales[16] (one per 16), f16 d at 208. In each
     // half of 128, element 32 k + l (k < 4) takes ql[l + 32 (k % 2)] (low nibble for k < 2),
     // bits 2k of qh[l] and scale l / 16 + 2 k.
-    const std::int64_t block = base + (chunk / 32) * 210;
+    const int block = (chunk / 32) * 210;
     const int e = (chunk % 32) * 8;
     const int half = e / 128;
     const int k = (e % 128) / 32;

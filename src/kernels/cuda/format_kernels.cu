@@ -92,8 +92,12 @@ __global__ void __launch_bounds__(kGemvThreads, kMaxRows <= 4 ? 3 : 2)
   uint4* buffers = staged + warp * 2 * kOutPerWarp * plan.span;  // [buffer][o][span]
   const auto* code_words = reinterpret_cast<const uint4*>(w.codes);
   int row_of[kOutPerWarp];  // rows past `out` repeat the last row; their sums are dropped
+  std::int64_t row_start[kOutPerWarp];  // their first code bytes
 #pragma unroll
-  for (int o = 0; o < kOutPerWarp; ++o) row_of[o] = min(first_out + o, w.out - 1);
+  for (int o = 0; o < kOutPerWarp; ++o) {
+    row_of[o] = min(first_out + o, w.out - 1);
+    row_start[o] = code_byte<F>(w, row_of[o], 0);
+  }
 
   // Copies tile `tile` (if any) into buffer `buffer`; always commits a group, so that waiting
   // for all but one group always means the previous tile has landed.
@@ -124,12 +128,13 @@ __global__ void __launch_bounds__(kGemvThreads, kMaxRows <= 4 ? 3 : 2)
       stage(tile + plan.splits, buffer ^ 1);
       wait_async_but_one();
       __syncwarp();  // every lane's copies of this tile are visible to the warp
-      StagedCodes codes[kOutPerWarp];
+      StagedRow codes[kOutPerWarp];
 #pragma unroll
       for (int o = 0; o < kOutPerWarp; ++o) {
         codes[o] = {reinterpret_cast<const std::uint32_t*>(buffers +
                                                            (buffer * kOutPerWarp + o) * plan.span),
-                    tile_first_word<F>(w, row_of[o], tile, plan.tile_elements) * 4};
+                    static_cast<int>(row_start[o] - 16 * tile_first_word<F>(w, row_of[o], tile,
+                                                                            plan.tile_elements))};
       }
       const int tile_first_chunk = tile * (plan.tile_elements / 8);
       const int tile_end_chunk = min(chunks, tile_first_chunk + plan.tile_elements / 8);
@@ -202,7 +207,8 @@ __global__ void format_rows_kernel(FormatView w, int first, const std::int32_t* 
   const auto chunk = static_cast<int>(index % chunks);
   const int row = ids != nullptr ? ids[t] : first + t;
   float v[8];
-  decode<F>(w, GlobalCodes{reinterpret_cast<const std::uint32_t*>(w.codes)}, row, chunk, v);
+  decode<F>(w, GlobalRow{reinterpret_cast<const std::uint32_t*>(w.codes), code_byte<F>(w, row, 0)},
+            row, chunk, v);
   float* destination = out + static_cast<std::int64_t>(t) * w.in + chunk * 8;
   const int valid = min(8, w.in - chunk * 8);
   if (valid == 8 && w.in % 4 == 0) {
@@ -253,8 +259,9 @@ void with_format(DeviceFormat format, Body&& body) {
 
 // Tiles of about kTileBytes per row (a multiple of 256 columns: whole ggml super-blocks and
 // 32 lanes x 8 columns); rows split over warps until the grid has a few warps per SM slot.
+template <DeviceFormat F>
 GemvPlan gemv_plan(const FormatView& w) {
-  const std::int64_t bytes256 = row_code_bytes(w, 256);
+  const std::int64_t bytes256 = row_code_bytes<F>(w, 256);
   const auto tile_elements =
       static_cast<int>(256 * std::max<std::int64_t>(1, kTileBytes / bytes256));
   const int tiles = (w.in + tile_elements - 1) / tile_elements;
@@ -266,7 +273,7 @@ GemvPlan gemv_plan(const FormatView& w) {
   int splits = 1;
   while (splits < kMaxSplits && splits * 2 <= tiles && groups * splits < std::int64_t{sms} * 32)
     splits *= 2;
-  const auto span = static_cast<int>((row_code_bytes(w, tile_elements) + kStageSlack + 15) / 16);
+  const auto span = static_cast<int>((row_code_bytes<F>(w, tile_elements) + kStageSlack + 15) / 16);
   return {tile_elements, splits, span};
 }
 
@@ -275,11 +282,11 @@ GemvPlan gemv_plan(const FormatView& w) {
 void format_gemv(const FormatView& w, const float* x, int rows, float* y, cudaStream_t stream) {
   if (rows < 1 || rows > kFormatGemvMaxRows)
     fail("cuda format_gemv: ", rows, " rows (1 to ", kFormatGemvMaxRows, ")");
-  const GemvPlan plan = gemv_plan(w);
-  const int groups_per_block = kGemvWarps / plan.splits;
-  const int groups = (w.out + kOutPerWarp - 1) / kOutPerWarp;
-  const int blocks = (groups + groups_per_block - 1) / groups_per_block;
   with_format(w.format, [&]<DeviceFormat F>() {
+    const GemvPlan plan = gemv_plan<F>(w);
+    const int groups_per_block = kGemvWarps / plan.splits;
+    const int groups = (w.out + kOutPerWarp - 1) / kOutPerWarp;
+    const int blocks = (groups + groups_per_block - 1) / groups_per_block;
     if (rows <= kFewRows) {
       format_gemv_kernel<F, kFewRows><<<blocks, kGemvThreads, 0, stream>>>(w, x, rows, y, plan);
     } else {

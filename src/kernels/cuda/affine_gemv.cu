@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <type_traits>
 
 #include "core/error.hpp"
@@ -37,16 +36,6 @@ UQ_EXTERN_AFFINE_GEMV(6)
 UQ_EXTERN_AFFINE_GEMV(8)
 #undef UQ_EXTERN_AFFINE_GEMV
 
-int multiprocessor_count() {
-  static int count = 0;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    int device = 0;
-    UQ_CUDA_CHECK(cudaGetDevice(&device));
-    UQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  });
-  return count;
-}
 }  // namespace detail
 
 namespace {

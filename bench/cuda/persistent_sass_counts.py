@@ -13,8 +13,10 @@ root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file
 widths = [int(b) for b in sys.argv[2].split(',')] if len(sys.argv) > 2 else [2, 3, 4, 5, 6, 8]
 cuobjdump = os.environ.get('CUOBJDUMP', 'cuobjdump')
 PROBE = '''#include "kernels/cuda/affine_gemv_persistent.cuh"
+namespace uq::cuda {
+int current_device_multiprocessors() { return 132; }
+}
 namespace uq::cuda::detail {
-int multiprocessor_count() { return 132; }
 template void launch_affine_gemv_persistent_bits<PROBE_BITS>(const PersistentArgs&, int, int,
                                                              cudaStream_t);
 }

@@ -18,26 +18,12 @@
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
 #include "model/decoder.hpp"
-#include "model/float_weight.hpp"
 #include "model/generate.hpp"
-#include "quant/affine_weight.hpp"
 #include "support/test_support.hpp"
 
 namespace {
 
 using uq::LogitsMode;
-
-// The bundled model with every matrix quantized to MLX affine `bits`, group 64.
-std::shared_ptr<uq::Model> quantized_bundled(int bits) {
-  auto model = uq::load_model(uq::test::bundled_model());
-  for (auto& slot : model->weight_slots()) {
-    const auto& source = dynamic_cast<const uq::FloatWeight&>(*slot.weight);
-    slot.weight =
-        uq::AffineWeight::quantize(source.bytes().data(), source.dtype(), source.out_features(),
-                                   source.in_features(), bits, 64, slot.path);
-  }
-  return model;
-}
 
 class CudaModelTest : public ::testing::TestWithParam<int> {
  protected:
@@ -50,7 +36,7 @@ class CudaModelTest : public ::testing::TestWithParam<int> {
   void TearDown() override { uq::cpu::set_exact_gemv(false); }
   std::shared_ptr<const uq::Model> model() const {
     if (GetParam() == 16) return uq::test::bundled().model;
-    return quantized_bundled(GetParam());
+    return uq::test::bundled_affine(GetParam());
   }
 };
 

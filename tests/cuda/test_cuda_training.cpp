@@ -18,8 +18,6 @@
 #include "kernels/cuda/cuda_trainable_decoder.hpp"
 #include "kernels/cuda/device.hpp"
 #include "model/decoder.hpp"
-#include "model/float_weight.hpp"
-#include "quant/affine_weight.hpp"
 #include "support/test_support.hpp"
 #include "train/trainable_decoder.hpp"
 #include "train/trainer.hpp"
@@ -30,15 +28,7 @@ using uq::LoraAdapter;
 
 // The bundled model with every matrix quantized to MLX affine `bits` g64 (16: the bf16 model).
 std::shared_ptr<uq::Model> bundled_model(int bits) {
-  auto model = uq::load_model(uq::test::bundled_model());
-  if (bits == 16) return model;
-  for (auto& slot : model->weight_slots()) {
-    const auto& source = dynamic_cast<const uq::FloatWeight&>(*slot.weight);
-    slot.weight =
-        uq::AffineWeight::quantize(source.bytes().data(), source.dtype(), source.out_features(),
-                                   source.in_features(), bits, 64, slot.path);
-  }
-  return model;
+  return bits == 16 ? uq::load_model(uq::test::bundled_model()) : uq::test::bundled_affine(bits);
 }
 
 // The bundled bf16 weights under a config with tied embeddings, random biases on every

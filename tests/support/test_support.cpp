@@ -20,7 +20,9 @@
 #include "io/safetensors.hpp"
 #include "io/tokenizer/tokenizer.hpp"
 #include "model/decoder.hpp"
+#include "model/float_weight.hpp"
 #include "model/tensor_source.hpp"
+#include "quant/affine_weight.hpp"
 
 namespace uq::test {
 namespace {
@@ -130,6 +132,17 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::shared_ptr<Model> bundled_affine(int bits) {
+  auto model = load_model(bundled_model());
+  for (auto& slot : model->weight_slots()) {
+    const auto& source = dynamic_cast<const FloatWeight&>(*slot.weight);
+    slot.weight =
+        AffineWeight::quantize(source.bytes().data(), source.dtype(), source.out_features(),
+                               source.in_features(), bits, 64, slot.path);
+  }
+  return model;
 }
 
 std::shared_ptr<Model> bundled_with_random_biases(const ModelConfig& config) {

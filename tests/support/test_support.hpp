@@ -70,6 +70,9 @@ class TempDir {
 // from seed 7, so each of them moves the logits.
 std::shared_ptr<Model> bundled_with_random_biases(const ModelConfig& config);
 
+// The bundled model with every matrix quantized to MLX affine `bits`, group 64.
+std::shared_ptr<Model> bundled_affine(int bits);
+
 // Writes the whole lines of data/val.txt within its first `bytes` bytes into `dir` and returns
 // the file's path: a short evaluation text for tests that compare perplexities, not measure them.
 std::string val_text_head(const TempDir& dir, std::size_t bytes);

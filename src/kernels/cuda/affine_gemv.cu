@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 
@@ -38,16 +37,6 @@ UQ_EXTERN_AFFINE_GEMV(6)
 UQ_EXTERN_AFFINE_GEMV(8)
 #undef UQ_EXTERN_AFFINE_GEMV
 
-int multiprocessor_count() {
-  static int count = 0;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    int device = 0;
-    UQ_CUDA_CHECK(cudaGetDevice(&device));
-    UQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  });
-  return count;
-}
 }  // namespace detail
 
 namespace {
@@ -148,7 +137,7 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
   kernel = resolve(kernel, rows, w.out(), w.in());
-  if (accumulate && kernel != GemvKernel::persistent && (kernel != GemvKernel::simt || rows > 2)) {
+  if (accumulate && !gemv_kernel_accumulates(kernel, rows)) {
     fail("cuda affine gemv '", w.name(),
          "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
   }
@@ -216,6 +205,10 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 
 GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
   return resolve(GemvKernel::automatic, rows, out, in);
+}
+
+bool gemv_kernel_accumulates(GemvKernel kernel, int rows) {
+  return kernel == GemvKernel::persistent || (kernel == GemvKernel::simt && rows <= 2);
 }
 
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,

@@ -42,6 +42,8 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
                       bool accumulate = false, GemvScratch* scratch = nullptr);
 // The kernel `automatic` runs for `rows` rows of an out x in weight.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in);
+// Whether `kernel` (not automatic) can add its product of `rows` rows into y (accumulate).
+bool gemv_kernel_accumulates(GemvKernel kernel, int rows);
 // The persistent kernel with its input transform (gemv_input.hpp) fused into the prologue;
 // 1..16 rows.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,

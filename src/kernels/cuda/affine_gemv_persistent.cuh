@@ -36,6 +36,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_fragments.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
 
 namespace uq::cuda::detail {
@@ -420,13 +421,11 @@ int persistent_blocks_per_sm() {
   return blocks;
 }
 
-int multiprocessor_count();  // of the current device, cached (affine_gemv.cu)
-
 // Launched with programmatic stream serialization after the prologue (PDL).
 template <int BITS, int GROUP, int TILES>
 void launch_affine_gemv_persistent(PersistentArgs a, cudaStream_t stream) {
   if (TILES == 4 && a.parts != 2) fail("cuda affine gemv: 4 n-tiles need 2 parts per x row");
-  const int sms = multiprocessor_count();
+  const int sms = current_device_multiprocessors();
   const int groups = a.in / GROUP;
   // Fewest K splits that still give every SM a block; short outputs (down_proj) get more.
   int splits = 1;

@@ -8,14 +8,11 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda {
-
-namespace detail {
-int multiprocessor_count();  // of the current device, cached (affine_gemv.cu)
-}
 
 namespace {
 
@@ -280,7 +277,7 @@ int choose_splits(int out, int chunks, long long block_slots) {
 // warps in flight (down at 1/8: one block per SM, half the old kernel's warps) against a
 // start-up burst of L2 reads (down at full occupancy: 45 MB for 117 MB of weights).
 long long grid_capacity(int rows, int out, int in, GemvInputMode mode, int per_sm) {
-  const long long sms = detail::multiprocessor_count();
+  const long long sms = current_device_multiprocessors();
   const auto input_bytes =
       static_cast<long long>(staged_bytes(rows, in)) * (mode == GemvInputMode::swiglu ? 2 : 1);
   const long long weight_bytes = 2LL * out * in;

@@ -338,6 +338,20 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
   const auto mark = [&](const char* stage) {
     if (clock != nullptr) clock->mark(stage, stream);
   };
+  // y = RMSNorm(h; gamma) W^T over `count` rows of `width` outputs. Where the linear can, the
+  // norm runs in its GEMV's prologue (the persistent affine kernel; the bf16 GEMV at 1-2 rows) and
+  // the norm's stage then shows ~0, its time being in the product's; otherwise the norm kernel
+  // writes work.normed.
+  const auto normed_product = [&](const DeviceLinear& linear, const float* h, int count,
+                                  const float* gamma, const char* norm_stage, float* y, int width) {
+    const bool fuse = linear.fuses_input(count, width);
+    if (!fuse) rms_norm(h, count, hidden, gamma, eps, work.normed.data(), stream);
+    mark(norm_stage);
+    if (fuse)
+      linear.apply_fused(h, count, {GemvInputMode::rmsnorm, gamma, eps}, y, width, false, context);
+    else
+      linear.apply(work.normed.data(), count, y, width, false, context);
+  };
 
   if (clock != nullptr) clock->start(stream);
   embedding_->gather(work.ids.data(), rows, work.x.data(), stream);
@@ -348,20 +362,8 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
     shape.sliding_window = config.layer_uses_sliding_window[i] && config.sliding_window
                                ? static_cast<int>(*config.sliding_window)
                                : 0;
-    // Affine weights (where the persistent kernel runs) and bf16 weights (1-2 rows) take the
-    // RMSNorm (and below the SwiGLU) into their GEMV; the norm's stage then shows ~0 and its
-    // time is in the product's.
-    const bool fuse_qkv = layer.qkv->fuses_input(rows, qkv_width);
-    if (!fuse_qkv)
-      rms_norm(work.x.data(), rows, hidden, layer.input_norm.data(), eps, work.normed.data(),
-               stream);
-    mark("input norm");
-    if (fuse_qkv)
-      layer.qkv->apply_fused(work.x.data(), rows,
-                             {GemvInputMode::rmsnorm, layer.input_norm.data(), eps},
-                             work.qkv.data(), qkv_width, false, context);
-    else
-      layer.qkv->apply(work.normed.data(), rows, work.qkv.data(), qkv_width, false, context);
+    normed_product(*layer.qkv, work.x.data(), rows, layer.input_norm.data(), "input norm",
+                   work.qkv.data(), qkv_width);
     mark("qkv proj");
     rope_attention(work.qkv.data(), rows, qkv_width, inverse_frequencies_.data(), position,
                    max_keys, cache.keys(index), cache.values(index), shape, work.attention.data(),
@@ -369,18 +371,8 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
     mark("rope + kv store + attention");
     layer.o->apply(work.attended.data(), rows, work.x.data(), hidden, true, context);
     mark("o proj + residual");
-    const bool fuse_gate_up = layer.gate_up->fuses_input(rows, 2 * inner);
-    if (!fuse_gate_up)
-      rms_norm(work.x.data(), rows, hidden, layer.post_attention_norm.data(), eps,
-               work.normed.data(), stream);
-    mark("post-attention norm");
-    if (fuse_gate_up)
-      layer.gate_up->apply_fused(work.x.data(), rows,
-                                 {GemvInputMode::rmsnorm, layer.post_attention_norm.data(), eps},
-                                 work.gate_up.data(), 2 * inner, false, context);
-    else
-      layer.gate_up->apply(work.normed.data(), rows, work.gate_up.data(), 2 * inner, false,
-                           context);
+    normed_product(*layer.gate_up, work.x.data(), rows, layer.post_attention_norm.data(),
+                   "post-attention norm", work.gate_up.data(), 2 * inner);
     mark("gate|up proj");
     const bool fuse_down = layer.down->fuses_input(rows, hidden);
     if (!fuse_down) swiglu(work.gate_up.data(), rows, inner, work.activated.data(), stream);
@@ -395,14 +387,8 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
   const int first_row = mode == LogitsMode::Last ? rows - 1 : 0;
   const int kept = rows - first_row;
   const float* last = work.x.data() + static_cast<std::size_t>(first_row) * hidden;
-  const bool fuse_head = lm_head_->fuses_input(kept, vocab);
-  if (!fuse_head) rms_norm(last, kept, hidden, final_norm_.data(), eps, work.normed.data(), stream);
-  mark("final norm");
-  if (fuse_head)
-    lm_head_->apply_fused(last, kept, {GemvInputMode::rmsnorm, final_norm_.data(), eps},
-                          work.logits.data(), vocab, false, context);
-  else
-    lm_head_->apply(work.normed.data(), kept, work.logits.data(), vocab, false, context);
+  normed_product(*lm_head_, last, kept, final_norm_.data(), "final norm", work.logits.data(),
+                 vocab);
   mark("lm_head");
   const float* last_logits = work.logits.data() + static_cast<std::size_t>(kept - 1) * vocab;
   if (pick == Pick::Greedy) {

@@ -1,5 +1,8 @@
 #include "kernels/cuda/device.hpp"
 
+#include <map>
+#include <mutex>
+
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 
@@ -30,6 +33,20 @@ DeviceProperties device_properties(int device) {
   out.shared_memory_per_block_optin = prop.sharedMemPerBlockOptin;
   out.memory_bus_bits = prop.memoryBusWidth;
   return out;
+}
+
+int current_device_multiprocessors() {
+  int device = 0;
+  UQ_CUDA_CHECK(cudaGetDevice(&device));
+  static std::mutex mutex;
+  static std::map<int, int> counts;
+  const std::lock_guard lock(mutex);
+  const auto known = counts.find(device);
+  if (known != counts.end()) return known->second;
+  int count = 0;
+  UQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  counts.emplace(device, count);
+  return count;
 }
 
 }  // namespace uq::cuda

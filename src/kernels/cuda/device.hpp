@@ -21,4 +21,8 @@ struct DeviceProperties {
 
 DeviceProperties device_properties(int device);
 
+// Streaming multiprocessors of the current device (cudaGetDevice), queried once per device:
+// kernels size their grids with it on every launch.
+int current_device_multiprocessors();
+
 }  // namespace uq::cuda

@@ -134,9 +134,8 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
 DeviceMatrix::~DeviceMatrix() = default;
 
 bool DeviceMatrix::accumulates_in_place(int rows) const {
-  const GemvKernel affine_kernel = automatic_gemv_kernel(rows, out_, in_);
-  return (kind_ == Kind::affine && (affine_kernel == GemvKernel::persistent ||
-                                    (affine_kernel == GemvKernel::simt && rows <= 2))) ||
+  return (kind_ == Kind::affine &&
+          gemv_kernel_accumulates(automatic_gemv_kernel(rows, out_, in_), rows)) ||
          (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device.hpp"
 #include "kernels/cuda/format_decoders.cuh"
 #include "kernels/cuda/warp_reduce.cuh"
 
@@ -265,10 +266,7 @@ GemvPlan gemv_plan(const FormatView& w) {
   const auto tile_elements =
       static_cast<int>(256 * std::max<std::int64_t>(1, kTileBytes / bytes256));
   const int tiles = (w.in + tile_elements - 1) / tile_elements;
-  int device = 0;
-  int sms = 0;
-  UQ_CUDA_CHECK(cudaGetDevice(&device));
-  UQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int sms = current_device_multiprocessors();
   const std::int64_t groups = (w.out + kOutPerWarp - 1) / kOutPerWarp;
   int splits = 1;
   while (splits < kMaxSplits && splits * 2 <= tiles && groups * splits < std::int64_t{sms} * 32)

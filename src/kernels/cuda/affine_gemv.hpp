@@ -27,12 +27,22 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/affine_device_weight.hpp"
-#include "kernels/cuda/gemv_input.hpp"
 #include "kernels/cuda/gemv_scratch.hpp"
 
 namespace uq::cuda {
 
 enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled };
+
+// What the persistent kernel multiplies, computed by its prologue from `input` (f32, device):
+// plain: x = input [rows, in]; rmsnorm: x = h * rsqrt(mean(h^2) + eps) * gamma with h = input
+// [rows, in] (the decoder's RMSNorm before q|k|v and gate|up); swiglu: x = silu(gate) * up with
+// input [rows, 2 * in], gate then up in each row (the decoder's gate|up product).
+enum class GemvInputMode { plain, rmsnorm, swiglu };
+struct GemvInput {
+  GemvInputMode mode = GemvInputMode::plain;
+  const float* gamma = nullptr;  // rmsnorm: [in] weight (device)
+  float eps = 0.0f;              // rmsnorm
+};
 
 void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows, float* y_dev,
                       cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
@@ -44,8 +54,7 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 GemvKernel automatic_gemv_kernel(int rows, int out, int in);
 // Whether `kernel` (not automatic) can add its product of `rows` rows into y (accumulate).
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows);
-// The persistent kernel with its input transform (gemv_input.hpp) fused into the prologue;
-// 1..16 rows.
+// The persistent kernel with its input transform fused into the prologue; 1..16 rows.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate = false,
                             GemvScratch* scratch = nullptr);

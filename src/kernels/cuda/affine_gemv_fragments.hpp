@@ -33,7 +33,7 @@
 
 namespace uq::cuda::detail {
 
-// How x is obtained from the kernel's input (see gemv_input.hpp: GemvInput).
+// How x is obtained from the kernel's input (see affine_gemv.hpp: GemvInput).
 enum class FragmentMode : int { plain = 0, rmsnorm = 1, swiglu = 2 };
 
 template <class XT>

@@ -140,8 +140,7 @@ bool DeviceMatrix::accumulates_in_place(int rows) const {
 }
 
 bool DeviceMatrix::fuses_input(int rows) const {
-  // Only where the persistent affine kernel or the bf16 GEMV is the choice anyway.
-  if (kind_ == Kind::bf16) return bf16_gemv_supports(rows, in_);
+  // Only where the persistent kernel is the automatic choice anyway.
   return kind_ == Kind::affine && rows >= 1 && rows <= 16 &&
          automatic_gemv_kernel(rows, out_, in_) == GemvKernel::persistent;
 }
@@ -149,12 +148,8 @@ bool DeviceMatrix::fuses_input(int rows) const {
 void DeviceMatrix::multiply_fused(const float* input, int rows, const GemvInput& how, float* y,
                                   bool accumulate, const LinearContext& context) const {
   if (!fuses_input(rows)) fail("cuda: this product cannot fuse its input transform");
-  if (kind_ == Kind::bf16)
-    bf16_gemv_fused_cuda(bf16_.data(), out_, in_, input, rows, how, y, accumulate,
-                         context.stream);
-  else
-    affine_gemv_fused_cuda(*affine_, input, rows, y, context.stream, how, accumulate,
-                           context.scratch != nullptr ? &context.scratch->gemv : nullptr);
+  affine_gemv_fused_cuda(*affine_, input, rows, y, context.stream, how, accumulate,
+                         context.scratch != nullptr ? &context.scratch->gemv : nullptr);
 }
 
 DeviceMatrix::Product DeviceMatrix::multiply(const float* x, int rows, const LinearContext& context,

@@ -1,9 +1,9 @@
 #pragma once
 // Linear layers on the GPU, weights uploaded once from the CPU model's Weight objects:
 //   FloatWeight bf16 -> bf16 matrix; 1-2 rows (decode) by bf16_gemv_cuda (f32 x, exact
-//     products, RMSNorm / SwiGLU fusable); more rows by cuBLAS (bf16 in, fp32 compute) with the f32
-//     activations split into bf16 high + low parts, stacked as twice the rows, so one pass over the
-//     weights gives a product accurate to ~16 significant bits of x;
+//     products); more rows by cuBLAS (bf16 in, fp32 compute) with the f32 activations split
+//     into bf16 high + low parts, stacked as twice the rows, so one pass over the weights gives
+//     a product accurate to ~16 significant bits of x;
 //   FloatWeight f32 / f16 -> f32 matrix, cuBLAS sgemm;
 //   AffineWeight (MLX layout, bf16 scales, bits 2-6/8, groups 32/64/128) -> AffineDeviceWeight
 //     and affine_gemv_cuda;
@@ -84,10 +84,10 @@ class DeviceMatrix {
   // residual adds without an epilogue kernel).
   bool accumulates_in_place(int rows) const;
   // True when multiply_fused takes `rows` rows (affine weights where `automatic` picks the
-  // persistent kernel for `rows`; bf16 weights where bf16_gemv_cuda takes `rows`).
+  // persistent kernel for `rows`).
   bool fuses_input(int rows) const;
   // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV's
-  // prologue (affine_gemv_fused_cuda, bf16_gemv_fused_cuda); only where fuses_input(rows).
+  // prologue (affine_gemv_fused_cuda); only where fuses_input(rows).
   void multiply_fused(const float* input, int rows, const GemvInput& how, float* y, bool accumulate,
                       const LinearContext& context) const;
   // out[t, :] = W[ids[t], :] as float (embedding lookup).
@@ -120,9 +120,8 @@ class DeviceLinear {
   // y[r, 0..out) at row stride y_stride = (accumulate ? y : 0) + x[r] W^T + bias.
   void apply(const float* x, int rows, float* y, int y_stride, bool accumulate,
              const LinearContext& context) const;
-  // True where apply_fused takes `rows` rows: one affine or bf16 matrix without bias, y
-  // contiguous (y_stride == out) and its fusing kernel the choice for `rows` (the persistent
-  // affine kernel, the bf16 GEMV).
+  // True where apply_fused takes `rows` rows: one affine matrix without bias, y contiguous
+  // (y_stride == out) and the persistent kernel being the automatic choice.
   bool fuses_input(int rows, int y_stride) const;
   // apply() of x = f(input) (RMSNorm or SwiGLU, see GemvInput) in one fused product; only where
   // fuses_input(rows, y_stride) (throws uq::Error otherwise).

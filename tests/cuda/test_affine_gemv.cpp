@@ -1,6 +1,6 @@
-// The CUDA affine GEMV kernels (persistent, tensor cores, simt, tiled) against a float64 CPU
-// reference built from the dequantized weights. Fresh random codes, scales, biases and activations
-// every run; outputs poisoned (NaN) before each launch. Bounds (fp32 dequantization and
+// The CUDA affine GEMV kernels (persistent, tensor cores, simt, tiled, stream) against a float64
+// CPU reference built from the dequantized weights. Fresh random codes, scales, biases and
+// activations every run; outputs poisoned (NaN) before each launch. Bounds (fp32 dequantization and
 // accumulation; the reference uses the very x values the kernel sees, bf16-rounded for bf16 x; the
 // tensor-core kernel splits f32 x into two bf16 parts, 16 significant bits, ~2e-6 relative):
 // - relative L2 error ||y - ref|| / ||ref|| <= 3e-5 where a shape has >= 32 outputs per row
@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.hpp"
@@ -169,18 +170,18 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
   for (const int rows : row_counts) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const std::size_t n = static_cast<std::size_t>(rows) * out;
-    for (int variant = 0; variant < 10; ++variant) {
+    for (int variant = 0; variant < 12; ++variant) {
       const bool use_bf16 = variant % 2 == 1;
       constexpr GemvKernel kKernels[] = {GemvKernel::persistent, GemvKernel::tensor_cores,
-                                         GemvKernel::simt, GemvKernel::tiled,
-                                         GemvKernel::automatic};
-      constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt", ", tiled",
-                                        ", automatic"};
+                                         GemvKernel::simt,       GemvKernel::tiled,
+                                         GemvKernel::stream,     GemvKernel::automatic};
+      constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt",
+                                        ", tiled",      ", stream",       ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
       const bool bf16_product =
           kernel == GemvKernel::tiled ||
           (kernel == GemvKernel::automatic &&
-           uq::cuda::automatic_gemv_kernel(rows, out, in) == GemvKernel::tiled);
+           uq::cuda::automatic_gemv_kernel(rows, out, in, bits, group_size) == GemvKernel::tiled);
       const std::string what = std::string(use_bf16 ? "x bf16" : "x f32") + kNames[variant / 2];
       y_dev.fill_bytes(0xFF);  // NaN everywhere: an unwritten output fails the check
       if (use_bf16)
@@ -228,6 +229,21 @@ TEST_P(AffineGemvCuda, MatchesFloat64ReferenceForEveryGroupSizeAndRowCount) {
   }
 }
 
+// Shapes the stream kernel takes (asserted): one partial slice (in 256), three full slices and a
+// half one (in 3584: the last warp's upper lanes hold no codes), and every width and group;
+// odd `out` leaves the last block short.
+TEST_P(AffineGemvCuda, StreamKernelMatchesFloat64ReferenceWhereItRuns) {
+  const int bits = GetParam();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int group : {32, 64, 128})
+    for (const auto& [out, in] : {std::pair{37, 256}, std::pair{203, 3584}}) {
+      const HostAffine probe = random_affine(rng, 1, in, bits, group);
+      ASSERT_TRUE(uq::cuda::stream_gemv_supported(AffineDeviceWeight(probe.view())))
+          << "bits " << bits << " group " << group << " in " << in;
+      check_weight(rng, out, in, bits, group, {1, 2, 3});
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Bits, AffineGemvCuda, testing::Values(2, 3, 4, 5, 6, 8));
 
 TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
@@ -248,15 +264,19 @@ TEST_P(AffineGemvCuda, TiledMatchesFloat64ReferenceForPromptSizedRows) {
   check_weight(rng, 5, 2 * 64, bits, 64, {200});
 }
 
-// The persistent kernel's accumulate (y += x W^T) and fused input modes (RMSNorm of h, SwiGLU
-// of gate|up) against float64 references computed from the same f32 inputs; the transform
+// The persistent and stream kernels' accumulate (y += x W^T) and fused input modes (RMSNorm of
+// h, SwiGLU of gate|up) against float64 references computed from the same f32 inputs; the transform
 // itself is fp32 (expf, rsqrt), ~1e-7 relative, well inside the bounds above.
-void check_fused(std::mt19937_64& rng, int out, int in, int bits, int group_size, int rows) {
+void check_fused(std::mt19937_64& rng, int out, int in, int bits, int group_size, int rows,
+                 GemvKernel kernel = GemvKernel::persistent) {
   SCOPED_TRACE("out " + std::to_string(out) + " in " + std::to_string(in) + " bits " +
                std::to_string(bits) + " group " + std::to_string(group_size) + " rows " +
-               std::to_string(rows));
+               std::to_string(rows) + (kernel == GemvKernel::stream ? " stream" : ""));
   const HostAffine host = random_affine(rng, out, in, bits, group_size);
   const AffineDeviceWeight weight(host.view());
+  if (kernel == GemvKernel::stream) {
+    ASSERT_TRUE(uq::cuda::stream_gemv_supported(weight));
+  }
   const std::vector<double> w = host.dequantized();
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_real_distribution<float> positive(0.5f, 1.5f);
@@ -319,7 +339,7 @@ void check_fused(std::mt19937_64& rng, int out, int in, int bits, int group_size
       else
         y_dev.fill_bytes(0xFF);
       uq::cuda::affine_gemv_fused_cuda(weight, h_dev.data(), rows, y_dev.data(), nullptr,
-                                       {mode, gamma_dev.data(), kEps}, accumulate);
+                                       {mode, gamma_dev.data(), kEps}, accumulate, nullptr, kernel);
       UQ_CUDA_CHECK(cudaDeviceSynchronize());
       std::vector<float> y(y0.size());
       y_dev.download(y);
@@ -336,6 +356,13 @@ TEST(AffineGemvCudaFused, AccumulateRmsNormAndSwiGluMatchFloat64Reference) {
     for (int rows : {1, 2, 5, 16}) check_fused(rng, 93, 9 * 64, bits, 64, rows);
   check_fused(rng, 300, 4 * 128, 6, 128, 3);
   check_fused(rng, 47, 7 * 32, 5, 32, 9);
+  // The stream kernel's own fusion: gamma * h with 1 / rms(h) applied to the row sums, SwiGLU
+  // while loading x; a partial slice (in 3584) and one slice (in 512).
+  for (int bits : {2, 3, 4, 5, 6, 8})
+    for (int rows : {1, 2}) {
+      check_fused(rng, 93, 3584, bits, 64, rows, GemvKernel::stream);
+      check_fused(rng, 41, 512, bits, bits == 3 ? 128 : 32, rows, GemvKernel::stream);
+    }
 }
 
 TEST(AffineGemvCudaFused, RejectsRowCountsBeyondSixteen) {

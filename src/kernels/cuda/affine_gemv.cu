@@ -10,6 +10,7 @@
 #include "kernels/cuda/affine_gemv_mma.cuh"
 #include "kernels/cuda/affine_gemv_persistent.cuh"
 #include "kernels/cuda/affine_gemv_segment.cuh"
+#include "kernels/cuda/affine_gemv_stream.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {
@@ -26,6 +27,10 @@ namespace detail {
                                                                         const __nv_bfloat16*);    \
   extern template void launch_affine_gemv_persistent_bits<BITS>(const PersistentArgs&, int, int,  \
                                                                 cudaStream_t);                    \
+  extern template void launch_affine_gemv_stream_bits<BITS, float>(const StreamArgs<float>&, int, \
+                                                                   cudaStream_t);                 \
+  extern template void launch_affine_gemv_stream_bits<BITS, __nv_bfloat16>(                       \
+      const StreamArgs<__nv_bfloat16>&, int, cudaStream_t);                                       \
   extern template void launch_affine_gemv_tiled<BITS, float>(const GemvArgs&, int, const float*); \
   extern template void launch_affine_gemv_tiled<BITS, __nv_bfloat16>(const GemvArgs&, int,        \
                                                                      const __nv_bfloat16*);
@@ -42,18 +47,55 @@ UQ_EXTERN_AFFINE_GEMV(8)
 namespace {
 
 // Which kernel runs: automatic picks by rows and shape, from the measurements in
-// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the simt segment kernel where `in` is short
-// against `out` (4096x4096 .. 128256x4096: 10-20% faster there), the persistent kernel where it
-// is long (down_proj 4096x14336: its K split gives the short output enough warps, 30 vs 38 us);
-// persistent for 3-16 rows; beyond, the tiled kernel, except for short outputs: its grid has
-// out / 128 blocks per 128 rows, under ~64 of the 132 SMs at out 4096, so there 16-row passes
-// of the tensor-core kernel stay faster up to 64 rows (80.6 vs 102.6 us at 4096x4096, 64 rows).
-GemvKernel resolve(GemvKernel kernel, int rows, int out, int in) {
+// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the stream kernel where the weight's layout
+// allows it (stream_gemv_supported), else the simt segment kernel where `in` is short against
+// `out`, the persistent kernel where it is long (down_proj 4096x14336: its K split gives the
+// short output enough warps, 30 vs 38 us); persistent for 3-16 rows; beyond, the tiled kernel,
+// except for short outputs: its grid has out / 128 blocks per 128 rows, under ~64 of the 132
+// SMs at out 4096, so there 16-row passes of the tensor-core kernel stay faster up to 64 rows
+// (80.6 vs 102.6 us at 4096x4096, 64 rows).
+GemvKernel resolve(GemvKernel kernel, int rows, int out, int in, bool streams) {
   if (kernel != GemvKernel::automatic) return kernel;
-  if (rows <= 2) return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
+  if (rows <= 2) {
+    if (streams) return GemvKernel::stream;
+    return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
+  }
   if (rows <= detail::kMaxRows) return GemvKernel::persistent;
   if (rows <= 64 && out < 8192) return GemvKernel::tensor_cores;
   return GemvKernel::tiled;
+}
+
+bool stream_supported(int in, int bits, int group_size) {
+  using namespace detail;
+  return in <= kStreamMaxWarps * kStreamSlice && static_cast<long long>(in) * bits % 128 == 0 &&
+         (in / group_size) % 2 == 0 &&
+         stream_shared_bytes(bits, group_size, in, 2, 1) <= current_device_shared_memory_optin();
+}
+
+// 1-2 rows of the stream kernel.
+template <class XT>
+void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, cudaStream_t stream) {
+  args.codes = w.codes();
+  args.scales = w.scales();
+  args.biases = w.biases();
+  args.out = w.out();
+  args.in = w.in();
+  switch (w.bits()) {
+    case 2:
+      return detail::launch_affine_gemv_stream_bits<2>(args, w.group_size(), stream);
+    case 3:
+      return detail::launch_affine_gemv_stream_bits<3>(args, w.group_size(), stream);
+    case 4:
+      return detail::launch_affine_gemv_stream_bits<4>(args, w.group_size(), stream);
+    case 5:
+      return detail::launch_affine_gemv_stream_bits<5>(args, w.group_size(), stream);
+    case 6:
+      return detail::launch_affine_gemv_stream_bits<6>(args, w.group_size(), stream);
+    case 8:
+      return detail::launch_affine_gemv_stream_bits<8>(args, w.group_size(), stream);
+    default:
+      fail("cuda affine gemv '", w.name(), "': bits ", w.bits(), " not supported");
+  }
 }
 
 // B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.
@@ -136,10 +178,23 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  kernel = resolve(kernel, rows, w.out(), w.in());
+  const bool streams = stream_gemv_supported(w);
+  kernel = resolve(kernel, rows, w.out(), w.in(), streams);
+  if (kernel == GemvKernel::stream && !streams) kernel = GemvKernel::simt;
   if (accumulate && !gemv_kernel_accumulates(kernel, rows)) {
     fail("cuda affine gemv '", w.name(),
          "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
+  }
+  if (kernel == GemvKernel::stream) {
+    for (int done = 0; done < rows; done += 2) {
+      detail::StreamArgs<XT> args{};
+      args.input = x + static_cast<std::size_t>(done) * w.in();
+      args.y = y + static_cast<std::size_t>(done) * w.out();
+      args.rows = std::min(2, rows - done);
+      args.accumulate = accumulate;
+      stream_pass(w, args, stream);
+    }
+    return;
   }
   if (kernel == GemvKernel::persistent) {
     for (int done = 0; done < rows; done += detail::kMaxRows) {
@@ -203,23 +258,43 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
   dispatch(w, x_dev, rows, y_dev, stream, kernel, accumulate, scratch);
 }
 
-GemvKernel automatic_gemv_kernel(int rows, int out, int in) {
-  return resolve(GemvKernel::automatic, rows, out, in);
+bool stream_gemv_supported(const AffineDeviceWeight& w) {
+  return stream_supported(w.in(), w.bits(), w.group_size());
+}
+
+GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size) {
+  return resolve(GemvKernel::automatic, rows, out, in, stream_supported(in, bits, group_size));
 }
 
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows) {
-  return kernel == GemvKernel::persistent || (kernel == GemvKernel::simt && rows <= 2);
+  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream ||
+         (kernel == GemvKernel::simt && rows <= 2);
 }
 
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate,
-                            GemvScratch* scratch) {
+                            GemvScratch* scratch, GemvKernel kernel) {
   if (rows < 1 || rows > detail::kMaxRows)
     fail("cuda affine gemv '", w.name(), "': the fused input modes take 1..", detail::kMaxRows,
          " rows, not ", rows);
   if (input == nullptr || y_dev == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (how.mode == GemvInputMode::rmsnorm && how.gamma == nullptr)
     fail("cuda affine gemv '", w.name(), "': rmsnorm needs its weight (gamma)");
+  if (kernel == GemvKernel::automatic)
+    kernel = automatic_gemv_kernel(rows, w.out(), w.in(), w.bits(), w.group_size());
+  if (kernel == GemvKernel::stream && rows <= 2 && stream_gemv_supported(w)) {
+    detail::StreamArgs<float> args{};
+    args.input = input;
+    args.gamma = how.gamma;
+    args.eps = how.eps;
+    args.mode = how.mode == GemvInputMode::rmsnorm  ? detail::StreamMode::rmsnorm
+                : how.mode == GemvInputMode::swiglu ? detail::StreamMode::swiglu
+                                                    : detail::StreamMode::plain;
+    args.y = y_dev;
+    args.rows = rows;
+    args.accumulate = accumulate;
+    return stream_pass(w, args, stream);
+  }
   detail::FragmentArgs<float> fragments{};
   fragments.input = input;
   fragments.gamma = how.gamma;

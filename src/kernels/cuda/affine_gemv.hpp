@@ -3,7 +3,11 @@
 //   y[r, o] = sum_i x[r, i] * (scale[o, i / g] * q[o, i] + bias[o, i / g])
 // x is [rows, in] (f32 or bf16, 16-byte aligned), y is [rows, out] f32, both device memory.
 // Accumulation is fp32. Any rows >= 1 works with every kernel.
-// Four kernels compute the same function:
+// Five kernels compute the same function:
+// - stream: for 1-2 rows (more run 2 at a time): x held in registers per 1024-element slice of
+//   `in`, the weights streamed past it through a cp.async ring per warp, fp32 dequantization on
+//   CUDA cores, exact to fp32 rounding (affine_gemv_stream.cuh). Where stream_gemv_supported;
+//   forced on another weight, simt runs instead;
 // - persistent: for 1..16 rows (more run 16 at a time): mma.sync on exact bf16 codes with x as
 //   B fragments made by a prologue kernel (f32 x split into 3 bf16 parts for 1-2 rows: exact to
 //   fp32 rounding; 2 parts, 16 significant bits, for 3-16 rows; bf16 x as is), persistent grid,
@@ -17,10 +21,10 @@
 //   straight into mma.sync fragments, fp32 accumulation, all rows in one launch; the accuracy
 //   of a bf16 matmul.
 // automatic picks by rows and shape, from the measurements in docs/PERFORMANCE.md: for 1-2 rows
-// simt, or persistent where in >= 2 out (down_proj); persistent for 3-16 rows; 16-row
-// tensor-core passes up to 64 rows where out < 8192; tiled beyond.
-// accumulate: y += the product instead of y = (persistent for any rows, simt for 1-2 rows;
-// other cases throw uq::Error).
+// stream where supported, else simt, or persistent where in >= 2 out (down_proj); persistent
+// for 3-16 rows; 16-row tensor-core passes up to 64 rows where out < 8192; tiled beyond.
+// accumulate: y += the product instead of y = (persistent and stream for any rows, simt for 1-2
+// rows; other cases throw uq::Error).
 // scratch: where the persistent kernel keeps its x fragments (gemv_scratch.hpp); null: memory
 // allocated and freed stream-ordered per product.
 #include <cuda_bf16.h>
@@ -31,9 +35,9 @@
 
 namespace uq::cuda {
 
-enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled };
+enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled, stream };
 
-// What the persistent kernel multiplies, computed by its prologue from `input` (f32, device):
+// What a fused product multiplies, computed from `input` (f32, device) as it loads x:
 // plain: x = input [rows, in]; rmsnorm: x = h * rsqrt(mean(h^2) + eps) * gamma with h = input
 // [rows, in] (the decoder's RMSNorm before q|k|v and gate|up); swiglu: x = silu(gate) * up with
 // input [rows, 2 * in], gate then up in each row (the decoder's gate|up product).
@@ -50,13 +54,18 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const float* x_dev, int rows,
 void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, int rows,
                       float* y_dev, cudaStream_t stream, GemvKernel kernel = GemvKernel::automatic,
                       bool accumulate = false, GemvScratch* scratch = nullptr);
-// The kernel `automatic` runs for `rows` rows of an out x in weight.
-GemvKernel automatic_gemv_kernel(int rows, int out, int in);
+// Whether the stream kernel can run w: rows of codes on 16 bytes (in * bits % 128 == 0), an even
+// number of groups per row, in <= 16384 and its rings within the device's shared memory.
+bool stream_gemv_supported(const AffineDeviceWeight& w);
+// The kernel `automatic` runs for `rows` rows of an out x in weight of that width and group.
+GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size);
 // Whether `kernel` (not automatic) can add its product of `rows` rows into y (accumulate).
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows);
-// The persistent kernel with its input transform fused into the prologue; 1..16 rows.
+// The product with its input transform fused in, 1..16 rows: the stream kernel (1-2 rows, where
+// `kernel` is stream or automatic picks it) or the persistent kernel's prologue.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate = false,
-                            GemvScratch* scratch = nullptr);
+                            GemvScratch* scratch = nullptr,
+                            GemvKernel kernel = GemvKernel::automatic);
 
 }  // namespace uq::cuda

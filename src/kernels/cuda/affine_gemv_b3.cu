@@ -2,6 +2,7 @@
 #include "kernels/cuda/affine_gemv_mma.cuh"
 #include "kernels/cuda/affine_gemv_persistent.cuh"
 #include "kernels/cuda/affine_gemv_segment.cuh"
+#include "kernels/cuda/affine_gemv_stream.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda::detail {
@@ -15,6 +16,9 @@ template void launch_affine_gemv_mma_bits<3, __nv_bfloat16>(const GemvArgs&, int
 template void launch_affine_gemv_tiled<3, float>(const GemvArgs&, int, const float*);
 template void launch_affine_gemv_tiled<3, __nv_bfloat16>(const GemvArgs&, int,
                                                          const __nv_bfloat16*);
+template void launch_affine_gemv_stream_bits<3, float>(const StreamArgs<float>&, int, cudaStream_t);
+template void launch_affine_gemv_stream_bits<3, __nv_bfloat16>(const StreamArgs<__nv_bfloat16>&,
+                                                               int, cudaStream_t);
 template void launch_affine_gemv_persistent_bits<3>(const PersistentArgs&, int, int, cudaStream_t);
 
 }  // namespace uq::cuda::detail

@@ -32,6 +32,7 @@
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.hpp"
 
 namespace uq::cuda::detail {
@@ -66,29 +67,6 @@ __host__ __device__ constexpr int tile_physical_k(int logical) {
   const int s = logical >> 4, l = logical & 15;
   const int t = (l & 7) >> 1, h = l & 1, upper = l >> 3;
   return 16 * t + 8 * (s >> 1) + 2 * (s & 1) + upper + 4 * h;
-}
-
-__device__ __forceinline__ void cp_async16(void* shared, const void* global, int src_bytes) {
-  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
-               "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async4(void* shared, const void* global, int src_bytes) {
-  const auto address = static_cast<std::uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(address), "l"(global),
-               "r"(src_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int PENDING>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {

@@ -339,7 +339,7 @@ void CudaModel::enqueue_forward(int rows, LogitsMode mode, Pick pick, int max_ke
     if (clock != nullptr) clock->mark(stage, stream);
   };
   // y = RMSNorm(h; gamma) W^T over `count` rows of `width` outputs. Where the linear can, the
-  // norm runs in its GEMV's prologue (the persistent affine kernel) and the norm's stage then
+  // norm runs inside its GEMV (the stream or persistent affine kernel) and the norm's stage then
   // shows ~0, its time being in the product's; otherwise the norm kernel writes work.normed.
   const auto normed_product = [&](const DeviceLinear& linear, const float* h, int count,
                                   const float* gamma, const char* norm_stage, float* y, int width) {

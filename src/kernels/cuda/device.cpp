@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
@@ -35,18 +36,33 @@ DeviceProperties device_properties(int device) {
   return out;
 }
 
-int current_device_multiprocessors() {
+namespace {
+
+// An attribute of the current device (cudaGetDevice), queried once per device and attribute.
+int current_device_attribute(cudaDeviceAttr attribute) {
   int device = 0;
   UQ_CUDA_CHECK(cudaGetDevice(&device));
   static std::mutex mutex;
-  static std::map<int, int> counts;
+  static std::map<std::pair<int, int>, int> values;
   const std::lock_guard lock(mutex);
-  const auto known = counts.find(device);
-  if (known != counts.end()) return known->second;
-  int count = 0;
-  UQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  counts.emplace(device, count);
-  return count;
+  const std::pair key{device, static_cast<int>(attribute)};
+  const auto known = values.find(key);
+  if (known != values.end()) return known->second;
+  int value = 0;
+  UQ_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+  values.emplace(key, value);
+  return value;
+}
+
+}  // namespace
+
+int current_device_multiprocessors() {
+  return current_device_attribute(cudaDevAttrMultiProcessorCount);
+}
+
+std::size_t current_device_shared_memory_optin() {
+  return static_cast<std::size_t>(
+      current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
 }
 
 }  // namespace uq::cuda

@@ -24,5 +24,7 @@ DeviceProperties device_properties(int device);
 // Streaming multiprocessors of the current device (cudaGetDevice), queried once per device:
 // kernels size their grids with it on every launch.
 int current_device_multiprocessors();
+// Shared memory one block may opt in to on the current device (bytes), queried once per device.
+std::size_t current_device_shared_memory_optin();
 
 }  // namespace uq::cuda

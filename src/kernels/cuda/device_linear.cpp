@@ -134,15 +134,19 @@ DeviceMatrix::DeviceMatrix(const std::vector<NamedWeight>& parts) {
 DeviceMatrix::~DeviceMatrix() = default;
 
 bool DeviceMatrix::accumulates_in_place(int rows) const {
-  return (kind_ == Kind::affine &&
-          gemv_kernel_accumulates(automatic_gemv_kernel(rows, out_, in_), rows)) ||
+  return (kind_ == Kind::affine && gemv_kernel_accumulates(automatic_kernel(rows), rows)) ||
          (kind_ == Kind::bf16 && bf16_gemv_supports(rows, in_));
 }
 
 bool DeviceMatrix::fuses_input(int rows) const {
-  // Only where the persistent kernel is the automatic choice anyway.
-  return kind_ == Kind::affine && rows >= 1 && rows <= 16 &&
-         automatic_gemv_kernel(rows, out_, in_) == GemvKernel::persistent;
+  // Only where the stream or persistent kernel is the automatic choice anyway.
+  if (kind_ != Kind::affine || rows < 1 || rows > 16) return false;
+  const GemvKernel kernel = automatic_kernel(rows);
+  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream;
+}
+
+GemvKernel DeviceMatrix::automatic_kernel(int rows) const {
+  return automatic_gemv_kernel(rows, out_, in_, affine_->bits(), affine_->group_size());
 }
 
 void DeviceMatrix::multiply_fused(const float* input, int rows, const GemvInput& how, float* y,

@@ -84,16 +84,19 @@ class DeviceMatrix {
   // residual adds without an epilogue kernel).
   bool accumulates_in_place(int rows) const;
   // True when multiply_fused takes `rows` rows (affine weights where `automatic` picks the
-  // persistent kernel for `rows`).
+  // stream or persistent kernel for `rows`).
   bool fuses_input(int rows) const;
-  // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV's
-  // prologue (affine_gemv_fused_cuda); only where fuses_input(rows).
+  // y [rows, out] = (accumulate ? y : 0) + f(input) W^T with the input transform in the GEMV
+  // (affine_gemv_fused_cuda); only where fuses_input(rows).
   void multiply_fused(const float* input, int rows, const GemvInput& how, float* y, bool accumulate,
                       const LinearContext& context) const;
   // out[t, :] = W[ids[t], :] as float (embedding lookup).
   void gather(const std::int32_t* ids, int count, float* out, cudaStream_t stream) const;
 
  private:
+  // The affine kernel `automatic` runs for `rows` rows of this (affine) matrix.
+  GemvKernel automatic_kernel(int rows) const;
+
   enum class Kind { bf16, f32, affine, format };
   Kind kind_;
   int out_ = 0;

@@ -2,7 +2,7 @@
 // Usage: bench_cuda_gemv [--json FILE] [--quick]
 // Shapes (out x in) 4096x4096, 6144x4096 (fused q|k|v), 14336x4096, 28672x4096 (fused gate|up),
 // 4096x14336 (down_proj), 128256x4096 (lm_head) (4-bit; 14336x4096 also 2, 3 and 8 bits) x
-// rows 1, 8, 16, 17, 24, 32, 48, 64, 512 (17-64: the crossover between 16-row passes and the
+// rows 1, 2, 8, 16, 17, 24, 32, 48, 64, 512 (17-64: the crossover between 16-row passes and the
 // tiled kernel); --quick: 14336x4096 4-bit only. -1 in the JSON: not timed.
 // Timing: CUDA graphs of `kBatch` launches, each on the next of several weight copies (so the
 // 50 MB L2 cannot hold them), replayed `kReps` times between events; median per launch.
@@ -145,7 +145,7 @@ int main(int argc, char** argv) try {
       quick ? std::vector<Shape>{{14336, 4096}}
             : std::vector<Shape>{{4096, 4096},  {6144, 4096},  {14336, 4096},
                                  {28672, 4096}, {4096, 14336}, {128256, 4096}};
-  const std::vector<int> row_list = {1, 8, 16, 17, 24, 32, 48, 64, 512};
+  const std::vector<int> row_list = {1, 2, 8, 16, 17, 24, 32, 48, 64, 512};
   const int max_rows = row_list.back();
   std::vector<Row> results;
 

@@ -59,6 +59,9 @@ struct StreamArgs {
   int out, in, rows;
   int rows_per_block;
   bool accumulate;
+  // 2^23's bits, passed in rather than written as a constant so the compiler keeps them in a
+  // register: (half & mask) | magic is then one LOP3 (with two immediates it emits two).
+  std::uint32_t mantissa_magic = 0x4B000000u;
 };
 
 // Bytes of one ring slot: the slice's codes of one row, then its scales, then its biases.
@@ -86,34 +89,41 @@ __device__ __forceinline__ float stream_load(const __nv_bfloat16* p) {
 }
 
 // Lane's 32 values of x for one activation row; also adds h^2 (rmsnorm) into `squares`.
+// 32 consecutive floats from 16-byte aligned p, as 8 vector loads.
+__device__ __forceinline__ void stream_load32(const float* p, float (&v)[kSegment]) {
+#pragma unroll
+  for (int k = 0; k < kSegment / 4; ++k) {
+    const float4 f = __ldg(reinterpret_cast<const float4*>(p) + k);
+    v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
+  }
+}
+__device__ __forceinline__ void stream_load32(const __nv_bfloat16* p, float (&v)[kSegment]) {
+  load_x32(p, v);
+}
+
+// Lane's 32 values of x for one activation row; also adds h^2 (rmsnorm) into `squares`.
 template <class XT>
 __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, int first,
                                               float (&x)[kSegment], float& squares) {
   const std::size_t in = static_cast<std::size_t>(a.in);
   if (a.mode == StreamMode::swiglu) {
     const XT* gate = a.input + static_cast<std::size_t>(row) * 2 * in + first;
+    float up[kSegment];
+    stream_load32(gate, x);
+    stream_load32(gate + in, up);
 #pragma unroll
-    for (int e = 0; e < kSegment; ++e) {
-      const float g = stream_load(gate + e);
-      x[e] = g / (1.0f + expf(-g)) * stream_load(gate + in + e);  // as decoder_kernels' swiglu
-    }
+    for (int e = 0; e < kSegment; ++e)
+      x[e] = x[e] / (1.0f + expf(-x[e])) * up[e];  // as decoder_kernels' swiglu
     return;
   }
-  const XT* h = a.input + static_cast<std::size_t>(row) * in + first;
-  if constexpr (sizeof(XT) == 4) {
-#pragma unroll
-    for (int v = 0; v < kSegment / 4; ++v) {
-      const float4 f = __ldg(reinterpret_cast<const float4*>(h) + v);
-      x[4 * v] = f.x, x[4 * v + 1] = f.y, x[4 * v + 2] = f.z, x[4 * v + 3] = f.w;
-    }
-  } else {
-    load_x32(h, x);
-  }
+  stream_load32(a.input + static_cast<std::size_t>(row) * in + first, x);
   if (a.mode == StreamMode::rmsnorm) {
+    float gamma[kSegment];
+    stream_load32(a.gamma + first, gamma);
 #pragma unroll
     for (int e = 0; e < kSegment; ++e) {
       squares = fmaf(x[e], x[e], squares);
-      x[e] *= a.gamma[first + e];
+      x[e] *= gamma[e];
     }
   }
 }
@@ -145,33 +155,49 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
   const char* const scales = reinterpret_cast<const char*>(a.scales) + k0 / GROUP * 2;
   const char* const biases = reinterpret_cast<const char*>(a.biases) + k0 / GROUP * 2;
 
-  // Row r of the block into its slot (one commit group per row, empty past the block's rows).
-  const auto issue = [&](int r) {
-    if (r < block_rows) {
-      const std::size_t row = static_cast<std::size_t>(first_row + r);
-      char* const slot = ring + (r % kStreamDepth) * Slot::kBytes;
-      const char* const row_codes = codes + row * row_bytes;
+  // What this lane copies of every row, fixed for the slice: code units lane, lane + 32 (16
+  // bytes each; zero-filled past the slice's codes, -1: no such unit) and one 4-byte unit of the
+  // scales (lanes 0-15) or biases (16-31). The sources then advance by one row per issue.
+  constexpr int kCodeUnits = Slot::kCodeBytes / 16;
+  constexpr int kLaneCodeUnits = (kCodeUnits + 31) / 32;
+  int code_bytes[kLaneCodeUnits], code_offset[kLaneCodeUnits];
 #pragma unroll
-      for (int unit = lane; unit < Slot::kCodeBytes / 16; unit += 32) {
-        const int left = valid_code_bytes - 16 * unit;
-        cp_async16(slot + 16 * unit, left > 0 ? row_codes + 16 * unit : row_codes,
-                   left >= 16 ? 16 : max(left, 0));
-      }
-      constexpr int kGroupUnits = Slot::kGroupBytes / 4;  // 4..16
-      const int unit = lane % 16;
-      if (unit < kGroupUnits) {
-        const char* const source = (lane < 16 ? scales : biases) + row * group_row_bytes;
-        const int left = valid_group_bytes - 4 * unit;
-        cp_async4(slot + Slot::kCodeBytes + (lane < 16 ? 0 : Slot::kGroupBytes) + 4 * unit,
-                  left > 0 ? source + 4 * unit : source, left > 0 ? 4 : 0);
-      }
+  for (int u = 0; u < kLaneCodeUnits; ++u) {
+    const int unit = lane + 32 * u;
+    const int left = valid_code_bytes - 16 * unit;
+    code_bytes[u] = unit < kCodeUnits ? min(max(left, 0), 16) : -1;
+    code_offset[u] = left > 0 ? 16 * unit : 0;
+  }
+  constexpr int kGroupUnits = Slot::kGroupBytes / 4;  // 4..16
+  const int group_unit = lane % 16;
+  const bool copies_group = group_unit < kGroupUnits;
+  const int group_bytes = valid_group_bytes - 4 * group_unit > 0 ? 4 : 0;
+  const int group_offset = group_bytes > 0 ? 4 * group_unit : 0;
+  const int group_slot = Slot::kCodeBytes + (lane < 16 ? 0 : Slot::kGroupBytes) + 4 * group_unit;
+  const char* next_codes = codes + static_cast<std::size_t>(first_row) * row_bytes;
+  const char* next_groups =
+      (lane < 16 ? scales : biases) + static_cast<std::size_t>(first_row) * group_row_bytes;
+  int issued = 0, issue_slot = 0;
+  // The next row of the block into its slot (one commit group per row, empty past the block).
+  const auto issue = [&] {
+    if (issued < block_rows) {
+      char* const slot = ring + issue_slot;
+#pragma unroll
+      for (int u = 0; u < kLaneCodeUnits; ++u)
+        if (code_bytes[u] >= 0)
+          cp_async16(slot + 16 * (lane + 32 * u), next_codes + code_offset[u], code_bytes[u]);
+      if (copies_group) cp_async4(slot + group_slot, next_groups + group_offset, group_bytes);
+      next_codes += row_bytes;
+      next_groups += group_row_bytes;
+      issue_slot = issue_slot == (kStreamDepth - 1) * Slot::kBytes ? 0 : issue_slot + Slot::kBytes;
     }
+    ++issued;
     cp_async_commit();
   };
   // The weights never change during a decode step: start streaming them before waiting for
   // the kernel that writes x.
 #pragma unroll
-  for (int r = 0; r < kStreamDepth - 1; ++r) issue(r);
+  for (int r = 0; r < kStreamDepth - 1; ++r) issue();
   pdl_wait();
 
   const int first = k0 + lane * kSegment;
@@ -203,11 +229,15 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
   }
 
   const int group_index = lane * kSegment / GROUP;
+  const std::uint32_t magic = a.mantissa_magic;
+  int read_slot = 0;
+  float* row_partial = partial + warp * ROWS;
   for (int r = 0; r < block_rows; ++r) {
-    issue(r + kStreamDepth - 1);
+    issue();
     cp_async_wait<kStreamDepth - 1>();
     __syncwarp();
-    const char* const slot = ring + (r % kStreamDepth) * Slot::kBytes;
+    const char* const slot = ring + read_slot;
+    read_slot = read_slot == (kStreamDepth - 1) * Slot::kBytes ? 0 : read_slot + Slot::kBytes;
     std::uint32_t words[BITS];
     const char* const lane_codes = slot + lane * 4 * BITS;
     if constexpr (BITS % 4 == 0) {
@@ -230,7 +260,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
     const auto* group_bits = reinterpret_cast<const std::uint16_t*>(slot + Slot::kCodeBytes);
     const float scale = bf16_to_float(group_bits[group_index]);
     const float bias = bf16_to_float(group_bits[Slot::kGroupBytes / 2 + group_index]);
-    __syncwarp();  // the next iteration's issue refills this slot
+    __syncwarp();  // the next issue refills this slot
 
     float dot[ROWS][2];
 #pragma unroll
@@ -242,8 +272,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
         constexpr std::uint32_t mask = (1u << BITS) - 1u;
         const std::uint32_t word = words[e * BITS / 32];
         const std::uint32_t half = (e * BITS) % 32 < 16 ? word : word >> 16;
-        const int shift = stream_code_shift(BITS, e);
-        q = __uint_as_float((half & (mask << shift)) | 0x4B000000u) - 8388608.0f;
+        q = __uint_as_float((half & (mask << stream_code_shift(BITS, e))) | magic) - 8388608.0f;
       } else {
         q = segment_code<BITS>(words, e);
       }
@@ -253,8 +282,9 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
 #pragma unroll
     for (int row = 0; row < ROWS; ++row) {
       const float sum = warp_sum(fmaf(scale, dot[row][0] + dot[row][1], bias * x_sum[row]));
-      if (lane == 0) partial[(r * warps + warp) * ROWS + row] = sum;
+      if (lane == 0) row_partial[row] = sum;
     }
+    row_partial += warps * ROWS;
   }
 
   __syncthreads();

@@ -17,9 +17,6 @@
 // Widths 3, 5 and 6 extract each code with shifts (codes straddle words). y += s * (q . x) +
 // b * sum(x) per lane and row, as in the other SIMT kernels: exact to fp32 rounding.
 //
-// Registers: at most 80 at 1 row (6 blocks of 4 warps per SM at in 4096, against 5 at the 93
-// the compiler picks unbounded), 128 at 2 rows.
-//
 // Input modes (gemv_input in affine_gemv.hpp): rmsnorm multiplies gamma * h and scales the row
 // sum by 1 / rms(h) at the end (the slices' sums of squares meet like the partial sums), so the
 // norm costs no extra pass over x; swiglu computes silu(gate) * up while loading x.
@@ -132,7 +129,7 @@ __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, 
 }
 
 template <int BITS, int GROUP, int ROWS, class XT>
-__global__ void __launch_bounds__(kStreamMaxWarps * 32) __maxnreg__(ROWS == 1 ? 80 : 128)
+__global__ void __launch_bounds__(kStreamMaxWarps * 32)
     affine_gemv_stream_kernel(const StreamArgs<XT> a) {
   using Slot = StreamSlot<BITS, GROUP>;
   extern __shared__ uint4 stream_shared[];

@@ -86,6 +86,19 @@ void settle() {
   UQ_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+// A llama3-scaled rope (Llama 3.1's constants) with heads of head_dim.
+uq::ModelConfig llama3_rope_config(int head_dim) {
+  uq::ModelConfig config;
+  config.head_dim = head_dim;
+  config.rope_theta = 500000.0;
+  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
+  config.rope_scaling.factor = 8.0;
+  config.rope_scaling.low_freq_factor = 1.0;
+  config.rope_scaling.high_freq_factor = 4.0;
+  config.rope_scaling.original_max_position_embeddings = 8192;
+  return config;
+}
+
 struct AttentionCase {
   int heads, kv_heads, head_dim, count, first_position, window;
 };
@@ -101,7 +114,7 @@ struct AttentionInputs {
         q_width(c.heads * c.head_dim),
         kv_width(c.kv_heads * c.head_dim),
         stride(q_width + 2 * kv_width + 13),
-        rope(rope_config(c.head_dim)) {
+        rope(llama3_rope_config(c.head_dim)) {
     std::normal_distribution<float> draw(0.0f, 1.0f);
     const auto fill = [&](std::vector<float>& target, std::size_t size) {
       target.resize(size);
@@ -121,18 +134,6 @@ struct AttentionInputs {
     frequencies = to_device(rope.inverse_frequencies());
     position = to_device(std::vector<int>{first_position});
     settle();
-  }
-
-  static uq::ModelConfig rope_config(int head_dim) {
-    uq::ModelConfig config;
-    config.head_dim = head_dim;
-    config.rope_theta = 500000.0;
-    config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
-    config.rope_scaling.factor = 8.0;
-    config.rope_scaling.low_freq_factor = 1.0;
-    config.rope_scaling.high_freq_factor = 4.0;
-    config.rope_scaling.original_max_position_embeddings = 8192;
-    return config;
   }
 
   void run(int max_keys, float* workspace, float* out, cudaStream_t stream) {
@@ -404,15 +405,7 @@ TEST_F(CudaDecoderKernels, NormSwigluMatchCpu) {
 // element checked, nothing else in the cache touched, the queries rotated in place.
 TEST_F(CudaDecoderKernels, RopeStoreKvMatchesCpu) {
   uq::cuda::Stream stream;
-  uq::ModelConfig config;
-  config.head_dim = 128;
-  config.rope_theta = 500000.0;
-  config.rope_scaling.kind = uq::RopeScaling::Kind::Llama3;
-  config.rope_scaling.factor = 8.0;
-  config.rope_scaling.low_freq_factor = 1.0;
-  config.rope_scaling.high_freq_factor = 4.0;
-  config.rope_scaling.original_max_position_embeddings = 8192;
-  const uq::Rope rope(config);
+  const uq::Rope rope(llama3_rope_config(128));
   const int rows = 5, heads = 6, kv_heads = 2, head_dim = 128;
   const int q_width = heads * head_dim, kv_width = kv_heads * head_dim;
   const int stride = q_width + 2 * kv_width + 64;

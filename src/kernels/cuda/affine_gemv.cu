@@ -287,9 +287,7 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
     args.input = input;
     args.gamma = how.gamma;
     args.eps = how.eps;
-    args.mode = how.mode == GemvInputMode::rmsnorm  ? detail::StreamMode::rmsnorm
-                : how.mode == GemvInputMode::swiglu ? detail::StreamMode::swiglu
-                                                    : detail::StreamMode::plain;
+    args.mode = how.mode;
     args.y = y_dev;
     args.rows = rows;
     args.accumulate = accumulate;

@@ -17,7 +17,7 @@
 // Widths 3, 5 and 6 extract each code with shifts (codes straddle words). y += s * (q . x) +
 // b * sum(x) per lane and row, as in the other SIMT kernels: exact to fp32 rounding.
 //
-// Input modes (gemv_input in affine_gemv.hpp): rmsnorm multiplies gamma * h and scales the row
+// Input modes (GemvInput in affine_gemv.hpp): rmsnorm multiplies gamma * h and scales the row
 // sum by 1 / rms(h) at the end (the slices' sums of squares meet like the partial sums), so the
 // norm costs no extra pass over x; swiglu computes silu(gate) * up while loading x.
 //
@@ -31,6 +31,7 @@
 #include <type_traits>
 
 #include "core/error.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/cp_async.cuh"
@@ -44,8 +45,6 @@ constexpr int kStreamSlice = 1024;   // elements of `in` per warp: 32 per lane
 constexpr int kStreamDepth = 8;      // weight rows in flight per warp
 constexpr int kStreamMaxWarps = 16;  // in <= 16384; 128 registers per thread at most
 
-enum class StreamMode { plain, rmsnorm, swiglu };
-
 template <class XT>
 struct StreamArgs {
   const std::uint32_t* codes;
@@ -54,7 +53,7 @@ struct StreamArgs {
   const XT* input;     // plain: x [rows, in]; rmsnorm: h [rows, in]; swiglu: gate|up [rows, 2 in]
   const float* gamma;  // rmsnorm
   float eps;           // rmsnorm
-  StreamMode mode;
+  GemvInputMode mode;
   float* y;
   int out, in, rows;
   int rows_per_block;
@@ -106,7 +105,7 @@ template <class XT>
 __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, int first,
                                               float (&x)[kSegment], float& squares) {
   const std::size_t in = static_cast<std::size_t>(a.in);
-  if (a.mode == StreamMode::swiglu) {
+  if (a.mode == GemvInputMode::swiglu) {
     const XT* gate = a.input + static_cast<std::size_t>(row) * 2 * in + first;
     float up[kSegment];
     stream_load32(gate, x);
@@ -117,7 +116,7 @@ __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, 
     return;
   }
   stream_load32(a.input + static_cast<std::size_t>(row) * in + first, x);
-  if (a.mode == StreamMode::rmsnorm) {
+  if (a.mode == GemvInputMode::rmsnorm) {
     float gamma[kSegment];
     stream_load32(a.gamma + first, gamma);
 #pragma unroll
@@ -222,7 +221,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
         x[r][e] *=
             __uint_as_float(static_cast<std::uint32_t>(127 - stream_code_shift(BITS, e)) << 23);
     }
-    if (a.mode == StreamMode::rmsnorm) {
+    if (a.mode == GemvInputMode::rmsnorm) {
       squares = warp_sum(squares);
       if (lane == 0) squares_of[warp * ROWS + r] = squares;
     }
@@ -292,7 +291,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
     const int r = t / ROWS, row = t % ROWS;
     float sum = 0.0f;
     for (int w = 0; w < warps; ++w) sum += partial[(r * warps + w) * ROWS + row];
-    if (a.mode == StreamMode::rmsnorm) {
+    if (a.mode == GemvInputMode::rmsnorm) {
       float squares = 0.0f;
       for (int w = 0; w < warps; ++w) squares += squares_of[w * ROWS + row];
       sum *= 1.0f / sqrtf(squares / static_cast<float>(a.in) + a.eps);  // as rms_norm_kernel

@@ -37,6 +37,7 @@
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
+#include "kernels/cuda/stream_split.hpp"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace uq::cuda::detail {
@@ -327,19 +328,15 @@ void launch_affine_gemv_stream(StreamArgs<XT> a, cudaStream_t stream) {
     UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(current_device_shared_memory_optin())));
   });
-  // One wave: as many blocks as fit at once, the rows split evenly. The partial sums grow with
-  // the rows per block, so the fit is checked again until the split settles.
-  const int sms = current_device_multiprocessors();
-  int rows_per_block = (a.out + sms - 1) / sms;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    int per_sm = 0;
-    UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, kernel, threads, stream_shared_bytes(BITS, GROUP, a.in, ROWS, rows_per_block)));
-    if (per_sm < 1) fail("cuda affine gemv: the stream kernel does not fit an SM (in ", a.in, ")");
-    const int want = (a.out + per_sm * sms - 1) / (per_sm * sms);
-    if (want == rows_per_block) break;
-    rows_per_block = want;
-  }
+  const int rows_per_block =
+      stream_rows_per_block(a.out, current_device_multiprocessors(), [&](int rows) {
+        int per_sm = 0;
+        UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, kernel, threads, stream_shared_bytes(BITS, GROUP, a.in, ROWS, rows)));
+        return per_sm;
+      });
+  if (rows_per_block < 1)
+    fail("cuda affine gemv: the stream kernel's block does not fit an SM (in ", a.in, ")");
   a.rows_per_block = rows_per_block;
   const auto blocks = static_cast<unsigned>((a.out + rows_per_block - 1) / rows_per_block);
   launch_pdl("affine_gemv_stream_kernel", kernel, blocks, threads,

@@ -29,6 +29,14 @@ __device__ __forceinline__ float bf16_to_float(std::uint16_t bits) {
   return __uint_as_float(static_cast<std::uint32_t>(bits) << 16);
 }
 
+// (bits & mask) | magic in one lop3: ptxas splits the C form into two (one immediate each).
+__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t bits, std::uint32_t mask,
+                                                 std::uint32_t magic) {
+  std::uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(bits), "r"(mask), "r"(magic));
+  return d;
+}
+
 // Exact int -> float for q < 2^23 without the slow I2F unit: 2^23 + q has q in its mantissa.
 __device__ __forceinline__ float code_to_float(std::uint32_t q) {
   return __uint_as_float(q | 0x4B000000u) - 8388608.0f;

@@ -35,6 +35,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_fragments.hpp"
+#include "kernels/cuda/affine_gemv_mma.cuh"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/pdl_launch.hpp"
@@ -90,26 +91,8 @@ __device__ __forceinline__ uint4 load_codes4(const std::uint32_t* p) {
   return v;
 }
 
-__device__ __forceinline__ void mma_16816(float (&d)[4], std::uint32_t a0, std::uint32_t a1,
-                                          std::uint32_t a2, std::uint32_t a3, std::uint32_t b0,
-                                          std::uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 constexpr std::uint32_t kMagic = 0x43004300u;      // bf16 128 twice: 128 + q exact for q < 128
 constexpr std::uint32_t kMagic2048 = 0x45004500u;  // bf16 2048 twice: 2048 + 16 q for q < 16
-
-// (bits & mask) | magic in one lop3: ptxas splits the C form into two (one immediate each).
-__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t bits, std::uint32_t mask,
-                                                 std::uint32_t magic) {
-  std::uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(bits), "r"(mask), "r"(magic));
-  return d;
-}
 
 // The bias of the codes the mma sees (F above): 128 + q, and for 8-bit also 2048 + 16 * hi.
 template <int BITS>
@@ -325,9 +308,9 @@ __global__ void __launch_bounds__(kPersistentWarps * 32, TILES == 4 ? 1 : 2)
 #pragma unroll
               for (int j = 0; j < TILES; ++j) {
                 const std::uint32_t b0 = half ? b[j].z : b[j].x, b1 = half ? b[j].w : b[j].y;
-                mma_16816(c[m][j], lo[0], lo[1], hi[0], hi[1], b0, b1);
+                mma_bf16_16816(c[m][j], {lo[0], lo[1], hi[0], hi[1]}, b0, b1);
                 if constexpr (BITS == 8)
-                  mma_16816(c[m][j], lo16[0], lo16[1], hi16[0], hi16[1], b0, b1);
+                  mma_bf16_16816(c[m][j], {lo16[0], lo16[1], hi16[0], hi16[1]}, b0, b1);
               }
             }
           }

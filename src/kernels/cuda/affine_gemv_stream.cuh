@@ -59,9 +59,6 @@ struct StreamArgs {
   int out, in, rows;
   int rows_per_block;
   bool accumulate;
-  // 2^23's bits, passed in rather than written as a constant so the compiler keeps them in a
-  // register: (half & mask) | magic is then one LOP3 (with two immediates it emits two).
-  std::uint32_t mantissa_magic = 0x4B000000u;
 };
 
 // Bytes of one ring slot: the slice's codes of one row, then its scales, then its biases.
@@ -229,7 +226,6 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
   }
 
   const int group_index = lane * kSegment / GROUP;
-  const std::uint32_t magic = a.mantissa_magic;
   int read_slot = 0;
   float* row_partial = partial + warp * ROWS;
   for (int r = 0; r < block_rows; ++r) {
@@ -272,7 +268,8 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
         constexpr std::uint32_t mask = (1u << BITS) - 1u;
         const std::uint32_t word = words[e * BITS / 32];
         const std::uint32_t half = (e * BITS) % 32 < 16 ? word : word >> 16;
-        q = __uint_as_float((half & (mask << stream_code_shift(BITS, e))) | magic) - 8388608.0f;
+        q = __uint_as_float(mask_or(half, mask << stream_code_shift(BITS, e), 0x4B000000u)) -
+            8388608.0f;
       } else {
         q = segment_code<BITS>(words, e);
       }

@@ -72,6 +72,28 @@ bool stream_supported(int in, int bits, int group_size) {
          stream_shared_bytes(bits, group_size, in, 2, 1) <= current_device_shared_memory_optin();
 }
 
+// f(std::integral_constant<int, BITS>{}) for the weight's width: every kernel is instantiated
+// per width.
+template <class F>
+void with_bits(const AffineDeviceWeight& w, F&& f) {
+  switch (w.bits()) {
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    default:
+      fail("cuda affine gemv '", w.name(), "': bits ", w.bits(), " not supported");
+  }
+}
+
 // 1-2 rows of the stream kernel.
 template <class XT>
 void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, cudaStream_t stream) {
@@ -80,22 +102,9 @@ void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, cudaS
   args.biases = w.biases();
   args.out = w.out();
   args.in = w.in();
-  switch (w.bits()) {
-    case 2:
-      return detail::launch_affine_gemv_stream_bits<2>(args, w.group_size(), stream);
-    case 3:
-      return detail::launch_affine_gemv_stream_bits<3>(args, w.group_size(), stream);
-    case 4:
-      return detail::launch_affine_gemv_stream_bits<4>(args, w.group_size(), stream);
-    case 5:
-      return detail::launch_affine_gemv_stream_bits<5>(args, w.group_size(), stream);
-    case 6:
-      return detail::launch_affine_gemv_stream_bits<6>(args, w.group_size(), stream);
-    case 8:
-      return detail::launch_affine_gemv_stream_bits<8>(args, w.group_size(), stream);
-    default:
-      fail("cuda affine gemv '", w.name(), "': bits ", w.bits(), " not supported");
-  }
+  with_bits(w, [&](auto width) {
+    detail::launch_affine_gemv_stream_bits<decltype(width)::value>(args, w.group_size(), stream);
+  });
 }
 
 // B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.
@@ -136,28 +145,10 @@ void persistent_pass(const AffineDeviceWeight& w, detail::FragmentArgs<XT> fragm
       w.codes(), w.scales(), w.biases(), fragments.fragments, fragments.sums,
       y,         w.out(),    w.in(),     fragments.rows,      layout.parts,
       1,         accumulate};
-  switch (bits) {
-    case 2:
-      return detail::launch_affine_gemv_persistent_bits<2>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    case 3:
-      return detail::launch_affine_gemv_persistent_bits<3>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    case 4:
-      return detail::launch_affine_gemv_persistent_bits<4>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    case 5:
-      return detail::launch_affine_gemv_persistent_bits<5>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    case 6:
-      return detail::launch_affine_gemv_persistent_bits<6>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    case 8:
-      return detail::launch_affine_gemv_persistent_bits<8>(args, w.group_size(), layout.tiles,
-                                                           stream);
-    default:
-      fail("cuda affine gemv '", w.name(), "': bits ", bits, " not supported");
-  }
+  with_bits(w, [&](auto width) {
+    detail::launch_affine_gemv_persistent_bits<decltype(width)::value>(args, w.group_size(),
+                                                                       layout.tiles, stream);
+  });
 }
 
 template <int BITS, class XT>
@@ -219,28 +210,9 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
                                 stream,
                                 accumulate};
     const XT* x_part = x + static_cast<std::size_t>(done) * w.in();
-    switch (w.bits()) {
-      case 2:
-        launch_bits<2>(kernel, args, w.group_size(), x_part);
-        break;
-      case 3:
-        launch_bits<3>(kernel, args, w.group_size(), x_part);
-        break;
-      case 4:
-        launch_bits<4>(kernel, args, w.group_size(), x_part);
-        break;
-      case 5:
-        launch_bits<5>(kernel, args, w.group_size(), x_part);
-        break;
-      case 6:
-        launch_bits<6>(kernel, args, w.group_size(), x_part);
-        break;
-      case 8:
-        launch_bits<8>(kernel, args, w.group_size(), x_part);
-        break;
-      default:
-        fail("cuda affine gemv '", w.name(), "': bits ", w.bits(), " not supported");
-    }
+    with_bits(w, [&](auto width) {
+      launch_bits<decltype(width)::value>(kernel, args, w.group_size(), x_part);
+    });
   }
 }
 

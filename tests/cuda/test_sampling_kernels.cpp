@@ -79,24 +79,21 @@ std::int32_t cpu_pick(const std::vector<float>& logits, const SamplingParameters
 
 enum class Shape { Peaked, Flat, Ties, Equal };
 
-std::vector<float> random_logits(int vocab, Shape shape, std::mt19937& random) {
+// vocab logits drawn from N(0, spread).
+std::vector<float> normal_logits(int vocab, float spread, std::mt19937& random) {
   std::vector<float> logits(static_cast<std::size_t>(vocab));
-  std::normal_distribution<float> normal(0.0f, shape == Shape::Peaked ? 6.0f : 0.05f);
+  std::normal_distribution<float> normal(0.0f, spread);
+  for (auto& logit : logits) logit = normal(random);
+  return logits;
+}
+
+std::vector<float> random_logits(int vocab, Shape shape, std::mt19937& random) {
+  if (shape == Shape::Peaked || shape == Shape::Flat)
+    return normal_logits(vocab, shape == Shape::Peaked ? 6.0f : 0.05f, random);
+  std::vector<float> logits(static_cast<std::size_t>(vocab));
   std::uniform_int_distribution<int> level(-4, 0);  // a few values, each shared by many tokens
-  for (auto& logit : logits) {
-    switch (shape) {
-      case Shape::Peaked:
-      case Shape::Flat:
-        logit = normal(random);
-        break;
-      case Shape::Ties:
-        logit = 0.5f * static_cast<float>(level(random));
-        break;
-      case Shape::Equal:
-        logit = 1.25f;
-        break;
-    }
-  }
+  for (auto& logit : logits)
+    logit = shape == Shape::Ties ? 0.5f * static_cast<float>(level(random)) : 1.25f;
   return logits;
 }
 
@@ -143,9 +140,7 @@ TEST_F(CudaSampling, PicksTheCpuSamplersTokenForTheSameDraw) {
 // at p = 1e-6 (Wilson-Hilferty), so a correct sampler fails one run in a million.
 TEST_F(CudaSampling, FrequenciesFollowCpuProbabilities) {
   const int vocab = 3001;
-  std::normal_distribution<float> normal(0.0f, 2.0f);
-  std::vector<float> logits(vocab);
-  for (auto& logit : logits) logit = normal(random_);
+  const std::vector<float> logits = normal_logits(vocab, 2.0f, random_);
   DeviceSampler device(vocab);
   device.upload(logits);
   const float temperature = 0.9f;
@@ -200,9 +195,7 @@ TEST_F(CudaSampling, FrequenciesFollowCpuProbabilities) {
 // on the 128256 vocabulary (docs/PERFORMANCE.md).
 TEST_F(CudaSampling, GraphReplaysWithNewParametersAndTiming) {
   const int vocab = 128256;
-  std::normal_distribution<float> normal(0.0f, 3.0f);
-  std::vector<float> logits(vocab);
-  for (auto& logit : logits) logit = normal(random_);
+  const std::vector<float> logits = normal_logits(vocab, 3.0f, random_);
   DeviceSampler device(vocab);
   device.upload(logits);
   uq::cuda::Stream stream;

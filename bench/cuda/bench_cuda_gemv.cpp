@@ -85,8 +85,8 @@ constexpr double kNotTimed = -1.0;
 struct Row {
   Shape shape;
   int bits, rows;
-  double auto_us, gbs, tflops, stream_us, persistent_us, tensor_us, simt_us, tiled_us,
-      tiled_bf16_us, cublas_us;
+  double auto_us, gbs, tflops, stream_mma_us, stream_us, persistent_us, tensor_us, simt_us,
+      tiled_us, tiled_bf16_us, cublas_us;
 };
 
 // Random bf16 bits of magnitude 2^-7 .. 2^-3 and either sign: cheap enough for 10^9 elements.
@@ -214,7 +214,10 @@ int main(int argc, char** argv) try {
         // Past 16 rows the 1..16-row kernels loop over 16-row passes: timed up to 64 rows (the
         // crossover with the tiled kernel); simt only up to 16.
         const bool passes = rows <= 64;
-        // The stream kernel: 1-2 rows (it runs simt where the shape does not suit it).
+        // The stream kernels: 1-2 rows, timed only where the shape suits them.
+        const double stream_mma_us = rows <= 2 && uq::cuda::mma_stream_gemv_supported(first)
+                                         ? time_kernel(GemvKernel::stream_mma)
+                                         : kNotTimed;
         const double stream_us = rows <= 2 && uq::cuda::stream_gemv_supported(first)
                                      ? time_kernel(GemvKernel::stream)
                                      : kNotTimed;
@@ -228,29 +231,33 @@ int main(int argc, char** argv) try {
         });
         const double flops = 2.0 * rows * double(elements);
         results.push_back({shape, bits, rows, auto_us, double(first.bytes()) / (auto_us * 1e3),
-                           flops / (auto_us * 1e6), stream_us, persistent_us, tensor_us, simt_us,
-                           tiled_us, tiled_bf16_us, cublas_us[rows]});
+                           flops / (auto_us * 1e6), stream_mma_us, stream_us, persistent_us,
+                           tensor_us, simt_us, tiled_us, tiled_bf16_us, cublas_us[rows]});
       }
     }
   }
 
   std::printf(
       "\nx f32, group %d. us: the default (automatic) kernel; GB/s: its weight bytes "
-      "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; stream_us, persist_us, "
+      "(codes + scales + biases) / time; TFLOP/s: 2 rows out in / time; mma_str_us, stream_us, "
+      "persist_us, "
       "tensor_us, simt_us, tiled_us: each kernel forced (- = not timed); tiled_bf16: tiled with x "
       "bf16; x cuBLAS: "
       "cublas_us / us\n",
       kGroupSize);
-  std::printf("%-12s %4s %4s %9s %7s %6s %7s %9s %10s %9s %9s %9s %10s %10s %9s\n", "out x in",
-              "bits", "rows", "us", "GB/s", "%copy", "TFLOP/s", "stream_us", "persist_us",
-              "tensor_us", "simt_us", "tiled_us", "tiled_bf16", "cublas_us", "x cuBLAS");
+  std::printf("%-12s %4s %4s %9s %7s %6s %7s %10s %9s %10s %9s %9s %9s %10s %10s %9s\n", "out x in",
+              "bits", "rows", "us", "GB/s", "%copy", "TFLOP/s", "mma_str_us", "stream_us",
+              "persist_us", "tensor_us", "simt_us", "tiled_us", "tiled_bf16", "cublas_us",
+              "x cuBLAS");
   for (const Row& r : results)
     std::printf(
-        "%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %9s %10s %9s %9s %9s %10.2f %10.2f %8.2fx\n",
+        "%6dx%-5d %4d %4d %9.2f %7.0f %5.0f%% %7.1f %10s %9s %10s %9s %9s %9s %10.2f %10.2f "
+        "%8.2fx\n",
         r.shape.out, r.shape.in, r.bits, r.rows, r.auto_us, r.gbs, 100.0 * r.gbs / copy_gbs,
-        r.tflops, us_or_dash(r.stream_us).c_str(), us_or_dash(r.persistent_us).c_str(),
-        us_or_dash(r.tensor_us).c_str(), us_or_dash(r.simt_us).c_str(),
-        us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us, r.cublas_us / r.auto_us);
+        r.tflops, us_or_dash(r.stream_mma_us).c_str(), us_or_dash(r.stream_us).c_str(),
+        us_or_dash(r.persistent_us).c_str(), us_or_dash(r.tensor_us).c_str(),
+        us_or_dash(r.simt_us).c_str(), us_or_dash(r.tiled_us).c_str(), r.tiled_bf16_us, r.cublas_us,
+        r.cublas_us / r.auto_us);
 
   if (!json_path.empty()) {
     std::ofstream json(json_path);
@@ -261,9 +268,10 @@ int main(int argc, char** argv) try {
       json << (k ? ", " : "") << "{\"out\": " << r.shape.out << ", \"in\": " << r.shape.in
            << ", \"bits\": " << r.bits << ", \"rows\": " << r.rows << ", \"us\": " << r.auto_us
            << ", \"weight_gbs\": " << r.gbs << ", \"tflops\": " << r.tflops
-           << ", \"stream_us\": " << r.stream_us << ", \"persistent_us\": " << r.persistent_us
-           << ", \"tensor_us\": " << r.tensor_us << ", \"simt_us\": " << r.simt_us
-           << ", \"tiled_us\": " << r.tiled_us << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
+           << ", \"stream_mma_us\": " << r.stream_mma_us << ", \"stream_us\": " << r.stream_us
+           << ", \"persistent_us\": " << r.persistent_us << ", \"tensor_us\": " << r.tensor_us
+           << ", \"simt_us\": " << r.simt_us << ", \"tiled_us\": " << r.tiled_us
+           << ", \"tiled_bf16_x_us\": " << r.tiled_bf16_us
            << ", \"cublas_bf16_us\": " << r.cublas_us
            << ", \"ratio_to_cublas\": " << r.cublas_us / r.auto_us << "}";
     }

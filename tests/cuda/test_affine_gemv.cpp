@@ -170,13 +170,13 @@ void check_weight(std::mt19937_64& rng, int out, int in, int bits, int group_siz
   for (const int rows : row_counts) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const std::size_t n = static_cast<std::size_t>(rows) * out;
-    for (int variant = 0; variant < 12; ++variant) {
+    for (int variant = 0; variant < 14; ++variant) {
       const bool use_bf16 = variant % 2 == 1;
-      constexpr GemvKernel kKernels[] = {GemvKernel::persistent, GemvKernel::tensor_cores,
-                                         GemvKernel::simt,       GemvKernel::tiled,
-                                         GemvKernel::stream,     GemvKernel::automatic};
-      constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt",
-                                        ", tiled",      ", stream",       ", automatic"};
+      constexpr GemvKernel kKernels[] = {
+          GemvKernel::persistent, GemvKernel::tensor_cores, GemvKernel::simt,     GemvKernel::tiled,
+          GemvKernel::stream,     GemvKernel::stream_mma,   GemvKernel::automatic};
+      constexpr const char* kNames[] = {", persistent", ", tensor cores", ", simt",     ", tiled",
+                                        ", stream",     ", stream_mma",   ", automatic"};
       const GemvKernel kernel = kKernels[variant / 2];
       const bool bf16_product =
           kernel == GemvKernel::tiled ||
@@ -244,7 +244,33 @@ TEST_P(AffineGemvCuda, StreamKernelMatchesFloat64ReferenceWhereItRuns) {
     }
 }
 
+// Shapes the tensor-core stream kernel takes (asserted) at every width and group it supports:
+// one slice (in 256) and 14 (in 3584); odd `out` leaves the last 16-row tile short.
+TEST_P(AffineGemvCuda, StreamMmaKernelMatchesFloat64ReferenceWhereItRuns) {
+  const int bits = GetParam();
+  if (bits != 2 && bits != 4 && bits != 8) GTEST_SKIP() << "2, 4 and 8 bits only";
+  std::mt19937_64 rng(std::random_device{}());
+  for (int group : {32, 64, 128}) {
+    if (group * bits < 128) continue;  // 2-bit g32: a lane's codes of a group are half a word
+    for (const auto& [out, in] : {std::pair{37, 256}, std::pair{203, 3584}}) {
+      const HostAffine probe = random_affine(rng, 1, in, bits, group);
+      ASSERT_TRUE(uq::cuda::mma_stream_gemv_supported(AffineDeviceWeight(probe.view())))
+          << "bits " << bits << " group " << group << " in " << in;
+      check_weight(rng, out, in, bits, group, {1, 2, 3});
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Bits, AffineGemvCuda, testing::Values(2, 3, 4, 5, 6, 8));
+
+// A block of the tensor-core stream kernel reduces its slices' partial sums every 24 tiles: an
+// output long enough for 25 tiles per block on a 132-SM device (one 16-warp block per SM; more
+// on fewer SMs), with a short last tile.
+TEST(AffineGemvCudaRows, StreamMmaKernelReducesInChunks) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
+  std::mt19937_64 rng(std::random_device{}());
+  check_weight(rng, 132 * 25 * 16 - 11, 4096, 4, 64, {1, 2});
+}
 
 TEST(AffineGemvCudaRows, MoreThanSixteenRowsRunInPasses) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU";
@@ -271,11 +297,17 @@ void check_fused(std::mt19937_64& rng, int out, int in, int bits, int group_size
                  GemvKernel kernel = GemvKernel::persistent) {
   SCOPED_TRACE("out " + std::to_string(out) + " in " + std::to_string(in) + " bits " +
                std::to_string(bits) + " group " + std::to_string(group_size) + " rows " +
-               std::to_string(rows) + (kernel == GemvKernel::stream ? " stream" : ""));
+               std::to_string(rows) +
+               (kernel == GemvKernel::stream       ? " stream"
+                : kernel == GemvKernel::stream_mma ? " stream_mma"
+                                                   : ""));
   const HostAffine host = random_affine(rng, out, in, bits, group_size);
   const AffineDeviceWeight weight(host.view());
   if (kernel == GemvKernel::stream) {
     ASSERT_TRUE(uq::cuda::stream_gemv_supported(weight));
+  }
+  if (kernel == GemvKernel::stream_mma) {
+    ASSERT_TRUE(uq::cuda::mma_stream_gemv_supported(weight));
   }
   const std::vector<double> w = host.dequantized();
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -362,6 +394,13 @@ TEST(AffineGemvCudaFused, AccumulateRmsNormAndSwiGluMatchFloat64Reference) {
     for (int rows : {1, 2}) {
       check_fused(rng, 93, 3584, bits, 64, rows, GemvKernel::stream);
       check_fused(rng, 41, 512, bits, bits == 3 ? 128 : 32, rows, GemvKernel::stream);
+    }
+  // The tensor-core stream kernel's: 14 slices of 256 (in 3584, g64) and 2 (in 512, g128: two
+  // groups per slice).
+  for (int bits : {2, 4, 8})
+    for (int rows : {1, 2}) {
+      check_fused(rng, 93, 3584, bits, 64, rows, GemvKernel::stream_mma);
+      check_fused(rng, 41, 512, bits, 128, rows, GemvKernel::stream_mma);
     }
 }
 

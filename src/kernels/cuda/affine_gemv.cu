@@ -11,6 +11,7 @@
 #include "kernels/cuda/affine_gemv_persistent.cuh"
 #include "kernels/cuda/affine_gemv_segment.cuh"
 #include "kernels/cuda/affine_gemv_stream.cuh"
+#include "kernels/cuda/affine_gemv_stream_mma.cuh"
 #include "kernels/cuda/affine_gemv_tiled.cuh"
 
 namespace uq::cuda {
@@ -41,23 +42,44 @@ UQ_EXTERN_AFFINE_GEMV(5)
 UQ_EXTERN_AFFINE_GEMV(6)
 UQ_EXTERN_AFFINE_GEMV(8)
 #undef UQ_EXTERN_AFFINE_GEMV
+#define UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(BITS)                                                   \
+  extern template void launch_affine_gemv_stream_mma_bits<BITS, float>(const StreamArgs<float>&, \
+                                                                       int, cudaStream_t);       \
+  extern template void launch_affine_gemv_stream_mma_bits<BITS, __nv_bfloat16>(                  \
+      const StreamArgs<__nv_bfloat16>&, int, cudaStream_t);
+UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(2)
+UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(4)
+UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(8)
+#undef UQ_EXTERN_AFFINE_GEMV_STREAM_MMA
 
 }  // namespace detail
 
 namespace {
 
 // Which kernel runs: automatic picks by rows and shape, from the measurements in
-// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the stream kernel where the weight's layout
-// allows it (stream_gemv_supported), else the simt segment kernel where `in` is short against
+// docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the tensor-core stream kernel where the
+// weight's layout allows it (mma_stream_gemv_supported), else the stream kernel where it allows
+// that (stream_gemv_supported), else the simt segment kernel where `in` is short against
 // `out`, the persistent kernel where it is long (down_proj 4096x14336: its K split gives the
 // short output enough warps, 30 vs 38 us); persistent for 3-16 rows; beyond, the tiled kernel,
 // except for short outputs: its grid has out / 128 blocks per 128 rows, under ~64 of the 132
 // SMs at out 4096, so there 16-row passes of the tensor-core kernel stay faster up to 64 rows
 // (80.6 vs 102.6 us at 4096x4096, 64 rows).
-GemvKernel resolve(GemvKernel kernel, int rows, int out, int in, bool streams) {
+// Which stream kernels a weight's shape allows.
+struct Streams {
+  bool simt, mma;
+};
+
+GemvKernel resolve(GemvKernel kernel, int rows, int out, int in, Streams streams) {
+  if (kernel == GemvKernel::automatic) {
+    if (rows <= 2 && streams.mma) return GemvKernel::stream_mma;
+    if (rows <= 2 && streams.simt) return GemvKernel::stream;
+  }
+  // Forced where its shape does not suit it, a stream kernel falls back to the next one.
+  if (kernel == GemvKernel::stream_mma && !streams.mma) kernel = GemvKernel::stream;
+  if (kernel == GemvKernel::stream && !streams.simt) kernel = GemvKernel::simt;
   if (kernel != GemvKernel::automatic) return kernel;
   if (rows <= 2) {
-    if (streams) return GemvKernel::stream;
     return in >= 2 * out ? GemvKernel::persistent : GemvKernel::simt;
   }
   if (rows <= detail::kMaxRows) return GemvKernel::persistent;
@@ -70,6 +92,17 @@ bool stream_supported(int in, int bits, int group_size) {
   return in <= kStreamMaxWarps * kStreamSlice && static_cast<long long>(in) * bits % 128 == 0 &&
          (in / group_size) % 2 == 0 &&
          stream_shared_bytes(bits, group_size, in, 2, 1) <= current_device_shared_memory_optin();
+}
+
+bool mma_stream_supported(int in, int bits, int group_size) {
+  using namespace detail;
+  return mma_stream_width(bits, group_size) && in % kMmaStreamSlice == 0 &&
+         in <= kMmaStreamMaxWarps * kMmaStreamSlice &&
+         mma_stream_shared_bytes(bits, group_size, in, 2) <= current_device_shared_memory_optin();
+}
+
+Streams streams_of(int in, int bits, int group_size) {
+  return {stream_supported(in, bits, group_size), mma_stream_supported(in, bits, group_size)};
 }
 
 // f(std::integral_constant<int, BITS>{}) for the weight's width: every kernel is instantiated
@@ -94,17 +127,27 @@ void with_bits(const AffineDeviceWeight& w, F&& f) {
   }
 }
 
-// 1-2 rows of the stream kernel.
+// 1-2 rows of a stream kernel (stream or stream_mma).
 template <class XT>
-void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, cudaStream_t stream) {
+void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, GemvKernel kernel,
+                 cudaStream_t stream) {
   args.codes = w.codes();
   args.scales = w.scales();
   args.biases = w.biases();
   args.out = w.out();
   args.in = w.in();
   with_bits(w, [&](auto width) {
-    detail::launch_affine_gemv_stream_bits<decltype(width)::value>(args, w.group_size(), stream);
+    constexpr int kBits = decltype(width)::value;
+    if constexpr (kBits == 2 || kBits == 4 || kBits == 8) {
+      if (kernel == GemvKernel::stream_mma)
+        return detail::launch_affine_gemv_stream_mma_bits<kBits>(args, w.group_size(), stream);
+    }
+    detail::launch_affine_gemv_stream_bits<kBits>(args, w.group_size(), stream);
   });
+}
+
+bool is_stream(GemvKernel kernel) {
+  return kernel == GemvKernel::stream || kernel == GemvKernel::stream_mma;
 }
 
 // B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.
@@ -169,21 +212,19 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
   if (x == nullptr || y == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
     fail("cuda affine gemv '", w.name(), "': x must be 16-byte aligned");
-  const bool streams = stream_gemv_supported(w);
-  kernel = resolve(kernel, rows, w.out(), w.in(), streams);
-  if (kernel == GemvKernel::stream && !streams) kernel = GemvKernel::simt;
+  kernel = resolve(kernel, rows, w.out(), w.in(), streams_of(w.in(), w.bits(), w.group_size()));
   if (accumulate && !gemv_kernel_accumulates(kernel, rows)) {
     fail("cuda affine gemv '", w.name(),
          "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
   }
-  if (kernel == GemvKernel::stream) {
+  if (is_stream(kernel)) {
     for (int done = 0; done < rows; done += 2) {
       detail::StreamArgs<XT> args{};
       args.input = x + static_cast<std::size_t>(done) * w.in();
       args.y = y + static_cast<std::size_t>(done) * w.out();
       args.rows = std::min(2, rows - done);
       args.accumulate = accumulate;
-      stream_pass(w, args, stream);
+      stream_pass(w, args, kernel, stream);
     }
     return;
   }
@@ -234,12 +275,16 @@ bool stream_gemv_supported(const AffineDeviceWeight& w) {
   return stream_supported(w.in(), w.bits(), w.group_size());
 }
 
+bool mma_stream_gemv_supported(const AffineDeviceWeight& w) {
+  return mma_stream_supported(w.in(), w.bits(), w.group_size());
+}
+
 GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size) {
-  return resolve(GemvKernel::automatic, rows, out, in, stream_supported(in, bits, group_size));
+  return resolve(GemvKernel::automatic, rows, out, in, streams_of(in, bits, group_size));
 }
 
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows) {
-  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream ||
+  return kernel == GemvKernel::persistent || is_stream(kernel) ||
          (kernel == GemvKernel::simt && rows <= 2);
 }
 
@@ -252,9 +297,8 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
   if (input == nullptr || y_dev == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (how.mode == GemvInputMode::rmsnorm && how.gamma == nullptr)
     fail("cuda affine gemv '", w.name(), "': rmsnorm needs its weight (gamma)");
-  if (kernel == GemvKernel::automatic)
-    kernel = automatic_gemv_kernel(rows, w.out(), w.in(), w.bits(), w.group_size());
-  if (kernel == GemvKernel::stream && rows <= 2 && stream_gemv_supported(w)) {
+  kernel = resolve(kernel, rows, w.out(), w.in(), streams_of(w.in(), w.bits(), w.group_size()));
+  if (is_stream(kernel) && rows <= 2) {
     detail::StreamArgs<float> args{};
     args.input = input;
     args.gamma = how.gamma;
@@ -263,7 +307,7 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
     args.y = y_dev;
     args.rows = rows;
     args.accumulate = accumulate;
-    return stream_pass(w, args, stream);
+    return stream_pass(w, args, kernel, stream);
   }
   detail::FragmentArgs<float> fragments{};
   fragments.input = input;

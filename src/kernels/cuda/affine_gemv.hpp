@@ -3,7 +3,11 @@
 //   y[r, o] = sum_i x[r, i] * (scale[o, i / g] * q[o, i] + bias[o, i / g])
 // x is [rows, in] (f32 or bf16, 16-byte aligned), y is [rows, out] f32, both device memory.
 // Accumulation is fp32. Any rows >= 1 works with every kernel.
-// Five kernels compute the same function:
+// Six kernels compute the same function:
+// - stream_mma: for 1-2 rows (more run 2 at a time): the stream kernel's structure with the
+//   products on the tensor cores (mma.sync on exact bf16 codes, f32 x split into 3 bf16 parts:
+//   exact to fp32 rounding; affine_gemv_stream_mma.cuh). Where mma_stream_gemv_supported (2, 4
+//   and 8 bits, in % 256 == 0, in <= 4096); forced on another weight, stream runs instead;
 // - stream: for 1-2 rows (more run 2 at a time): x held in registers per 1024-element slice of
 //   `in`, the weights streamed past it through a cp.async ring per warp, fp32 dequantization on
 //   CUDA cores, exact to fp32 rounding (affine_gemv_stream.cuh). Where stream_gemv_supported;
@@ -21,12 +25,12 @@
 //   straight into mma.sync fragments, fp32 accumulation, all rows in one launch; the accuracy
 //   of a bf16 matmul.
 // automatic picks by rows and shape, from the measurements in docs/PERFORMANCE.md: for 1-2 rows
-// stream where supported, else simt, or persistent where in >= 2 out (down_proj); persistent
-// for 3-16 rows; 16-row tensor-core passes up to 64 rows where out < 8192; tiled beyond.
-// accumulate: y += the product instead of y = (persistent and stream for any rows, simt for 1-2
-// rows; other cases throw uq::Error).
-// scratch: where the persistent kernel keeps its x fragments (gemv_scratch.hpp); null: memory
-// allocated and freed stream-ordered per product.
+// stream_mma where supported, else stream where supported, else simt, or persistent where in >= 2
+// out (down_proj); persistent for 3-16 rows; 16-row tensor-core passes up to 64 rows where out <
+// 8192; tiled beyond. accumulate: y += the product instead of y = (persistent and both stream
+// kernels for any rows, simt for 1-2 rows; other cases throw uq::Error). scratch: where the
+// persistent kernel keeps its x fragments (gemv_scratch.hpp); null: memory allocated and freed
+// stream-ordered per product.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -35,7 +39,7 @@
 
 namespace uq::cuda {
 
-enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled, stream };
+enum class GemvKernel { automatic, persistent, tensor_cores, simt, tiled, stream, stream_mma };
 
 // What a fused product multiplies, computed from `input` (f32, device) as it loads x:
 // plain: x = input [rows, in]; rmsnorm: x = h * rsqrt(mean(h^2) + eps) * gamma with h = input
@@ -57,12 +61,15 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 // Whether the stream kernel can run w: rows of codes on 16 bytes (in * bits % 128 == 0), an even
 // number of groups per row, in <= 16384 and its rings within the device's shared memory.
 bool stream_gemv_supported(const AffineDeviceWeight& w);
+// Whether the tensor-core stream kernel can run w: 2, 4 or 8 bits with group * bits >= 128,
+// in % 256 == 0, in <= 4096 and its rings within the device's shared memory.
+bool mma_stream_gemv_supported(const AffineDeviceWeight& w);
 // The kernel `automatic` runs for `rows` rows of an out x in weight of that width and group.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size);
 // Whether `kernel` (not automatic) can add its product of `rows` rows into y (accumulate).
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows);
-// The product with its input transform fused in, 1..16 rows: the stream kernel (1-2 rows, where
-// `kernel` is stream or automatic picks it) or the persistent kernel's prologue.
+// The product with its input transform fused in, 1..16 rows: a stream kernel (1-2 rows, where
+// `kernel` is stream_mma or stream, or automatic picks one) or the persistent kernel's prologue.
 void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int rows, float* y_dev,
                             cudaStream_t stream, const GemvInput& how, bool accumulate = false,
                             GemvScratch* scratch = nullptr,

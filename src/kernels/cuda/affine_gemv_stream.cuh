@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32)
       for (int u = 0; u < kLaneCodeUnits; ++u)
         if (code_bytes[u] >= 0)
           cp_async16(slot + 16 * (lane + 32 * u), next_codes + code_offset[u], code_bytes[u]);
-      if (copies_group) cp_async4(slot + group_slot, next_groups + group_offset, group_bytes);
+      if (copies_group) cp_async_ca<4>(slot + group_slot, next_groups + group_offset, group_bytes);
       next_codes += row_bytes;
       next_groups += group_row_bytes;
       issue_slot = issue_slot == (kStreamDepth - 1) * Slot::kBytes ? 0 : issue_slot + Slot::kBytes;

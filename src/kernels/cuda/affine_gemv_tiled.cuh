@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(kTileThreads, 2)
     } else {
       for (int word = load_half; word < Stage::kCodeWords; word += 2) {
         const bool live = word < real_words;
-        cp_async4(code_dst + 4 * word, live ? code_src + word : codes, live ? 4 : 0);
+        cp_async_ca<4>(code_dst + 4 * word, live ? code_src + word : codes, live ? 4 : 0);
       }
     }
     // Scale/bias pairs: the tile's rows of the step, one contiguous run of 512 or 1024 bytes;

@@ -139,10 +139,11 @@ bool DeviceMatrix::accumulates_in_place(int rows) const {
 }
 
 bool DeviceMatrix::fuses_input(int rows) const {
-  // Only where the stream or persistent kernel is the automatic choice anyway.
+  // Only where a stream kernel or the persistent kernel is the automatic choice anyway.
   if (kind_ != Kind::affine || rows < 1 || rows > 16) return false;
   const GemvKernel kernel = automatic_kernel(rows);
-  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream;
+  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream ||
+         kernel == GemvKernel::stream_mma;
 }
 
 GemvKernel DeviceMatrix::automatic_kernel(int rows) const {

@@ -1,0 +1,508 @@
+#pragma once
+// The 1-2 row "stream" GEMV on the tensor cores: the stream kernel's structure (x stationary
+// per warp, weights streamed past it through a cp.async ring per warp, affine_gemv_stream.cuh)
+// with the products done by mma.sync m16n8k16 on exact bf16 codes instead of fp32 FMAs.
+//
+// Why: the SIMT stream kernel needs 3 instructions per code (LOP3 into 2^23's mantissa, FADD,
+// FFMA) and ends up issue- and latency-bound near half the copy rate. Here one LOP3 makes two
+// codes into bf16 128 + q and one mma multiplies 256 of them (16 weight rows x 16 k) by x:
+// about 0.05 warp-instructions per code instead of 0.16.
+//
+// Layout. A warp owns a slice of kMmaStreamSlice (256) consecutive elements of `in`; a block's
+// warps cover `in` (in <= 4096). The block walks tiles of 16 weight rows; per tile each warp
+// copies the tile's codes of its slice (16 rows x 128 bytes at 4 bits) and their scales and
+// biases into its ring slot. In the mma, lane (g = lane / 4, t = lane % 4) holds weight rows g
+// and g + 8; per group of G codes lane t takes the G / 4 consecutive codes t G / 4 ..
+// (t + 1) G / 4 - 1 of each of its rows (whole 32-bit words), so every k16 step stays inside
+// one group and the group's scale applies to the mma's result. Within a word, register i
+// holds codes (i, i + 16 / BITS) as bf16 (128 + q): one LOP3 of the shifted word with the
+// mask and 0x4300 in each half. The sum over k is order-free, so the B fragments (x) follow the
+// same permutation: B register i of the lane's word holds x at those two codes.
+//
+// x as B: column c of the n-tile is part c % 3 (hi, mid, lo: three bf16 whose sum is the f32
+// x exactly) of activation row c / 3, so 1-2 rows take columns 0-5 of one n-tile and the
+// product is exact to fp32 accumulation. B lives in registers: 2 per k16 step, 32 per lane
+// for the slice, built once. Per group and column: acc += s * C + (b - F s) * sum_group(x)
+// (F = 128; 8-bit codes go in as two nibbles, the high one's mma result weighted 16:
+// F = 128 + 16 * 128), the bias term on the hi column only.
+//
+// Row sums: the three part columns of a row are added by shuffles at the end of each tile, the
+// slices' partial sums meet in shared memory and are added in slice order every kChunk tiles
+// (deterministic). Input modes as the SIMT stream kernel: rmsnorm multiplies gamma * h and
+// scales the row sums by 1 / rms(h); swiglu computes silu(gate) * up while loading x.
+//
+// Needs (mma_stream_supported): bits 2, 4 or 8, G * bits >= 128 (a lane's codes of a group are
+// whole words), in % 256 == 0, in <= 4096 and the rings in shared memory.
+#include <cuda_bf16.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <type_traits>
+
+#include "core/error.hpp"
+#include "kernels/cuda/affine_gemv.hpp"
+#include "kernels/cuda/affine_gemv_kernel.cuh"
+#include "kernels/cuda/affine_gemv_mma.cuh"
+#include "kernels/cuda/affine_gemv_stream.cuh"
+#include "kernels/cuda/cp_async.cuh"
+#include "kernels/cuda/device.hpp"
+#include "kernels/cuda/pdl_launch.hpp"
+
+namespace uq::cuda::detail {
+
+constexpr int kMmaStreamSlice = 256;    // elements of `in` per warp
+constexpr int kMmaStreamMaxWarps = 16;  // in <= 4096
+constexpr int kMmaStreamTile = 16;      // weight rows per tile (the mma's m)
+constexpr int kMmaStreamChunk = 24;     // tiles between two block reductions
+// Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
+constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
+
+__host__ __device__ constexpr bool mma_stream_width(int bits, int group) {
+  return (bits == 2 || bits == 4 || bits == 8) && group * bits >= 128;
+}
+
+// Bytes of one row's codes of a slice in a ring slot: padded so that the lanes' reads of rows
+// g = 0..7 hit distinct banks.
+__host__ __device__ constexpr int mma_stream_pitch(int bits, int group) {
+  return kMmaStreamSlice * bits / 8 + (group * bits / 8 < 128 ? group * bits / 8 : 16);
+}
+// A ring slot: a tile's codes, then its scales, then its biases.
+__host__ __device__ constexpr int mma_stream_slot_bytes(int bits, int group) {
+  return kMmaStreamTile * (mma_stream_pitch(bits, group) + 2 * (kMmaStreamSlice / group * 2));
+}
+// Tiles in each warp's ring.
+__host__ __device__ constexpr int mma_stream_depth(int bits) {
+  return bits == 8 ? 2 : 3;
+}
+// A warp's region after the rings: x's three parts per row while B is built, then the partial
+// sums of a chunk of tiles.
+__host__ __device__ constexpr int mma_stream_region_bytes(int rows) {
+  const int stage = 3 * rows * kMmaStreamPartStride * 4;
+  const int partial = kMmaStreamChunk * kMmaStreamTile * rows * 4;
+  return stage > partial ? stage : partial;
+}
+
+template <int BITS, int GROUP>
+struct MmaStreamShape {
+  static_assert(mma_stream_width(BITS, GROUP));
+  static constexpr int kCodesPerWord = 32 / BITS;
+  static constexpr int kPairStride = 16 / BITS;  // register i of a word: codes i, i + this
+  static constexpr int kRegsPerWord = BITS == 8 ? 2 : kPairStride;  // per nibble half at 8 bits
+  static constexpr int kLaneWords = GROUP * BITS / 128;  // words of a row's group per lane
+  // Elements of x a lane splits into parts for the staging area: whole words of codes.
+  static constexpr int kStageRun = kCodesPerWord > 8 ? kCodesPerWord : 8;
+  static constexpr int kGroups = kMmaStreamSlice / GROUP;
+  static constexpr int kBRegs = kGroups * kLaneWords * kRegsPerWord;  // kMmaStreamSlice / 8
+  static constexpr int kRowBytes = kMmaStreamSlice * BITS / 8;        // a row's codes of a slice
+  static constexpr int kGroupRowBytes = GROUP * BITS / 8;
+  static constexpr int kPitch = mma_stream_pitch(BITS, GROUP);
+  static constexpr int kScaleBytes = kGroups * 2;  // a row's scales (or biases) of a slice
+  static constexpr int kSlotBytes = mma_stream_slot_bytes(BITS, GROUP);
+  static constexpr int kDepth = mma_stream_depth(BITS);
+  static constexpr float kFold = BITS == 8 ? 128.0f + 16.0f * 128.0f : 128.0f;
+};
+
+// d = A B (the accumulator starts at zero).
+__device__ __forceinline__ void mma_bf16_16816_first(float (&d)[4], const std::uint32_t (&a)[4],
+                                                     std::uint32_t b0, std::uint32_t b1) {
+  const float zero = 0.0f;
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%10,%10,%10,%10};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(zero));
+}
+
+// x0 and x1 as three bf16x2 pairs {hi, mid, lo} whose sums are x0 and x1 exactly (24
+// significant bits: 8 per part; the rounding residues are exact in fp32).
+__device__ __forceinline__ void split_bf16x2(float x0, float x1, std::uint32_t& hi,
+                                             std::uint32_t& mid, std::uint32_t& lo) {
+  hi = pack_bf16x2(x0, x1);
+  const float rest0 = x0 - __uint_as_float(hi << 16);
+  const float rest1 = x1 - __uint_as_float(hi & 0xFFFF0000u);
+  mid = pack_bf16x2(rest0, rest1);
+  lo = pack_bf16x2(rest0 - __uint_as_float(mid << 16), rest1 - __uint_as_float(mid & 0xFFFF0000u));
+}
+
+// N consecutive values of x (N a multiple of 8, p 16-byte aligned) as `mode` defines them;
+// adds h^2 into `squares` (rmsnorm).
+template <int N, class XT>
+__device__ __forceinline__ void mma_stream_load_x(const StreamArgs<XT>& a, int row, int first,
+                                                  float (&v)[N], float& squares) {
+  const std::size_t in = static_cast<std::size_t>(a.in);
+  const XT* const p =
+      a.input + static_cast<std::size_t>(row) * in * (a.mode == GemvInputMode::swiglu ? 2 : 1) +
+      first;
+#pragma unroll
+  for (int k = 0; k < N / kRun; ++k) {
+    float run[kRun];
+    load_x8(p + kRun * k, run);
+    if (a.mode == GemvInputMode::swiglu) {
+      float up[kRun];
+      load_x8(p + in + kRun * k, up);
+#pragma unroll
+      for (int e = 0; e < kRun; ++e)
+        run[e] = run[e] / (1.0f + expf(-run[e])) * up[e];  // as decoder_kernels' swiglu
+    } else if (a.mode == GemvInputMode::rmsnorm) {
+      float gamma[kRun];
+      load_x8(a.gamma + first + kRun * k, gamma);
+#pragma unroll
+      for (int e = 0; e < kRun; ++e) {
+        squares = fmaf(run[e], run[e], squares);
+        run[e] *= gamma[e];
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < kRun; ++e) v[kRun * k + e] = run[e];
+  }
+}
+
+template <int BITS, int GROUP, int ROWS, class XT>
+__global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
+    affine_gemv_stream_mma_kernel(const StreamArgs<XT> a) {
+  using S = MmaStreamShape<BITS, GROUP>;
+  constexpr int kTile = kMmaStreamTile;
+  extern __shared__ uint4 mma_stream_shared[];
+  pdl_launch_dependents();
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int warp = static_cast<int>(threadIdx.x / 32);
+  const int warps = static_cast<int>(blockDim.x / 32);
+  const int g = lane / 4, t = lane % 4;
+  char* const ring = reinterpret_cast<char*>(mma_stream_shared) + warp * S::kDepth * S::kSlotBytes;
+  // After every ring: per warp a region that first stages x, then holds the warp's partial sums
+  // of a chunk (per tile, tile row and x row); then per slice and x row the sums of squares.
+  char* const regions =
+      reinterpret_cast<char*>(mma_stream_shared) + warps * S::kDepth * S::kSlotBytes;
+  float* const squares_of =
+      reinterpret_cast<float*>(regions + warps * mma_stream_region_bytes(ROWS));
+
+  const int tiles_per_block = a.rows_per_block / kTile;
+  const int first_row = static_cast<int>(blockIdx.x) * a.rows_per_block;
+  const int block_tiles = min(tiles_per_block, (a.out - first_row + kTile - 1) / kTile);
+  const int k0 = warp * kMmaStreamSlice;
+  const std::size_t row_bytes = static_cast<std::size_t>(a.in) * BITS / 8;
+  const std::size_t group_row_bytes = static_cast<std::size_t>(a.in / GROUP) * 2;
+
+  // What this lane copies of every tile: code units of 16 bytes (unit u = lane + 32 k is row
+  // u / kUnitsPerRow, column u % kUnitsPerRow of the tile) and one row's scales (lanes 0-15)
+  // or biases (16-31). The sources advance by one tile per issue.
+  constexpr int kUnitsPerRow = S::kRowBytes / 16;
+  constexpr int kLaneUnits = kTile * kUnitsPerRow / 32;
+  constexpr int kUnitRowStep = 32 / kUnitsPerRow;
+  const int unit_row = lane / kUnitsPerRow, unit_column = lane % kUnitsPerRow;
+  const int group_row = lane % 16;
+  const char* next_codes = reinterpret_cast<const char*>(a.codes) +
+                           static_cast<std::size_t>(first_row + unit_row) * row_bytes +
+                           k0 * BITS / 8 + 16 * unit_column;
+  const char* next_groups = reinterpret_cast<const char*>(lane < 16 ? a.scales : a.biases) +
+                            static_cast<std::size_t>(first_row + group_row) * group_row_bytes +
+                            warp * S::kScaleBytes;
+  const int code_slot = unit_row * S::kPitch + 16 * unit_column;
+  const int group_slot =
+      kTile * S::kPitch + (lane < 16 ? 0 : kTile * S::kScaleBytes) + group_row * S::kScaleBytes;
+  int rows_left = a.out - first_row;  // of the next tile to issue
+  int issued = 0, issue_slot = 0;
+  const std::size_t unit_stride = kUnitRowStep * row_bytes;
+  const auto issue = [&] {
+    if (issued < block_tiles) {
+      char* const slot = ring + issue_slot;
+      if (rows_left >= kTile) {
+#pragma unroll
+        for (int k = 0; k < kLaneUnits; ++k)
+          cp_async16(slot + code_slot + k * kUnitRowStep * S::kPitch, next_codes + k * unit_stride,
+                     16);
+        cp_async_ca<S::kScaleBytes>(slot + group_slot, next_groups, S::kScaleBytes);
+        next_codes += kTile * row_bytes;
+        next_groups += kTile * group_row_bytes;
+      } else {  // the matrix's last tile, short: zeros past its rows (nothing is read there)
+#pragma unroll
+        for (int k = 0; k < kLaneUnits; ++k) {
+          const bool valid = unit_row + k * kUnitRowStep < rows_left;
+          cp_async16(slot + code_slot + k * kUnitRowStep * S::kPitch,
+                     next_codes + (valid ? k * unit_stride : 0), valid ? 16 : 0);
+        }
+        cp_async_ca<S::kScaleBytes>(slot + group_slot, next_groups,
+                                    group_row < rows_left ? S::kScaleBytes : 0);
+      }
+      rows_left -= kTile;
+      issue_slot = issue_slot == (S::kDepth - 1) * S::kSlotBytes ? 0 : issue_slot + S::kSlotBytes;
+    }
+    ++issued;
+    cp_async_commit();
+  };
+  // Weights are constants of the decode step: start streaming them before waiting for x.
+#pragma unroll
+  for (int k = 0; k < S::kDepth - 1; ++k) issue();
+  pdl_wait();
+
+  // x into B fragments, through this warp's staging area: each lane splits a run of x into
+  // its three bf16 parts and stores them as the code pairs of the run's words (one vector store
+  // per part), then lane (g, t) reads its column's part back in fragment order. Column g of the
+  // fragments is part g % 3 of x row g / 3 (zero past 3 ROWS columns).
+  float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
+  constexpr int kStageRun = S::kStageRun;
+  constexpr int kRunPairs = kStageRun / 2;
+  constexpr int kLanesPerGroup = GROUP / kStageRun;
+  float row_sum[ROWS];  // of this lane's run, then of its group
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    float v[kStageRun], squares = 0.0f, sum = 0.0f;
+    const bool stages = lane * kStageRun < kMmaStreamSlice;
+    if (stages) {
+      mma_stream_load_x(a, r, k0 + lane * kStageRun, v, squares);
+#pragma unroll
+      for (int e = 0; e < kStageRun; ++e) sum += v[e];
+      std::uint32_t pairs[3][kRunPairs];
+#pragma unroll
+      for (int w = 0; w < kStageRun / S::kCodesPerWord; ++w)
+#pragma unroll
+        for (int i = 0; i < S::kRegsPerWord; ++i) {
+          const int e = w * S::kCodesPerWord + i, pair = w * S::kRegsPerWord + i;
+          split_bf16x2(v[e], v[e + S::kPairStride], pairs[0][pair], pairs[1][pair], pairs[2][pair]);
+        }
+#pragma unroll
+      for (int part = 0; part < 3; ++part) {
+        auto* const dst = reinterpret_cast<uint4*>(stage + (r * 3 + part) * kMmaStreamPartStride) +
+                          lane * kRunPairs / 4;
+#pragma unroll
+        for (int k = 0; k < kRunPairs / 4; ++k)
+          dst[k] = make_uint4(pairs[part][4 * k], pairs[part][4 * k + 1], pairs[part][4 * k + 2],
+                              pairs[part][4 * k + 3]);
+      }
+    }
+#pragma unroll
+    for (int offset = 1; offset < kLanesPerGroup; offset *= 2)
+      sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+    row_sum[r] = sum;
+    if (a.mode == GemvInputMode::rmsnorm) {
+      squares = warp_sum(squares);
+      if (lane == 0) squares_of[warp * ROWS + r] = squares;
+    }
+  }
+  __syncwarp();
+  const bool holds_x = g < 3 * ROWS;
+  std::uint32_t b[S::kBRegs];
+  constexpr int kGroupPairs = S::kLaneWords * S::kRegsPerWord;  // GROUP / 8
+  const auto* const parts =
+      reinterpret_cast<const uint4*>(stage + (holds_x ? g : 0) * kMmaStreamPartStride);
+#pragma unroll
+  for (int gi = 0; gi < S::kGroups; ++gi)
+#pragma unroll
+    for (int k = 0; k < kGroupPairs / 4; ++k) {
+      const uint4 u = holds_x ? parts[(gi * 4 + t) * kGroupPairs / 4 + k] : make_uint4(0, 0, 0, 0);
+      std::uint32_t* const dst = b + gi * kGroupPairs + 4 * k;
+      dst[0] = u.x, dst[1] = u.y, dst[2] = u.z, dst[3] = u.w;
+    }
+  // sum(x) of each group for this lane's columns 2t, 2t + 1, on the hi columns only.
+  float group_sum[S::kGroups][2];
+#pragma unroll
+  for (int gi = 0; gi < S::kGroups; ++gi)
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int column = 2 * t + q;
+      float sum = 0.0f;
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        const float group = __shfl_sync(0xFFFFFFFFu, row_sum[r], gi * kLanesPerGroup);
+        if (column == 3 * r) sum = group;
+      }
+      group_sum[gi][q] = sum;
+    }
+  __syncwarp();  // the staging area becomes this warp's partial sums
+
+  constexpr std::uint32_t kMask = BITS == 2 ? 0x00030003u : 0x000F000Fu;
+  constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 in each half
+  int read_slot = 0;
+  for (int chunk = 0; chunk < block_tiles; chunk += kMmaStreamChunk) {
+    const int chunk_tiles = min(kMmaStreamChunk, block_tiles - chunk);
+    for (int i = 0; i < chunk_tiles; ++i) {
+      issue();
+      cp_async_wait<S::kDepth - 1>();
+      __syncwarp();
+      const char* const slot = ring + read_slot;
+      read_slot = read_slot == (S::kDepth - 1) * S::kSlotBytes ? 0 : read_slot + S::kSlotBytes;
+      // This lane's scales and biases of rows g and g + 8, as bf16 pairs.
+      constexpr int kScaleWords = (S::kScaleBytes + 3) / 4;
+      std::uint32_t scale_words[2][kScaleWords], bias_words[2][kScaleWords];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const char* const scale_row = slot + kTile * S::kPitch + (g + 8 * h) * S::kScaleBytes;
+#pragma unroll
+        for (int k = 0; k < kScaleWords; ++k) {
+          scale_words[h][k] = reinterpret_cast<const std::uint32_t*>(scale_row)[k];
+          bias_words[h][k] =
+              reinterpret_cast<const std::uint32_t*>(scale_row + kTile * S::kScaleBytes)[k];
+        }
+      }
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int gi = 0; gi < S::kGroups; ++gi) {
+        // This lane's words of the group in rows g and g + 8.
+        std::uint32_t words[2][S::kLaneWords];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const char* const src =
+              slot + (g + 8 * h) * S::kPitch + gi * S::kGroupRowBytes + t * S::kLaneWords * 4;
+          if constexpr (S::kLaneWords % 4 == 0) {
+#pragma unroll
+            for (int v = 0; v < S::kLaneWords / 4; ++v) {
+              const uint4 u = reinterpret_cast<const uint4*>(src)[v];
+              words[h][4 * v] = u.x, words[h][4 * v + 1] = u.y;
+              words[h][4 * v + 2] = u.z, words[h][4 * v + 3] = u.w;
+            }
+          } else if constexpr (S::kLaneWords == 2) {
+            const uint2 u = *reinterpret_cast<const uint2*>(src);
+            words[h][0] = u.x, words[h][1] = u.y;
+          } else {
+            words[h][0] = *reinterpret_cast<const std::uint32_t*>(src);
+          }
+        }
+        float c[4], c_high[4];
+#pragma unroll
+        for (int w = 0; w < S::kLaneWords; ++w)
+#pragma unroll
+          for (int p = 0; p < S::kRegsPerWord / 2; ++p) {
+            const int reg = (gi * S::kLaneWords + w) * S::kRegsPerWord + 2 * p;
+            const int shift = 2 * p * (BITS == 8 ? 8 : BITS);
+            const int next_shift = (2 * p + 1) * (BITS == 8 ? 8 : BITS);
+            const std::uint32_t fragment[4] = {mask_or(words[0][w] >> shift, kMask, kMagic),
+                                               mask_or(words[1][w] >> shift, kMask, kMagic),
+                                               mask_or(words[0][w] >> next_shift, kMask, kMagic),
+                                               mask_or(words[1][w] >> next_shift, kMask, kMagic)};
+            if (w == 0 && p == 0)
+              mma_bf16_16816_first(c, fragment, b[reg], b[reg + 1]);
+            else
+              mma_bf16_16816(c, fragment, b[reg], b[reg + 1]);
+            if constexpr (BITS == 8) {  // the high nibbles of the same codes
+              const std::uint32_t high[4] = {
+                  mask_or(words[0][w] >> (shift + 4), kMask, kMagic),
+                  mask_or(words[1][w] >> (shift + 4), kMask, kMagic),
+                  mask_or(words[0][w] >> (next_shift + 4), kMask, kMagic),
+                  mask_or(words[1][w] >> (next_shift + 4), kMask, kMagic)};
+              if (w == 0 && p == 0)
+                mma_bf16_16816_first(c_high, high, b[reg], b[reg + 1]);
+              else
+                mma_bf16_16816(c_high, high, b[reg], b[reg + 1]);
+            }
+          }
+        if constexpr (BITS == 8) {
+#pragma unroll
+          for (int k = 0; k < 4; ++k) c[k] = fmaf(16.0f, c_high[k], c[k]);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const std::uint32_t sw = scale_words[h][gi / 2], bw = bias_words[h][gi / 2];
+          const float scale = __uint_as_float(gi % 2 == 0 ? sw << 16 : sw & 0xFFFF0000u);
+          const float bias =
+              fmaf(-S::kFold, scale, __uint_as_float(gi % 2 == 0 ? bw << 16 : bw & 0xFFFF0000u));
+#pragma unroll
+          for (int q = 0; q < 2; ++q)
+            acc[2 * h + q] =
+                fmaf(scale, c[2 * h + q], fmaf(bias, group_sum[gi][q], acc[2 * h + q]));
+        }
+      }
+      __syncwarp();  // the next issue refills this slot
+
+      // Rows g and g + 8 of each x row: its three part columns are spread over lanes t.
+      float* const tile_partial = stage + i * kTile * ROWS;
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        float sums[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float s = 0.0f;
+#pragma unroll
+          for (int q = 0; q < 2; ++q)
+            if ((2 * t + q) / 3 == r) s += acc[2 * h + q];
+          s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
+          s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
+          sums[h] = s;
+        }
+        if (t == r) {
+          tile_partial[g * ROWS + r] = sums[0];
+          tile_partial[(g + 8) * ROWS + r] = sums[1];
+        }
+      }
+    }
+
+    __syncthreads();
+    for (int k = static_cast<int>(threadIdx.x); k < chunk_tiles * kTile * ROWS;
+         k += static_cast<int>(blockDim.x)) {
+      const int tile = k / (kTile * ROWS), row = k / ROWS % kTile, r = k % ROWS;
+      const int out_row = first_row + (chunk + tile) * kTile + row;
+      if (out_row >= a.out) continue;
+      float sum = 0.0f;
+      for (int w = 0; w < warps; ++w) {
+        const auto* const partial =
+            reinterpret_cast<const float*>(regions + w * mma_stream_region_bytes(ROWS));
+        sum += partial[(tile * kTile + row) * ROWS + r];
+      }
+      if (a.mode == GemvInputMode::rmsnorm) {
+        float sum_squares = 0.0f;
+        for (int w = 0; w < warps; ++w) sum_squares += squares_of[w * ROWS + r];
+        sum *= 1.0f / sqrtf(sum_squares / static_cast<float>(a.in) + a.eps);  // as rms_norm_kernel
+      }
+      float& target = a.y[static_cast<std::size_t>(r) * a.out + out_row];
+      target = a.accumulate ? target + sum : sum;
+    }
+    __syncthreads();  // the next chunk rewrites the partial sums
+  }
+}
+
+inline int mma_stream_warps(int in) {
+  return in / kMmaStreamSlice;
+}
+
+// Shared memory of a block: the rings, the regions and the sums of squares.
+inline std::size_t mma_stream_shared_bytes(int bits, int group, int in, int rows) {
+  const auto warps = static_cast<std::size_t>(mma_stream_warps(in));
+  return warps * (mma_stream_depth(bits) * mma_stream_slot_bytes(bits, group) +
+                  mma_stream_region_bytes(rows) + rows * sizeof(float));
+}
+
+template <int BITS, int GROUP, int ROWS, class XT>
+void launch_affine_gemv_stream_mma(StreamArgs<XT> a, cudaStream_t stream) {
+  using S = MmaStreamShape<BITS, GROUP>;
+  static_assert(mma_stream_width(BITS, GROUP));
+  const auto kernel = affine_gemv_stream_mma_kernel<BITS, GROUP, ROWS, XT>;
+  const int threads = mma_stream_warps(a.in) * 32;
+  const std::size_t shared = mma_stream_shared_bytes(BITS, GROUP, a.in, ROWS);
+  static_assert(S::kSlotBytes % 16 == 0);
+  static std::once_flag opt_in;  // on the device current at the first call
+  std::call_once(opt_in, [&] {
+    UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(current_device_shared_memory_optin())));
+  });
+  int per_sm = 0;
+  UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared));
+  if (per_sm < 1)
+    fail("cuda affine gemv: the tensor-core stream kernel's block does not fit an SM (in ", a.in,
+         ")");
+  // One wave: the fewest tiles per block that keep every block resident at once.
+  const int tiles = (a.out + kMmaStreamTile - 1) / kMmaStreamTile;
+  const int slots = per_sm * current_device_multiprocessors();
+  const int tiles_per_block = (tiles + slots - 1) / slots;
+  a.rows_per_block = tiles_per_block * kMmaStreamTile;
+  const auto blocks = static_cast<unsigned>((tiles + tiles_per_block - 1) / tiles_per_block);
+  launch_pdl("affine_gemv_stream_mma_kernel", kernel, blocks, threads, shared, stream, a);
+}
+
+template <int BITS, class XT>
+void launch_affine_gemv_stream_mma_bits(const StreamArgs<XT>& a, int group, cudaStream_t stream) {
+  const auto by_rows = [&](auto group_constant) {
+    constexpr int kGroup = decltype(group_constant)::value;
+    if constexpr (mma_stream_width(BITS, kGroup)) {
+      if (a.rows == 1) return launch_affine_gemv_stream_mma<BITS, kGroup, 1>(a, stream);
+      launch_affine_gemv_stream_mma<BITS, kGroup, 2>(a, stream);
+    } else {
+      fail("cuda affine gemv: the tensor-core stream kernel does not take ", BITS, "-bit group ",
+           kGroup);
+    }
+  };
+  if (group == 32) return by_rows(std::integral_constant<int, 32>{});
+  if (group == 64) return by_rows(std::integral_constant<int, 64>{});
+  by_rows(std::integral_constant<int, 128>{});
+}
+
+}  // namespace uq::cuda::detail

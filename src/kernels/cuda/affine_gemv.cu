@@ -97,12 +97,15 @@ bool stream_supported(int in, int bits, int group_size) {
 bool mma_stream_supported(int in, int bits, int group_size) {
   using namespace detail;
   return mma_stream_width(bits, group_size) && in % kMmaStreamSlice == 0 &&
-         in <= kMmaStreamMaxWarps * kMmaStreamSlice &&
+         in <= kMmaStreamMaxPasses * kMmaStreamMaxWarps * kMmaStreamSlice &&
          mma_stream_shared_bytes(bits, group_size, in, 2) <= current_device_shared_memory_optin();
 }
 
-Streams streams_of(int in, int bits, int group_size) {
-  return {stream_supported(in, bits, group_size), mma_stream_supported(in, bits, group_size)};
+// The stream kernels `mode` can run on: the tensor-core one fuses RMSNorm in one pass only.
+Streams streams_of(int in, int bits, int group_size, GemvInputMode mode = GemvInputMode::plain) {
+  const bool one_pass = in <= detail::kMmaStreamMaxWarps * detail::kMmaStreamSlice;
+  return {stream_supported(in, bits, group_size), mma_stream_supported(in, bits, group_size) &&
+                                                      (mode != GemvInputMode::rmsnorm || one_pass)};
 }
 
 // f(std::integral_constant<int, BITS>{}) for the weight's width: every kernel is instantiated
@@ -297,7 +300,8 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
   if (input == nullptr || y_dev == nullptr) fail("cuda affine gemv '", w.name(), "': null x or y");
   if (how.mode == GemvInputMode::rmsnorm && how.gamma == nullptr)
     fail("cuda affine gemv '", w.name(), "': rmsnorm needs its weight (gamma)");
-  kernel = resolve(kernel, rows, w.out(), w.in(), streams_of(w.in(), w.bits(), w.group_size()));
+  kernel = resolve(kernel, rows, w.out(), w.in(),
+                   streams_of(w.in(), w.bits(), w.group_size(), how.mode));
   if (is_stream(kernel) && rows <= 2) {
     detail::StreamArgs<float> args{};
     args.input = input;

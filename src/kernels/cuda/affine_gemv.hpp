@@ -7,7 +7,8 @@
 // - stream_mma: for 1-2 rows (more run 2 at a time): the stream kernel's structure with the
 //   products on the tensor cores (mma.sync on exact bf16 codes, f32 x split into 3 bf16 parts:
 //   exact to fp32 rounding; affine_gemv_stream_mma.cuh). Where mma_stream_gemv_supported (2, 4
-//   and 8 bits, in % 256 == 0, in <= 4096); forced on another weight, stream runs instead;
+//   and 8 bits, in % 256 == 0, in <= 65536; fused RMSNorm in <= 4096); forced on another weight,
+//   stream runs instead;
 // - stream: for 1-2 rows (more run 2 at a time): x held in registers per 1024-element slice of
 //   `in`, the weights streamed past it through a cp.async ring per warp, fp32 dequantization on
 //   CUDA cores, exact to fp32 rounding (affine_gemv_stream.cuh). Where stream_gemv_supported;
@@ -62,7 +63,8 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 // number of groups per row, in <= 16384 and its rings within the device's shared memory.
 bool stream_gemv_supported(const AffineDeviceWeight& w);
 // Whether the tensor-core stream kernel can run w: 2, 4 or 8 bits with group * bits >= 128,
-// in % 256 == 0, in <= 4096 and its rings within the device's shared memory.
+// in % 256 == 0, in <= 65536 and its rings within the device's shared memory (its fused RMSNorm
+// also needs in <= 4096).
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w);
 // The kernel `automatic` runs for `rows` rows of an out x in weight of that width and group.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size);

@@ -9,7 +9,8 @@
 // about 0.05 warp-instructions per code instead of 0.16.
 //
 // Layout. A warp owns a slice of kMmaStreamSlice (256) consecutive elements of `in`; a block's
-// warps cover `in` (in <= 4096). The block walks tiles of 16 weight rows; per tile each warp
+// warps cover `in` (up to 16 slices; a wider `in` goes in passes, each adding its sums into y,
+// the ring streaming on across them). The block walks tiles of 16 weight rows; per tile each warp
 // copies the tile's codes of its slice (16 rows x 128 bytes at 4 bits) and their scales and
 // biases into its ring slot. In the mma, lane (g = lane / 4, t = lane % 4) holds weight rows g
 // and g + 8; per group of G codes lane t takes the G / 4 consecutive codes t G / 4 ..
@@ -32,7 +33,8 @@
 // scales the row sums by 1 / rms(h); swiglu computes silu(gate) * up while loading x.
 //
 // Needs (mma_stream_supported): bits 2, 4 or 8, G * bits >= 128 (a lane's codes of a group are
-// whole words), in % 256 == 0, in <= 4096 and the rings in shared memory.
+// whole words), in % 256 == 0, in <= 65536 and the rings in shared memory; rmsnorm only in one
+// pass (in <= 4096: the norm needs all of h before the first sum is written).
 #include <cuda_bf16.h>
 
 #include <cstddef>
@@ -51,10 +53,11 @@
 
 namespace uq::cuda::detail {
 
-constexpr int kMmaStreamSlice = 256;    // elements of `in` per warp
-constexpr int kMmaStreamMaxWarps = 16;  // in <= 4096
-constexpr int kMmaStreamTile = 16;      // weight rows per tile (the mma's m)
-constexpr int kMmaStreamChunk = 24;     // tiles between two block reductions
+constexpr int kMmaStreamSlice = 256;     // elements of `in` per warp
+constexpr int kMmaStreamMaxWarps = 16;   // a block's slices: 4096 of `in` per pass
+constexpr int kMmaStreamMaxPasses = 16;  // in <= 65536
+constexpr int kMmaStreamTile = 16;       // weight rows per tile (the mma's m)
+constexpr int kMmaStreamChunk = 24;      // tiles between two block reductions
 // Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
 constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
 
@@ -180,41 +183,46 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   const int tiles_per_block = a.rows_per_block / kTile;
   const int first_row = static_cast<int>(blockIdx.x) * a.rows_per_block;
   const int block_tiles = min(tiles_per_block, (a.out - first_row + kTile - 1) / kTile);
-  const int k0 = warp * kMmaStreamSlice;
+  // Wider `in` than a block's warps cover goes in passes: warp w takes slice p warps + w in
+  // pass p (none past the last slice), and each pass adds its sums into y.
+  const int slices = a.in / kMmaStreamSlice;
+  const int passes = (slices + warps - 1) / warps;
   const std::size_t row_bytes = static_cast<std::size_t>(a.in) * BITS / 8;
   const std::size_t group_row_bytes = static_cast<std::size_t>(a.in / GROUP) * 2;
 
   // What this lane copies of every tile: code units of 16 bytes (unit u = lane + 32 k is row
   // u / kUnitsPerRow, column u % kUnitsPerRow of the tile) and one row's scales (lanes 0-15)
-  // or biases (16-31). The sources advance by one tile per issue.
+  // or biases (16-31). The sources advance by one tile per issue, by one pass per block_tiles.
   constexpr int kUnitsPerRow = S::kRowBytes / 16;
   constexpr int kLaneUnits = kTile * kUnitsPerRow / 32;
   constexpr int kUnitRowStep = 32 / kUnitsPerRow;
   const int unit_row = lane / kUnitsPerRow, unit_column = lane % kUnitsPerRow;
   const int group_row = lane % 16;
-  const char* next_codes = reinterpret_cast<const char*>(a.codes) +
-                           static_cast<std::size_t>(first_row + unit_row) * row_bytes +
-                           k0 * BITS / 8 + 16 * unit_column;
-  const char* next_groups = reinterpret_cast<const char*>(lane < 16 ? a.scales : a.biases) +
-                            static_cast<std::size_t>(first_row + group_row) * group_row_bytes +
-                            warp * S::kScaleBytes;
+  const char* const pass_codes = reinterpret_cast<const char*>(a.codes) +
+                                 static_cast<std::size_t>(first_row + unit_row) * row_bytes +
+                                 warp * S::kRowBytes + 16 * unit_column;
+  const char* const pass_groups =
+      reinterpret_cast<const char*>(lane < 16 ? a.scales : a.biases) +
+      static_cast<std::size_t>(first_row + group_row) * group_row_bytes + warp * S::kScaleBytes;
+  const char* next_codes = pass_codes;
+  const char* next_groups = pass_groups;
   const int code_slot = unit_row * S::kPitch + 16 * unit_column;
   const int group_slot =
       kTile * S::kPitch + (lane < 16 ? 0 : kTile * S::kScaleBytes) + group_row * S::kScaleBytes;
   int rows_left = a.out - first_row;  // of the next tile to issue
-  int issued = 0, issue_slot = 0;
+  int issue_pass = 0, issue_tile = 0, issue_slot = 0;
   const std::size_t unit_stride = kUnitRowStep * row_bytes;
   const auto issue = [&] {
-    if (issued < block_tiles) {
+    if (issue_pass < passes) {
       char* const slot = ring + issue_slot;
-      if (rows_left >= kTile) {
+      if (issue_pass * warps + warp >= slices) {
+        // No slice for this warp in this pass: nothing to copy.
+      } else if (rows_left >= kTile) {
 #pragma unroll
         for (int k = 0; k < kLaneUnits; ++k)
           cp_async16(slot + code_slot + k * kUnitRowStep * S::kPitch, next_codes + k * unit_stride,
                      16);
         cp_async_ca<S::kScaleBytes>(slot + group_slot, next_groups, S::kScaleBytes);
-        next_codes += kTile * row_bytes;
-        next_groups += kTile * group_row_bytes;
       } else {  // the matrix's last tile, short: zeros past its rows (nothing is read there)
 #pragma unroll
         for (int k = 0; k < kLaneUnits; ++k) {
@@ -225,10 +233,19 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
         cp_async_ca<S::kScaleBytes>(slot + group_slot, next_groups,
                                     group_row < rows_left ? S::kScaleBytes : 0);
       }
-      rows_left -= kTile;
+      if (++issue_tile < block_tiles) {
+        next_codes += kTile * row_bytes;
+        next_groups += kTile * group_row_bytes;
+        rows_left -= kTile;
+      } else {
+        issue_tile = 0;
+        ++issue_pass;
+        next_codes = pass_codes + static_cast<std::size_t>(issue_pass) * warps * S::kRowBytes;
+        next_groups = pass_groups + static_cast<std::size_t>(issue_pass) * warps * S::kScaleBytes;
+        rows_left = a.out - first_row;
+      }
       issue_slot = issue_slot == (S::kDepth - 1) * S::kSlotBytes ? 0 : issue_slot + S::kSlotBytes;
     }
-    ++issued;
     cp_async_commit();
   };
   // Weights are constants of the decode step: start streaming them before waiting for x.
@@ -236,222 +253,236 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   for (int k = 0; k < S::kDepth - 1; ++k) issue();
   pdl_wait();
 
-  // x into B fragments, through this warp's staging area: each lane splits a run of x into
-  // its three bf16 parts and stores them as the code pairs of the run's words (one vector store
-  // per part), then lane (g, t) reads its column's part back in fragment order. Column g of the
-  // fragments is part g % 3 of x row g / 3 (zero past 3 ROWS columns).
-  float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
-  constexpr int kStageRun = S::kStageRun;
-  constexpr int kRunPairs = kStageRun / 2;
-  constexpr int kLanesPerGroup = GROUP / kStageRun;
-  float row_sum[ROWS];  // of this lane's run, then of its group
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    float v[kStageRun], squares = 0.0f, sum = 0.0f;
-    const bool stages = lane * kStageRun < kMmaStreamSlice;
-    if (stages) {
-      mma_stream_load_x(a, r, k0 + lane * kStageRun, v, squares);
-#pragma unroll
-      for (int e = 0; e < kStageRun; ++e) sum += v[e];
-      std::uint32_t pairs[3][kRunPairs];
-#pragma unroll
-      for (int w = 0; w < kStageRun / S::kCodesPerWord; ++w)
-#pragma unroll
-        for (int i = 0; i < S::kRegsPerWord; ++i) {
-          const int e = w * S::kCodesPerWord + i, pair = w * S::kRegsPerWord + i;
-          split_bf16x2(v[e], v[e + S::kPairStride], pairs[0][pair], pairs[1][pair], pairs[2][pair]);
-        }
-#pragma unroll
-      for (int part = 0; part < 3; ++part) {
-        auto* const dst = reinterpret_cast<uint4*>(stage + (r * 3 + part) * kMmaStreamPartStride) +
-                          lane * kRunPairs / 4;
-#pragma unroll
-        for (int k = 0; k < kRunPairs / 4; ++k)
-          dst[k] = make_uint4(pairs[part][4 * k], pairs[part][4 * k + 1], pairs[part][4 * k + 2],
-                              pairs[part][4 * k + 3]);
-      }
-    }
-#pragma unroll
-    for (int offset = 1; offset < kLanesPerGroup; offset *= 2)
-      sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
-    row_sum[r] = sum;
-    if (a.mode == GemvInputMode::rmsnorm) {
-      squares = warp_sum(squares);
-      if (lane == 0) squares_of[warp * ROWS + r] = squares;
-    }
-  }
-  __syncwarp();
-  const bool holds_x = g < 3 * ROWS;
-  std::uint32_t b[S::kBRegs];
-  constexpr int kGroupPairs = S::kLaneWords * S::kRegsPerWord;  // GROUP / 8
-  const auto* const parts =
-      reinterpret_cast<const uint4*>(stage + (holds_x ? g : 0) * kMmaStreamPartStride);
-#pragma unroll
-  for (int gi = 0; gi < S::kGroups; ++gi)
-#pragma unroll
-    for (int k = 0; k < kGroupPairs / 4; ++k) {
-      const uint4 u = holds_x ? parts[(gi * 4 + t) * kGroupPairs / 4 + k] : make_uint4(0, 0, 0, 0);
-      std::uint32_t* const dst = b + gi * kGroupPairs + 4 * k;
-      dst[0] = u.x, dst[1] = u.y, dst[2] = u.z, dst[3] = u.w;
-    }
-  // sum(x) of each group for this lane's columns 2t, 2t + 1, on the hi columns only.
-  float group_sum[S::kGroups][2];
-#pragma unroll
-  for (int gi = 0; gi < S::kGroups; ++gi)
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int column = 2 * t + q;
-      float sum = 0.0f;
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        const float group = __shfl_sync(0xFFFFFFFFu, row_sum[r], gi * kLanesPerGroup);
-        if (column == 3 * r) sum = group;
-      }
-      group_sum[gi][q] = sum;
-    }
-  __syncwarp();  // the staging area becomes this warp's partial sums
-
   constexpr std::uint32_t kMask = BITS == 2 ? 0x00030003u : 0x000F000Fu;
   constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 in each half
+  float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
   int read_slot = 0;
-  for (int chunk = 0; chunk < block_tiles; chunk += kMmaStreamChunk) {
-    const int chunk_tiles = min(kMmaStreamChunk, block_tiles - chunk);
-    for (int i = 0; i < chunk_tiles; ++i) {
-      issue();
-      cp_async_wait<S::kDepth - 1>();
-      __syncwarp();
-      const char* const slot = ring + read_slot;
-      read_slot = read_slot == (S::kDepth - 1) * S::kSlotBytes ? 0 : read_slot + S::kSlotBytes;
-      // This lane's scales and biases of rows g and g + 8, as bf16 pairs.
-      constexpr int kScaleWords = (S::kScaleBytes + 3) / 4;
-      std::uint32_t scale_words[2][kScaleWords], bias_words[2][kScaleWords];
+  for (int pass = 0; pass < passes; ++pass) {
+    const bool active = pass * warps + warp < slices;
+    const int k0 = (pass * warps + warp) * kMmaStreamSlice;
+    // x into B fragments, through this warp's staging area: each lane splits a run of x into
+    // its three bf16 parts and stores them as the code pairs of the run's words (one vector store
+    // per part), then lane (g, t) reads its column's part back in fragment order. Column g of the
+    // fragments is part g % 3 of x row g / 3 (zero past 3 ROWS columns).
+    constexpr int kStageRun = S::kStageRun;
+    constexpr int kRunPairs = kStageRun / 2;
+    constexpr int kLanesPerGroup = GROUP / kStageRun;
+    float row_sum[ROWS];  // of this lane's run, then of its group
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const char* const scale_row = slot + kTile * S::kPitch + (g + 8 * h) * S::kScaleBytes;
+    for (int r = 0; r < ROWS; ++r) {
+      float v[kStageRun], squares = 0.0f, sum = 0.0f;
+      const bool stages = active && lane * kStageRun < kMmaStreamSlice;
+      if (stages) {
+        mma_stream_load_x(a, r, k0 + lane * kStageRun, v, squares);
 #pragma unroll
-        for (int k = 0; k < kScaleWords; ++k) {
-          scale_words[h][k] = reinterpret_cast<const std::uint32_t*>(scale_row)[k];
-          bias_words[h][k] =
-              reinterpret_cast<const std::uint32_t*>(scale_row + kTile * S::kScaleBytes)[k];
-        }
-      }
-      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int e = 0; e < kStageRun; ++e) sum += v[e];
+        std::uint32_t pairs[3][kRunPairs];
 #pragma unroll
-      for (int gi = 0; gi < S::kGroups; ++gi) {
-        // This lane's words of the group in rows g and g + 8.
-        std::uint32_t words[2][S::kLaneWords];
+        for (int w = 0; w < kStageRun / S::kCodesPerWord; ++w)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const char* const src =
-              slot + (g + 8 * h) * S::kPitch + gi * S::kGroupRowBytes + t * S::kLaneWords * 4;
-          if constexpr (S::kLaneWords % 4 == 0) {
-#pragma unroll
-            for (int v = 0; v < S::kLaneWords / 4; ++v) {
-              const uint4 u = reinterpret_cast<const uint4*>(src)[v];
-              words[h][4 * v] = u.x, words[h][4 * v + 1] = u.y;
-              words[h][4 * v + 2] = u.z, words[h][4 * v + 3] = u.w;
-            }
-          } else if constexpr (S::kLaneWords == 2) {
-            const uint2 u = *reinterpret_cast<const uint2*>(src);
-            words[h][0] = u.x, words[h][1] = u.y;
-          } else {
-            words[h][0] = *reinterpret_cast<const std::uint32_t*>(src);
+          for (int i = 0; i < S::kRegsPerWord; ++i) {
+            const int e = w * S::kCodesPerWord + i, pair = w * S::kRegsPerWord + i;
+            split_bf16x2(v[e], v[e + S::kPairStride], pairs[0][pair], pairs[1][pair],
+                         pairs[2][pair]);
           }
-        }
-        float c[4], c_high[4];
 #pragma unroll
-        for (int w = 0; w < S::kLaneWords; ++w)
+        for (int part = 0; part < 3; ++part) {
+          auto* const dst =
+              reinterpret_cast<uint4*>(stage + (r * 3 + part) * kMmaStreamPartStride) +
+              lane * kRunPairs / 4;
 #pragma unroll
-          for (int p = 0; p < S::kRegsPerWord / 2; ++p) {
-            const int reg = (gi * S::kLaneWords + w) * S::kRegsPerWord + 2 * p;
-            const int shift = 2 * p * (BITS == 8 ? 8 : BITS);
-            const int next_shift = (2 * p + 1) * (BITS == 8 ? 8 : BITS);
-            const std::uint32_t fragment[4] = {mask_or(words[0][w] >> shift, kMask, kMagic),
-                                               mask_or(words[1][w] >> shift, kMask, kMagic),
-                                               mask_or(words[0][w] >> next_shift, kMask, kMagic),
-                                               mask_or(words[1][w] >> next_shift, kMask, kMagic)};
-            if (w == 0 && p == 0)
-              mma_bf16_16816_first(c, fragment, b[reg], b[reg + 1]);
-            else
-              mma_bf16_16816(c, fragment, b[reg], b[reg + 1]);
-            if constexpr (BITS == 8) {  // the high nibbles of the same codes
-              const std::uint32_t high[4] = {
-                  mask_or(words[0][w] >> (shift + 4), kMask, kMagic),
-                  mask_or(words[1][w] >> (shift + 4), kMask, kMagic),
-                  mask_or(words[0][w] >> (next_shift + 4), kMask, kMagic),
-                  mask_or(words[1][w] >> (next_shift + 4), kMask, kMagic)};
-              if (w == 0 && p == 0)
-                mma_bf16_16816_first(c_high, high, b[reg], b[reg + 1]);
-              else
-                mma_bf16_16816(c_high, high, b[reg], b[reg + 1]);
-            }
-          }
-        if constexpr (BITS == 8) {
-#pragma unroll
-          for (int k = 0; k < 4; ++k) c[k] = fmaf(16.0f, c_high[k], c[k]);
-        }
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const std::uint32_t sw = scale_words[h][gi / 2], bw = bias_words[h][gi / 2];
-          const float scale = __uint_as_float(gi % 2 == 0 ? sw << 16 : sw & 0xFFFF0000u);
-          const float bias =
-              fmaf(-S::kFold, scale, __uint_as_float(gi % 2 == 0 ? bw << 16 : bw & 0xFFFF0000u));
-#pragma unroll
-          for (int q = 0; q < 2; ++q)
-            acc[2 * h + q] =
-                fmaf(scale, c[2 * h + q], fmaf(bias, group_sum[gi][q], acc[2 * h + q]));
+          for (int k = 0; k < kRunPairs / 4; ++k)
+            dst[k] = make_uint4(pairs[part][4 * k], pairs[part][4 * k + 1], pairs[part][4 * k + 2],
+                                pairs[part][4 * k + 3]);
         }
       }
-      __syncwarp();  // the next issue refills this slot
-
-      // Rows g and g + 8 of each x row: its three part columns are spread over lanes t.
-      float* const tile_partial = stage + i * kTile * ROWS;
 #pragma unroll
-      for (int r = 0; r < ROWS; ++r) {
-        float sums[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float s = 0.0f;
-#pragma unroll
-          for (int q = 0; q < 2; ++q)
-            if ((2 * t + q) / 3 == r) s += acc[2 * h + q];
-          s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
-          s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
-          sums[h] = s;
-        }
-        if (t == r) {
-          tile_partial[g * ROWS + r] = sums[0];
-          tile_partial[(g + 8) * ROWS + r] = sums[1];
-        }
-      }
-    }
-
-    __syncthreads();
-    for (int k = static_cast<int>(threadIdx.x); k < chunk_tiles * kTile * ROWS;
-         k += static_cast<int>(blockDim.x)) {
-      const int tile = k / (kTile * ROWS), row = k / ROWS % kTile, r = k % ROWS;
-      const int out_row = first_row + (chunk + tile) * kTile + row;
-      if (out_row >= a.out) continue;
-      float sum = 0.0f;
-      for (int w = 0; w < warps; ++w) {
-        const auto* const partial =
-            reinterpret_cast<const float*>(regions + w * mma_stream_region_bytes(ROWS));
-        sum += partial[(tile * kTile + row) * ROWS + r];
-      }
+      for (int offset = 1; offset < kLanesPerGroup; offset *= 2)
+        sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+      row_sum[r] = sum;
       if (a.mode == GemvInputMode::rmsnorm) {
-        float sum_squares = 0.0f;
-        for (int w = 0; w < warps; ++w) sum_squares += squares_of[w * ROWS + r];
-        sum *= 1.0f / sqrtf(sum_squares / static_cast<float>(a.in) + a.eps);  // as rms_norm_kernel
+        squares = warp_sum(squares);
+        if (lane == 0) squares_of[warp * ROWS + r] = squares;
       }
-      float& target = a.y[static_cast<std::size_t>(r) * a.out + out_row];
-      target = a.accumulate ? target + sum : sum;
     }
-    __syncthreads();  // the next chunk rewrites the partial sums
+    __syncwarp();
+    const bool holds_x = active && g < 3 * ROWS;
+    std::uint32_t b[S::kBRegs];
+    constexpr int kGroupPairs = S::kLaneWords * S::kRegsPerWord;  // GROUP / 8
+    const auto* const parts =
+        reinterpret_cast<const uint4*>(stage + (holds_x ? g : 0) * kMmaStreamPartStride);
+#pragma unroll
+    for (int gi = 0; gi < S::kGroups; ++gi)
+#pragma unroll
+      for (int k = 0; k < kGroupPairs / 4; ++k) {
+        const uint4 u =
+            holds_x ? parts[(gi * 4 + t) * kGroupPairs / 4 + k] : make_uint4(0, 0, 0, 0);
+        std::uint32_t* const dst = b + gi * kGroupPairs + 4 * k;
+        dst[0] = u.x, dst[1] = u.y, dst[2] = u.z, dst[3] = u.w;
+      }
+    // sum(x) of each group for this lane's columns 2t, 2t + 1, on the hi columns only.
+    float group_sum[S::kGroups][2];
+#pragma unroll
+    for (int gi = 0; gi < S::kGroups; ++gi)
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int column = 2 * t + q;
+        float sum = 0.0f;
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+          const float group = __shfl_sync(0xFFFFFFFFu, row_sum[r], gi * kLanesPerGroup);
+          if (column == 3 * r) sum = group;
+        }
+        group_sum[gi][q] = sum;
+      }
+    __syncwarp();  // the staging area becomes this warp's partial sums
+
+    for (int chunk = 0; chunk < block_tiles; chunk += kMmaStreamChunk) {
+      const int chunk_tiles = min(kMmaStreamChunk, block_tiles - chunk);
+      for (int i = 0; i < chunk_tiles; ++i) {
+        issue();
+        cp_async_wait<S::kDepth - 1>();
+        __syncwarp();
+        const char* const slot = ring + read_slot;
+        read_slot = read_slot == (S::kDepth - 1) * S::kSlotBytes ? 0 : read_slot + S::kSlotBytes;
+        // This lane's scales and biases of rows g and g + 8, as bf16 pairs.
+        constexpr int kScaleWords = (S::kScaleBytes + 3) / 4;
+        std::uint32_t scale_words[2][kScaleWords], bias_words[2][kScaleWords];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const char* const scale_row = slot + kTile * S::kPitch + (g + 8 * h) * S::kScaleBytes;
+#pragma unroll
+          for (int k = 0; k < kScaleWords; ++k) {
+            scale_words[h][k] = reinterpret_cast<const std::uint32_t*>(scale_row)[k];
+            bias_words[h][k] =
+                reinterpret_cast<const std::uint32_t*>(scale_row + kTile * S::kScaleBytes)[k];
+          }
+        }
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // stays zero where the warp has no slice
+        if (active) {
+#pragma unroll
+          for (int gi = 0; gi < S::kGroups; ++gi) {
+            // This lane's words of the group in rows g and g + 8.
+            std::uint32_t words[2][S::kLaneWords];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const char* const src =
+                  slot + (g + 8 * h) * S::kPitch + gi * S::kGroupRowBytes + t * S::kLaneWords * 4;
+              if constexpr (S::kLaneWords % 4 == 0) {
+#pragma unroll
+                for (int v = 0; v < S::kLaneWords / 4; ++v) {
+                  const uint4 u = reinterpret_cast<const uint4*>(src)[v];
+                  words[h][4 * v] = u.x, words[h][4 * v + 1] = u.y;
+                  words[h][4 * v + 2] = u.z, words[h][4 * v + 3] = u.w;
+                }
+              } else if constexpr (S::kLaneWords == 2) {
+                const uint2 u = *reinterpret_cast<const uint2*>(src);
+                words[h][0] = u.x, words[h][1] = u.y;
+              } else {
+                words[h][0] = *reinterpret_cast<const std::uint32_t*>(src);
+              }
+            }
+            float c[4], c_high[4];
+#pragma unroll
+            for (int w = 0; w < S::kLaneWords; ++w)
+#pragma unroll
+              for (int p = 0; p < S::kRegsPerWord / 2; ++p) {
+                const int reg = (gi * S::kLaneWords + w) * S::kRegsPerWord + 2 * p;
+                const int shift = 2 * p * (BITS == 8 ? 8 : BITS);
+                const int next_shift = (2 * p + 1) * (BITS == 8 ? 8 : BITS);
+                const std::uint32_t fragment[4] = {
+                    mask_or(words[0][w] >> shift, kMask, kMagic),
+                    mask_or(words[1][w] >> shift, kMask, kMagic),
+                    mask_or(words[0][w] >> next_shift, kMask, kMagic),
+                    mask_or(words[1][w] >> next_shift, kMask, kMagic)};
+                if (w == 0 && p == 0)
+                  mma_bf16_16816_first(c, fragment, b[reg], b[reg + 1]);
+                else
+                  mma_bf16_16816(c, fragment, b[reg], b[reg + 1]);
+                if constexpr (BITS == 8) {  // the high nibbles of the same codes
+                  const std::uint32_t high[4] = {
+                      mask_or(words[0][w] >> (shift + 4), kMask, kMagic),
+                      mask_or(words[1][w] >> (shift + 4), kMask, kMagic),
+                      mask_or(words[0][w] >> (next_shift + 4), kMask, kMagic),
+                      mask_or(words[1][w] >> (next_shift + 4), kMask, kMagic)};
+                  if (w == 0 && p == 0)
+                    mma_bf16_16816_first(c_high, high, b[reg], b[reg + 1]);
+                  else
+                    mma_bf16_16816(c_high, high, b[reg], b[reg + 1]);
+                }
+              }
+            if constexpr (BITS == 8) {
+#pragma unroll
+              for (int k = 0; k < 4; ++k) c[k] = fmaf(16.0f, c_high[k], c[k]);
+            }
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const std::uint32_t sw = scale_words[h][gi / 2], bw = bias_words[h][gi / 2];
+              const float scale = __uint_as_float(gi % 2 == 0 ? sw << 16 : sw & 0xFFFF0000u);
+              const float bias = fmaf(-S::kFold, scale,
+                                      __uint_as_float(gi % 2 == 0 ? bw << 16 : bw & 0xFFFF0000u));
+#pragma unroll
+              for (int q = 0; q < 2; ++q)
+                acc[2 * h + q] =
+                    fmaf(scale, c[2 * h + q], fmaf(bias, group_sum[gi][q], acc[2 * h + q]));
+            }
+          }
+        }
+        __syncwarp();  // the next issue refills this slot
+
+        // Rows g and g + 8 of each x row: its three part columns are spread over lanes t.
+        float* const tile_partial = stage + i * kTile * ROWS;
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+          float sums[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float s = 0.0f;
+#pragma unroll
+            for (int q = 0; q < 2; ++q)
+              if ((2 * t + q) / 3 == r) s += acc[2 * h + q];
+            s += __shfl_xor_sync(0xFFFFFFFFu, s, 1);
+            s += __shfl_xor_sync(0xFFFFFFFFu, s, 2);
+            sums[h] = s;
+          }
+          if (t == r) {
+            tile_partial[g * ROWS + r] = sums[0];
+            tile_partial[(g + 8) * ROWS + r] = sums[1];
+          }
+        }
+      }
+
+      __syncthreads();
+      for (int k = static_cast<int>(threadIdx.x); k < chunk_tiles * kTile * ROWS;
+           k += static_cast<int>(blockDim.x)) {
+        const int tile = k / (kTile * ROWS), row = k / ROWS % kTile, r = k % ROWS;
+        const int out_row = first_row + (chunk + tile) * kTile + row;
+        if (out_row >= a.out) continue;
+        float sum = 0.0f;
+        for (int w = 0; w < warps; ++w) {
+          const auto* const partial =
+              reinterpret_cast<const float*>(regions + w * mma_stream_region_bytes(ROWS));
+          sum += partial[(tile * kTile + row) * ROWS + r];
+        }
+        if (a.mode == GemvInputMode::rmsnorm) {
+          float sum_squares = 0.0f;
+          for (int w = 0; w < warps; ++w) sum_squares += squares_of[w * ROWS + r];
+          sum *=
+              1.0f / sqrtf(sum_squares / static_cast<float>(a.in) + a.eps);  // as rms_norm_kernel
+        }
+        float& target = a.y[static_cast<std::size_t>(r) * a.out + out_row];
+        target = a.accumulate || pass > 0 ? target + sum : sum;
+      }
+      __syncthreads();  // the next chunk (or pass) rewrites the partial sums (or stages x)
+    }
   }
 }
 
+// Warps of a block: in passes of up to kMmaStreamMaxWarps slices, as even as they come.
 inline int mma_stream_warps(int in) {
-  return in / kMmaStreamSlice;
+  const int slices = in / kMmaStreamSlice;
+  const int passes = (slices + kMmaStreamMaxWarps - 1) / kMmaStreamMaxWarps;
+  return (slices + passes - 1) / passes;
 }
 
 // Shared memory of a block: the rings, the regions and the sums of squares.

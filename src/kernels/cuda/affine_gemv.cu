@@ -56,6 +56,11 @@ UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(8)
 
 namespace {
 
+// Which stream kernels a weight's shape allows.
+struct Streams {
+  bool simt, mma;
+};
+
 // Which kernel runs: automatic picks by rows and shape, from the measurements in
 // docs/PERFORMANCE.md ("CUDA (H200)"): for 1-2 rows the tensor-core stream kernel where the
 // weight's layout allows it (mma_stream_gemv_supported), else the stream kernel where it allows
@@ -65,11 +70,6 @@ namespace {
 // except for short outputs: its grid has out / 128 blocks per 128 rows, under ~64 of the 132
 // SMs at out 4096, so there 16-row passes of the tensor-core kernel stay faster up to 64 rows
 // (80.6 vs 102.6 us at 4096x4096, 64 rows).
-// Which stream kernels a weight's shape allows.
-struct Streams {
-  bool simt, mma;
-};
-
 GemvKernel resolve(GemvKernel kernel, int rows, int out, int in, Streams streams) {
   if (kernel == GemvKernel::automatic) {
     if (rows <= 2 && streams.mma) return GemvKernel::stream_mma;
@@ -141,16 +141,12 @@ void stream_pass(const AffineDeviceWeight& w, detail::StreamArgs<XT> args, GemvK
   args.in = w.in();
   with_bits(w, [&](auto width) {
     constexpr int kBits = decltype(width)::value;
-    if constexpr (kBits == 2 || kBits == 4 || kBits == 8) {
+    if constexpr (detail::mma_stream_bits(kBits)) {
       if (kernel == GemvKernel::stream_mma)
         return detail::launch_affine_gemv_stream_mma_bits<kBits>(args, w.group_size(), stream);
     }
     detail::launch_affine_gemv_stream_bits<kBits>(args, w.group_size(), stream);
   });
-}
-
-bool is_stream(GemvKernel kernel) {
-  return kernel == GemvKernel::stream || kernel == GemvKernel::stream_mma;
 }
 
 // B columns of the persistent kernel: bf16 parts per x row and n-tiles of 8 columns.
@@ -220,7 +216,7 @@ void dispatch(const AffineDeviceWeight& w, const XT* x, int rows, float* y, cuda
     fail("cuda affine gemv '", w.name(),
          "': accumulating is for the persistent kernel or 1-2 rows on the simt kernel");
   }
-  if (is_stream(kernel)) {
+  if (is_stream_gemv_kernel(kernel)) {
     for (int done = 0; done < rows; done += 2) {
       detail::StreamArgs<XT> args{};
       args.input = x + static_cast<std::size_t>(done) * w.in();
@@ -286,8 +282,12 @@ GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_
   return resolve(GemvKernel::automatic, rows, out, in, streams_of(in, bits, group_size));
 }
 
+bool is_stream_gemv_kernel(GemvKernel kernel) {
+  return kernel == GemvKernel::stream || kernel == GemvKernel::stream_mma;
+}
+
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows) {
-  return kernel == GemvKernel::persistent || is_stream(kernel) ||
+  return kernel == GemvKernel::persistent || is_stream_gemv_kernel(kernel) ||
          (kernel == GemvKernel::simt && rows <= 2);
 }
 
@@ -302,7 +302,7 @@ void affine_gemv_fused_cuda(const AffineDeviceWeight& w, const float* input, int
     fail("cuda affine gemv '", w.name(), "': rmsnorm needs its weight (gamma)");
   kernel = resolve(kernel, rows, w.out(), w.in(),
                    streams_of(w.in(), w.bits(), w.group_size(), how.mode));
-  if (is_stream(kernel) && rows <= 2) {
+  if (is_stream_gemv_kernel(kernel) && rows <= 2) {
     detail::StreamArgs<float> args{};
     args.input = input;
     args.gamma = how.gamma;

@@ -68,6 +68,8 @@ bool stream_gemv_supported(const AffineDeviceWeight& w);
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w);
 // The kernel `automatic` runs for `rows` rows of an out x in weight of that width and group.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size);
+// Whether `kernel` is one of the 1-2 row stream kernels (stream, stream_mma).
+bool is_stream_gemv_kernel(GemvKernel kernel);
 // Whether `kernel` (not automatic) can add its product of `rows` rows into y (accumulate).
 bool gemv_kernel_accumulates(GemvKernel kernel, int rows);
 // The product with its input transform fused in, 1..16 rows: a stream kernel (1-2 rows, where

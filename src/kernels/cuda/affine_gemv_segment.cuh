@@ -59,10 +59,11 @@ __device__ __forceinline__ float segment_code(const std::uint32_t (&w)[BITS], in
   return code_to_float(q);
 }
 
-template <class XT>
-__device__ __forceinline__ void load_x32(const XT* x, float (&v)[kSegment]) {
+// N (a multiple of 8) consecutive values of x from 16-byte aligned x, as floats.
+template <int N, class XT>
+__device__ __forceinline__ void load_xn(const XT* x, float (&v)[N]) {
 #pragma unroll
-  for (int k = 0; k < kSegment / kRun; ++k) {
+  for (int k = 0; k < N / kRun; ++k) {
     float run[kRun];
     load_x8(x + kRun * k, run);
 #pragma unroll
@@ -120,8 +121,8 @@ __global__ void __launch_bounds__(kSegmentWarps * 32)
     float xv[ROWS][kSegment], xsum[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      load_x32(x + static_cast<std::size_t>(r) * in + static_cast<std::size_t>(seg) * kSegment,
-               xv[r]);
+      load_xn(x + static_cast<std::size_t>(r) * in + static_cast<std::size_t>(seg) * kSegment,
+              xv[r]);
       float s = 0.0f;
 #pragma unroll
       for (int e = 0; e < kSegment; ++e) s += xv[r][e];

@@ -78,47 +78,29 @@ __host__ __device__ constexpr int stream_code_shift(int bits, int e) {
   return (e * bits) % 16;
 }
 
-__device__ __forceinline__ float stream_load(const float* p) {
-  return *p;
-}
-__device__ __forceinline__ float stream_load(const __nv_bfloat16* p) {
-  return __bfloat162float(*p);
-}
-
-// Lane's 32 values of x for one activation row; also adds h^2 (rmsnorm) into `squares`.
-// 32 consecutive floats from 16-byte aligned p, as 8 vector loads.
-__device__ __forceinline__ void stream_load32(const float* p, float (&v)[kSegment]) {
-#pragma unroll
-  for (int k = 0; k < kSegment / 4; ++k) {
-    const float4 f = __ldg(reinterpret_cast<const float4*>(p) + k);
-    v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
-  }
-}
-__device__ __forceinline__ void stream_load32(const __nv_bfloat16* p, float (&v)[kSegment]) {
-  load_x32(p, v);
-}
-
-// Lane's 32 values of x for one activation row; also adds h^2 (rmsnorm) into `squares`.
-template <class XT>
+// N consecutive values of x (N a multiple of 8, from 16-byte aligned `first`) for activation
+// row `row`, as `mode` defines them; adds h^2 into `squares` (rmsnorm). Both stream kernels
+// load x through it (32 values per lane here, a run of 8 or 16 in the tensor-core one).
+template <int N, class XT>
 __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, int first,
-                                              float (&x)[kSegment], float& squares) {
+                                              float (&x)[N], float& squares) {
   const std::size_t in = static_cast<std::size_t>(a.in);
   if (a.mode == GemvInputMode::swiglu) {
     const XT* gate = a.input + static_cast<std::size_t>(row) * 2 * in + first;
-    float up[kSegment];
-    stream_load32(gate, x);
-    stream_load32(gate + in, up);
+    float up[N];
+    load_xn(gate, x);
+    load_xn(gate + in, up);
 #pragma unroll
-    for (int e = 0; e < kSegment; ++e)
+    for (int e = 0; e < N; ++e)
       x[e] = x[e] / (1.0f + expf(-x[e])) * up[e];  // as decoder_kernels' swiglu
     return;
   }
-  stream_load32(a.input + static_cast<std::size_t>(row) * in + first, x);
+  load_xn(a.input + static_cast<std::size_t>(row) * in + first, x);
   if (a.mode == GemvInputMode::rmsnorm) {
-    float gamma[kSegment];
-    stream_load32(a.gamma + first, gamma);
+    float gamma[N];
+    load_xn(a.gamma + first, gamma);
 #pragma unroll
-    for (int e = 0; e < kSegment; ++e) {
+    for (int e = 0; e < N; ++e) {
       squares = fmaf(x[e], x[e], squares);
       x[e] *= gamma[e];
     }

@@ -6,7 +6,7 @@
 // Why: the SIMT stream kernel needs 3 instructions per code (LOP3 into 2^23's mantissa, FADD,
 // FFMA) and ends up issue- and latency-bound near half the copy rate. Here one LOP3 makes two
 // codes into bf16 128 + q and one mma multiplies 256 of them (16 weight rows x 16 k) by x:
-// about 0.05 warp-instructions per code instead of 0.16.
+// 0.076 warp-instructions per code at 4 bits (the tile loop's SASS) instead of 0.161.
 //
 // Layout. A warp owns a slice of kMmaStreamSlice (256) consecutive elements of `in`; a block's
 // warps cover `in` (up to 16 slices; a wider `in` goes in passes, each adding its sums into y,
@@ -61,8 +61,12 @@ constexpr int kMmaStreamChunk = 24;      // tiles between two block reductions
 // Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
 constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
 
+// The widths whose codes one LOP3 puts into bf16 (8 bits as two nibbles).
+__host__ __device__ constexpr bool mma_stream_bits(int bits) {
+  return bits == 2 || bits == 4 || bits == 8;
+}
 __host__ __device__ constexpr bool mma_stream_width(int bits, int group) {
-  return (bits == 2 || bits == 4 || bits == 8) && group * bits >= 128;
+  return mma_stream_bits(bits) && group * bits >= 128;
 }
 
 // Bytes of one row's codes of a slice in a ring slot: padded so that the lanes' reads of rows
@@ -126,39 +130,6 @@ __device__ __forceinline__ void split_bf16x2(float x0, float x1, std::uint32_t& 
   const float rest1 = x1 - __uint_as_float(hi & 0xFFFF0000u);
   mid = pack_bf16x2(rest0, rest1);
   lo = pack_bf16x2(rest0 - __uint_as_float(mid << 16), rest1 - __uint_as_float(mid & 0xFFFF0000u));
-}
-
-// N consecutive values of x (N a multiple of 8, p 16-byte aligned) as `mode` defines them;
-// adds h^2 into `squares` (rmsnorm).
-template <int N, class XT>
-__device__ __forceinline__ void mma_stream_load_x(const StreamArgs<XT>& a, int row, int first,
-                                                  float (&v)[N], float& squares) {
-  const std::size_t in = static_cast<std::size_t>(a.in);
-  const XT* const p =
-      a.input + static_cast<std::size_t>(row) * in * (a.mode == GemvInputMode::swiglu ? 2 : 1) +
-      first;
-#pragma unroll
-  for (int k = 0; k < N / kRun; ++k) {
-    float run[kRun];
-    load_x8(p + kRun * k, run);
-    if (a.mode == GemvInputMode::swiglu) {
-      float up[kRun];
-      load_x8(p + in + kRun * k, up);
-#pragma unroll
-      for (int e = 0; e < kRun; ++e)
-        run[e] = run[e] / (1.0f + expf(-run[e])) * up[e];  // as decoder_kernels' swiglu
-    } else if (a.mode == GemvInputMode::rmsnorm) {
-      float gamma[kRun];
-      load_x8(a.gamma + first + kRun * k, gamma);
-#pragma unroll
-      for (int e = 0; e < kRun; ++e) {
-        squares = fmaf(run[e], run[e], squares);
-        run[e] *= gamma[e];
-      }
-    }
-#pragma unroll
-    for (int e = 0; e < kRun; ++e) v[kRun * k + e] = run[e];
-  }
 }
 
 template <int BITS, int GROUP, int ROWS, class XT>
@@ -273,7 +244,7 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
       float v[kStageRun], squares = 0.0f, sum = 0.0f;
       const bool stages = active && lane * kStageRun < kMmaStreamSlice;
       if (stages) {
-        mma_stream_load_x(a, r, k0 + lane * kStageRun, v, squares);
+        stream_load_x(a, r, k0 + lane * kStageRun, v, squares);
 #pragma unroll
         for (int e = 0; e < kStageRun; ++e) sum += v[e];
         std::uint32_t pairs[3][kRunPairs];

@@ -142,8 +142,7 @@ bool DeviceMatrix::fuses_input(int rows) const {
   // Only where a stream kernel or the persistent kernel is the automatic choice anyway.
   if (kind_ != Kind::affine || rows < 1 || rows > 16) return false;
   const GemvKernel kernel = automatic_kernel(rows);
-  return kernel == GemvKernel::persistent || kernel == GemvKernel::stream ||
-         kernel == GemvKernel::stream_mma;
+  return kernel == GemvKernel::persistent || is_stream_gemv_kernel(kernel);
 }
 
 GemvKernel DeviceMatrix::automatic_kernel(int rows) const {

@@ -32,7 +32,7 @@
 // (deterministic). Input modes as the SIMT stream kernel: rmsnorm multiplies gamma * h and
 // scales the row sums by 1 / rms(h); swiglu computes silu(gate) * up while loading x.
 //
-// Needs (mma_stream_supported): bits 2, 4 or 8, G * bits >= 128 (a lane's codes of a group are
+// Needs (mma_stream_supported): bits 4 or 8, G * bits >= 128 (a lane's codes of a group are
 // whole words), in % 256 == 0, in <= 65536 and the rings in shared memory; rmsnorm only in one
 // pass (in <= 4096: the norm needs all of h before the first sum is written).
 #include <cuda_bf16.h>
@@ -61,9 +61,12 @@ constexpr int kMmaStreamChunk = 24;      // tiles between two block reductions
 // Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
 constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
 
-// The widths whose codes one LOP3 puts into bf16 (8 bits as two nibbles).
+// The widths it takes: one LOP3 puts 4-bit codes into bf16 (8 bits as two nibbles). Not 2
+// bits: the folded offset (128 against codes of at most 3) cancels ~85x the code term, and the
+// product missed the exact-to-fp32 bound (relative L2 3.5e-5 against 3e-5, in 256, g128) on the
+// H200; 2-bit runs the SIMT stream kernel.
 __host__ __device__ constexpr bool mma_stream_bits(int bits) {
-  return bits == 2 || bits == 4 || bits == 8;
+  return bits == 4 || bits == 8;
 }
 __host__ __device__ constexpr bool mma_stream_width(int bits, int group) {
   return mma_stream_bits(bits) && group * bits >= 128;
@@ -97,8 +100,9 @@ struct MmaStreamShape {
   static constexpr int kPairStride = 16 / BITS;  // register i of a word: codes i, i + this
   static constexpr int kRegsPerWord = BITS == 8 ? 2 : kPairStride;  // per nibble half at 8 bits
   static constexpr int kLaneWords = GROUP * BITS / 128;  // words of a row's group per lane
-  // Elements of x a lane splits into parts for the staging area: whole words of codes.
-  static constexpr int kStageRun = kCodesPerWord > 8 ? kCodesPerWord : 8;
+  // Elements of x a lane splits into parts for the staging area: whole words of codes (1 at 4
+  // bits, 2 at 8).
+  static constexpr int kStageRun = 8;
   static constexpr int kGroups = kMmaStreamSlice / GROUP;
   static constexpr int kBRegs = kGroups * kLaneWords * kRegsPerWord;  // kMmaStreamSlice / 8
   static constexpr int kRowBytes = kMmaStreamSlice * BITS / 8;        // a row's codes of a slice
@@ -224,7 +228,7 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   for (int k = 0; k < S::kDepth - 1; ++k) issue();
   pdl_wait();
 
-  constexpr std::uint32_t kMask = BITS == 2 ? 0x00030003u : 0x000F000Fu;
+  constexpr std::uint32_t kMask = 0x000F000Fu;   // a nibble in each half
   constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 in each half
   float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
   int read_slot = 0;

@@ -170,18 +170,20 @@ __device__ void online_softmax_step(float score, const float* value_row, int lan
 // 2. After it: the query heads of the chunk rotated and scaled, the split's new keys (positions
 //    >= *first_position: this step's rows) rotated from q|k|v; the block whose row's own
 //    position falls in its split (first chunk) stores that key and value into the cache.
-// 3. Each warp runs an online softmax over its keys for every head of the chunk (scores reduced
-//    across the warp, values in registers); the 8 warp states merge into the split's partial
-//    (max, sum, acc[head_dim]) in warp order, written to the workspace.
-// 4. The last block of (row, kv head, chunk) to arrive (a counter per triple, reset by that
-//    block for the next launch) merges the partials of every live split in split order into out.
+// 3-5. The split's scores (all key x head dot products at once, each warp-reduced), its softmax
+//    (warp h for head h) and weights x values (thread per head and dimension): the partial
+//    (max, sum, acc[head_dim]) of the split, written to the workspace. No step waits on another
+//    key's result, so the block's latency is a few dependent steps, not one per key.
+// 6-7. The last block of (row, kv head, chunk) to arrive (a counter per triple, reset by that
+//    block for the next launch) combines the live splits: first the overall max and denominator
+//    per head, then exp(max_s - max) acc_s summed with the loads of a batch of splits in flight.
+//    The sums run in a fixed order, so results are the same on every run.
 // Splits past the row's position leave at once (a replayed decode graph launches enough splits
 // for the cache's capacity); split 0 always holds a key, so its blocks always wait.
 constexpr int kDecodeWarps = 8;
 constexpr int kDecodeThreads = 32 * kDecodeWarps;
 // Keys per warp and query heads per block for head_dim 32 * d: K and V tiles of 2 KB * keys per
-// warp * d together (<= 32 KB), per-lane query and accumulator registers of heads * d (<= 16)
-// each.
+// warp * d together (<= 32 KB), keys per warp x heads scores per lane (<= 128).
 __host__ __device__ constexpr int decode_keys_per_warp(int d) {
   return d >= 6 ? 2 : 16 / d;
 }
@@ -215,6 +217,22 @@ __device__ void copy_async_wait_all() {
   asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
+// counter += 1 at device scope with acquire-release order; returns the old count.
+__device__ unsigned arrive_acq_rel(unsigned* counter) {
+  unsigned old = 0;
+  asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
+  return old;
+}
+
+// (max, sum) of a softmax state merged with another's: the sums rescaled to the larger max.
+// A state without keys has max -inf and sum 0.
+__device__ void merge_softmax_state(float& max, float& sum, float other_max, float other_sum) {
+  if (other_max == -INFINITY) return;
+  const float new_max = fmaxf(max, other_max);
+  sum = sum * expf(max - new_max) + other_sum * expf(other_max - new_max);
+  max = new_max;
+}
+
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(DecodeArguments a) {
   constexpr int kHeadDim = 32 * D;
@@ -223,12 +241,14 @@ __global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(D
   constexpr int kSplitKeys = kDecodeWarps * kKeysPerWarp;
   constexpr int kHeads = decode_chunk_heads(D);
   constexpr int kTileFloats = kSplitKeys * kHeadDim;
-  constexpr int kWarpStateFloats = 2 + kHeadDim;  // max, sum, acc
-  constexpr int kMergeFloats = kDecodeWarps * kHeads * kWarpStateFloats;
-  constexpr int kRegionFloats = 2 * kTileFloats > kMergeFloats ? 2 * kTileFloats : kMergeFloats;
-  // The key and value tiles, later the warps' states, later the combine's group states.
-  __shared__ float4 region[kRegionFloats / 4];
+  static_assert(kHeads <= kDecodeWarps, "one warp per head in the softmax and the combine");
+  static_assert(kDecodeThreads * 4 <= 2 * kTileFloats, "the combine's group sums fit the tiles");
+  // The key and value tiles, later the combine's group sums.
+  __shared__ float4 region[2 * kTileFloats / 4];
   __shared__ float query[kHeads * kHeadDim];
+  __shared__ float weights[kHeads * kSplitKeys];  // scores, then exp(score - split max)
+  __shared__ float head_max[kHeads];
+  __shared__ float head_sum[kHeads];  // the split's sum; in the combine 1 / L
   __shared__ bool last_block;
 
   pdl_launch_dependents();
@@ -306,65 +326,79 @@ __global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(D
   copy_async_wait_all();
   __syncthreads();
 
+  // 3. Scores: warp w takes keys w, w + 8, ... of the split, lane l dimensions l + 32 i. The
+  //    dot products of kStepKeys keys x every head are independent, so their warp sums overlap
+  //    (kStepKeys x heads <= 16 values per lane).
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
+  constexpr int kStepKeys = 16 / kHeads > 0 ? 16 / kHeads : 1;
   float q[kHeads][D];
-  float acc[kHeads][D];
-  float m[kHeads];
-  float l[kHeads];
 #pragma unroll
   for (int h = 0; h < kHeads; ++h) {
 #pragma unroll
-    for (int i = 0; i < D; ++i) {
-      q[h][i] = h < heads ? query[h * kHeadDim + lane + 32 * i] : 0.0f;
-      acc[h][i] = 0.0f;
-    }
-    m[h] = -INFINITY;
-    l[h] = 0.0f;
+    for (int i = 0; i < D; ++i) q[h][i] = h < heads ? query[h * kHeadDim + lane + 32 * i] : 0.0f;
   }
+#pragma unroll 1
+  for (int first = 0; first < kKeysPerWarp; first += kStepKeys) {
+    float score[kStepKeys][kHeads];
 #pragma unroll
-  for (int n = 0; n < kKeysPerWarp; ++n) {
-    const int j = warp + kDecodeWarps * n;
-    if (j >= keys) break;
-    float k[D];
-    float v[D];
+    for (int n = 0; n < kStepKeys; ++n) {
+      const int j = warp + kDecodeWarps * (first + n);
+      float k[D];
 #pragma unroll
-    for (int i = 0; i < D; ++i) {
-      k[i] = key_tile[j * kHeadDim + lane + 32 * i];
-      v[i] = value_tile[j * kHeadDim + lane + 32 * i];
+      for (int i = 0; i < D; ++i) k[i] = j < keys ? key_tile[j * kHeadDim + lane + 32 * i] : 0.0f;
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < D; ++i) dot = fmaf(q[h][i], k[i], dot);
+        score[n][h] = dot;
+      }
     }
 #pragma unroll
-    for (int h = 0; h < kHeads; ++h) {
-      if (h >= heads) break;
-      float dot = 0.0f;
+    for (int offset = 16; offset > 0; offset /= 2) {
 #pragma unroll
-      for (int i = 0; i < D; ++i) dot = fmaf(q[h][i], k[i], dot);
-      const float score = warp_sum(dot);
-      const float new_max = fmaxf(m[h], score);
-      const float correction = expf(m[h] - new_max);  // 0 on the first key (m = -inf)
-      const float weight = expf(score - new_max);
-      l[h] = l[h] * correction + weight;
+      for (int n = 0; n < kStepKeys; ++n) {
 #pragma unroll
-      for (int i = 0; i < D; ++i) acc[h][i] = acc[h][i] * correction + weight * v[i];
-      m[h] = new_max;
+        for (int h = 0; h < kHeads; ++h)
+          score[n][h] += __shfl_xor_sync(0xffffffffu, score[n][h], offset);
+      }
     }
-  }
-  __syncthreads();  // every warp is done with the tiles the warp states overwrite
-  float* states = reinterpret_cast<float*>(region);  // [warp][head][max, sum, acc]
-#pragma unroll
-  for (int h = 0; h < kHeads; ++h) {
-    float* state = states + (warp * kHeads + h) * kWarpStateFloats;
     if (lane == 0) {
-      state[0] = m[h];
-      state[1] = l[h];
-    }
 #pragma unroll
-    for (int i = 0; i < D; ++i) state[2 + lane + 32 * i] = acc[h][i];
+      for (int n = 0; n < kStepKeys; ++n) {
+        const int j = warp + kDecodeWarps * (first + n);  // < keys <= kSplitKeys
+#pragma unroll
+        for (int h = 0; h < kHeads; ++h)
+          if (j < keys) weights[h * kSplitKeys + j] = score[n][h];
+      }
+    }
   }
   __syncthreads();
 
-  // The split's partial of (head h, dimension d), warps merged in order. Warp 0 holds key 0 of
-  // the split, so the merged max is finite; warps without keys weigh exp(-inf) = 0.
+  // 4. Softmax over the split, warp h for head h: the split's max and sum, the scores turned into
+  //    weights exp(score - max) in place.
+  if (warp < heads) {
+    float* row_weights = weights + warp * kSplitKeys;
+    float split_max = -INFINITY;
+    for (int j = lane; j < keys; j += 32) split_max = fmaxf(split_max, row_weights[j]);
+    split_max = warp_max(split_max);
+    float sum = 0.0f;
+    for (int j = lane; j < keys; j += 32) {
+      const float weight = expf(row_weights[j] - split_max);
+      row_weights[j] = weight;
+      sum += weight;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) {
+      head_max[warp] = split_max;
+      head_sum[warp] = sum;
+    }
+  }
+  __syncthreads();
+
+  // 5. The split's partial of (head h, dimension d) = sum over keys of weight * value, then
+  //    (max, sum, acc[head_dim]) to the workspace.
   const std::size_t partial_floats = kPartialHeader + kHeadDim;
   const std::size_t head_partials = static_cast<std::size_t>(a.splits) * partial_floats;
   float* row_partials =
@@ -372,99 +406,109 @@ __global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(D
   for (int item = threadIdx.x; item < heads * kHeadDim; item += kDecodeThreads) {
     const int h = item / kHeadDim;
     const int d = item % kHeadDim;
-    float merged_max = -INFINITY;
-    for (int w = 0; w < kDecodeWarps; ++w)
-      merged_max = fmaxf(merged_max, states[(w * kHeads + h) * kWarpStateFloats]);
-    float sum = 0.0f;
+    const float* row_weights = weights + h * kSplitKeys;
     float value = 0.0f;
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float* state = states + (w * kHeads + h) * kWarpStateFloats;
-      const float weight = expf(state[0] - merged_max);
-      sum = fmaf(weight, state[1], sum);
-      value = fmaf(weight, state[2 + d], value);
-    }
+    for (int j = 0; j < keys; ++j)
+      value = fmaf(row_weights[j], value_tile[j * kHeadDim + d], value);
     float* partial = row_partials + h * head_partials + blockIdx.x * partial_floats;
     partial[kPartialHeader + d] = value;
     if (d == 0) {
-      partial[0] = merged_max;
-      partial[1] = sum;
+      partial[0] = head_max[h];
+      partial[1] = head_sum[h];
     }
   }
 
-  // Arrival: the partials are written device-wide before the counter moves (threadfence
-  // reduction pattern); the last block resets the counter, every other one has arrived.
+  // 6. Arrival: the block's partials happen before thread 0's release on the counter (the
+  //    barrier orders them), the last block's reads after its acquire. That block resets the
+  //    counter for the next launch.
   const int live_splits = (position - first_visible) / kSplitKeys + 1;
-  __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned* counter = a.counters + blockIdx.z * gridDim.y + blockIdx.y;
-    const unsigned arrived = atomicAdd(counter, 1u) + 1u;
+    const unsigned arrived = arrive_acq_rel(counter) + 1u;
     last_block = arrived == static_cast<unsigned>(live_splits);
     if (last_block) *counter = 0u;
   }
   __syncthreads();
   if (!last_block) return;
-  __threadfence();
 
-  // Combine: thread (item = head h and float4 c of head_dim, group g) folds splits g, g + groups,
-  // ... (L2 reads, 8 in flight), then group states fold in group order: a fixed order.
+  // 7. Combine (plain loads: the acquire above orders them after every block's partials). Warp
+  //    h: the max M over the live splits and the denominator L = sum of
+  //    sum_s exp(max_s - M), lane-local then across lanes in a fixed tree.
+  if (warp < heads) {
+    const float* head_partial = row_partials + warp * head_partials;
+    float running_max = -INFINITY;
+    float sum = 0.0f;
+    for (int s = lane; s < live_splits; s += 32) {
+      const float split_max = head_partial[s * partial_floats];
+      const float split_sum = head_partial[s * partial_floats + 1];
+      merge_softmax_state(running_max, sum, split_max, split_sum);
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other_max = __shfl_xor_sync(0xffffffffu, running_max, offset);
+      const float other_sum = __shfl_xor_sync(0xffffffffu, sum, offset);
+      merge_softmax_state(running_max, sum, other_max, other_sum);
+    }
+    if (lane == 0) {
+      head_max[warp] = running_max;
+      head_sum[warp] = 1.0f / sum;
+    }
+  }
+  __syncthreads();
+
+  // Thread (item = head h and float4 c of head_dim, group g) adds exp(max_s - M) acc_s of splits
+  // g, g + groups, ... (a batch of loads in flight at once), then the groups add in order.
   const int items = heads * kVectors;  // <= 128
   const int groups = kDecodeThreads / items;
   const int item = static_cast<int>(threadIdx.x) % items;
   const int g = static_cast<int>(threadIdx.x) / items;
   const int h = item / kVectors;
   const int c = item % kVectors;
-  float* group_states = reinterpret_cast<float*>(region);  // [group][item][max, sum, acc4]
+  float4* group_values = region;  // [group][item]
   if (g < groups) {
     const float* head_partial = row_partials + h * head_partials;
-    float running_max = -INFINITY;
-    float sum = 0.0f;
+    const float total_max = head_max[h];
     float4 value = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 8
-    for (int s = g; s < live_splits; s += groups) {
-      const float* partial = head_partial + s * partial_floats;
-      const float split_max = __ldcg(partial);
-      const float split_sum = __ldcg(partial + 1);
-      const float4 split_value =
-          __ldcg(reinterpret_cast<const float4*>(partial + kPartialHeader) + c);
-      const float new_max = fmaxf(running_max, split_max);
-      const float correction = expf(running_max - new_max);
-      const float weight = expf(split_max - new_max);
-      sum = sum * correction + weight * split_sum;
-      value.x = value.x * correction + weight * split_value.x;
-      value.y = value.y * correction + weight * split_value.y;
-      value.z = value.z * correction + weight * split_value.z;
-      value.w = value.w * correction + weight * split_value.w;
-      running_max = new_max;
+    constexpr int kBatch = 16;
+    for (int first = g; first < live_splits; first += kBatch * groups) {
+      float split_max[kBatch];
+      float4 split_value[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int s = first + b * groups;
+        const float* partial = head_partial + s * partial_floats;
+        split_max[b] = s < live_splits ? *partial : -INFINITY;
+        split_value[b] = s < live_splits
+                             ? reinterpret_cast<const float4*>(partial + kPartialHeader)[c]
+                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const float weight = expf(split_max[b] - total_max);
+        value.x = fmaf(weight, split_value[b].x, value.x);
+        value.y = fmaf(weight, split_value[b].y, value.y);
+        value.z = fmaf(weight, split_value[b].z, value.z);
+        value.w = fmaf(weight, split_value[b].w, value.w);
+      }
     }
-    float* state = group_states + (g * items + item) * 6;
-    state[0] = running_max;
-    state[1] = sum;
-    state[2] = value.x;
-    state[3] = value.y;
-    state[4] = value.z;
-    state[5] = value.w;
+    group_values[g * items + item] = value;
   }
   __syncthreads();
   if (g == 0) {
-    // Group 0 holds split 0: its max is finite; groups without splits weigh 0.
-    const float* state = group_states + item * 6;
-    float running_max = state[0];
-    float sum = state[1];
-    float value[4] = {state[2], state[3], state[4], state[5]};
+    float4 value = group_values[item];
     for (int other = 1; other < groups; ++other) {
-      const float* next = group_states + (other * items + item) * 6;
-      const float new_max = fmaxf(running_max, next[0]);
-      const float correction = expf(running_max - new_max);
-      const float weight = expf(next[0] - new_max);
-      sum = sum * correction + weight * next[1];
-      for (int u = 0; u < 4; ++u) value[u] = value[u] * correction + weight * next[2 + u];
-      running_max = new_max;
+      const float4 next = group_values[other * items + item];
+      value.x += next.x;
+      value.y += next.y;
+      value.z += next.z;
+      value.w += next.w;
     }
+    const float inverse_sum = head_sum[h];
     float* result =
         a.out + (static_cast<std::size_t>(row) * shape.heads + first_head + h) * kHeadDim + 4 * c;
-    *reinterpret_cast<float4*>(result) =
-        make_float4(value[0] / sum, value[1] / sum, value[2] / sum, value[3] / sum);
+    *reinterpret_cast<float4*>(result) = make_float4(value.x * inverse_sum, value.y * inverse_sum,
+                                                     value.z * inverse_sum, value.w * inverse_sum);
   }
 }
 

@@ -247,17 +247,22 @@ TEST_P(AffineGemvCuda, StreamKernelMatchesFloat64ReferenceWhereItRuns) {
 // Shapes the tensor-core stream kernel takes (asserted) at every width and group it supports:
 // one slice (in 256), 14 (in 3584), 17 in two passes of 9 warps (the second pass leaves one warp
 // without a slice) and 56 in four passes of 14 (in 14336, down_proj's); odd `out` leaves the
-// last 16-row tile short. Other widths it declines (forced, they run the stream kernel: the
-// kernel loop of check_weight).
+// last 16-row tile short. Other widths, and 2 bits in groups of 32, it declines (forced, they
+// run the stream kernel: the kernel loop of check_weight).
 TEST_P(AffineGemvCuda, StreamMmaKernelMatchesFloat64ReferenceWhereItRuns) {
   const int bits = GetParam();
   std::mt19937_64 rng(std::random_device{}());
-  if (bits != 4 && bits != 8) {
+  if (bits != 2 && bits != 4 && bits != 8) {
     const HostAffine probe = random_affine(rng, 1, 256, bits, 64);
     EXPECT_FALSE(uq::cuda::mma_stream_gemv_supported(AffineDeviceWeight(probe.view())));
     return;
   }
   for (int group : {32, 64, 128}) {
+    if (bits * group < 128) {  // a lane's codes of a group would not be whole words
+      const HostAffine probe = random_affine(rng, 1, 256, bits, group);
+      EXPECT_FALSE(uq::cuda::mma_stream_gemv_supported(AffineDeviceWeight(probe.view())));
+      continue;
+    }
     for (const auto& [out, in] :
          {std::pair{37, 256}, std::pair{203, 3584}, std::pair{45, 4352}, std::pair{77, 14336}}) {
       const HostAffine probe = random_affine(rng, 1, in, bits, group);
@@ -405,7 +410,7 @@ TEST(AffineGemvCudaFused, AccumulateRmsNormAndSwiGluMatchFloat64Reference) {
   // The tensor-core stream kernel's: 14 slices of 256 (in 3584, g64), 2 (in 512, g128: two
   // groups per slice) and four passes (in 14336: SwiGLU and accumulate across passes; its
   // RMSNorm runs on the SIMT stream kernel there).
-  for (int bits : {4, 8})
+  for (int bits : {2, 4, 8})
     for (int rows : {1, 2}) {
       check_fused(rng, 93, 3584, bits, 64, rows, GemvKernel::stream_mma);
       check_fused(rng, 41, 512, bits, 128, rows, GemvKernel::stream_mma);

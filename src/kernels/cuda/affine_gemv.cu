@@ -47,6 +47,7 @@ UQ_EXTERN_AFFINE_GEMV(8)
                                                                        int, cudaStream_t);       \
   extern template void launch_affine_gemv_stream_mma_bits<BITS, __nv_bfloat16>(                  \
       const StreamArgs<__nv_bfloat16>&, int, cudaStream_t);
+UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(2)
 UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(4)
 UQ_EXTERN_AFFINE_GEMV_STREAM_MMA(8)
 #undef UQ_EXTERN_AFFINE_GEMV_STREAM_MMA

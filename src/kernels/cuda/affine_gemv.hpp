@@ -6,7 +6,7 @@
 // Six kernels compute the same function:
 // - stream_mma: for 1-2 rows (more run 2 at a time): the stream kernel's structure with the
 //   products on the tensor cores (mma.sync on exact bf16 codes, f32 x split into 3 bf16 parts:
-//   exact to fp32 rounding; affine_gemv_stream_mma.cuh). Where mma_stream_gemv_supported (4
+//   exact to fp32 rounding; affine_gemv_stream_mma.cuh). Where mma_stream_gemv_supported (2, 4
 //   and 8 bits, in % 256 == 0, in <= 65536; fused RMSNorm in <= 4096); forced on another weight,
 //   stream runs instead;
 // - stream: for 1-2 rows (more run 2 at a time): x held in registers per 1024-element slice of
@@ -62,7 +62,7 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 // Whether the stream kernel can run w: rows of codes on 16 bytes (in * bits % 128 == 0), an even
 // number of groups per row, in <= 16384 and its rings within the device's shared memory.
 bool stream_gemv_supported(const AffineDeviceWeight& w);
-// Whether the tensor-core stream kernel can run w: 4 or 8 bits,
+// Whether the tensor-core stream kernel can run w: 2, 4 or 8 bits with group * bits >= 128,
 // in % 256 == 0, in <= 65536 and its rings within the device's shared memory (its fused RMSNorm
 // also needs in <= 4096).
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w);

@@ -80,7 +80,7 @@ __host__ __device__ constexpr int stream_code_shift(int bits, int e) {
 
 // N consecutive values of x (N a multiple of 8, from 16-byte aligned `first`) for activation
 // row `row`, as `mode` defines them; adds h^2 into `squares` (rmsnorm). Both stream kernels
-// load x through it (32 values per lane here, a run of 8 in the tensor-core one).
+// load x through it (32 values per lane here, a run of 8 or 16 in the tensor-core one).
 template <int N, class XT>
 __device__ __forceinline__ void stream_load_x(const StreamArgs<XT>& a, int row, int first,
                                               float (&x)[N], float& squares) {

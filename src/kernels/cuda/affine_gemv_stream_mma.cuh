@@ -16,23 +16,24 @@
 // and g + 8; per group of G codes lane t takes the G / 4 consecutive codes t G / 4 ..
 // (t + 1) G / 4 - 1 of each of its rows (whole 32-bit words), so every k16 step stays inside
 // one group and the group's scale applies to the mma's result. Within a word, register i
-// holds codes (i, i + 16 / BITS) as bf16 (128 + q): one LOP3 of the shifted word with the
-// mask and 0x4300 in each half. The sum over k is order-free, so the B fragments (x) follow the
-// same permutation: B register i of the lane's word holds x at those two codes.
+// holds codes (i, i + 16 / BITS) as bf16 (128 + q; 1 + q / 4 at 2 bits): one LOP3 of the
+// shifted word with the mask and 0x4300 (0x3F80) in each half. The sum over k is order-free, so the
+// B fragments (x) follow the same permutation: B register i of the lane's word holds x at those two
+// codes.
 //
 // x as B: column c of the n-tile is part c % 3 (hi, mid, lo: three bf16 whose sum is the f32
 // x exactly) of activation row c / 3, so 1-2 rows take columns 0-5 of one n-tile and the
 // product is exact to fp32 accumulation. B lives in registers: 2 per k16 step, 32 per lane
 // for the slice, built once. Per group and column: acc += s * C + (b - F s) * sum_group(x)
 // (F = 128; 8-bit codes go in as two nibbles, the high one's mma result weighted 16:
-// F = 128 + 16 * 128), the bias term on the hi column only.
+// F = 128 + 16 * 128; 2 bits: 4 s and F = 1), the bias term on the hi column only.
 //
 // Row sums: the three part columns of a row are added by shuffles at the end of each tile, the
 // slices' partial sums meet in shared memory and are added in slice order every kChunk tiles
 // (deterministic). Input modes as the SIMT stream kernel: rmsnorm multiplies gamma * h and
 // scales the row sums by 1 / rms(h); swiglu computes silu(gate) * up while loading x.
 //
-// Needs (mma_stream_supported): bits 4 or 8, G * bits >= 128 (a lane's codes of a group are
+// Needs (mma_stream_supported): bits 2, 4 or 8, G * bits >= 128 (a lane's codes of a group are
 // whole words), in % 256 == 0, in <= 65536 and the rings in shared memory; rmsnorm only in one
 // pass (in <= 4096: the norm needs all of h before the first sum is written).
 #include <cuda_bf16.h>
@@ -61,12 +62,9 @@ constexpr int kMmaStreamChunk = 24;      // tiles between two block reductions
 // Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
 constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
 
-// The widths it takes: one LOP3 puts 4-bit codes into bf16 (8 bits as two nibbles). Not 2
-// bits: the folded offset (128 against codes of at most 3) cancels ~85x the code term, and the
-// product missed the exact-to-fp32 bound (relative L2 3.5e-5 against 3e-5, in 256, g128) on the
-// H200; 2-bit runs the SIMT stream kernel.
+// The widths it takes: one LOP3 puts 2- or 4-bit codes into bf16 (8 bits as two nibbles).
 __host__ __device__ constexpr bool mma_stream_bits(int bits) {
-  return bits == 4 || bits == 8;
+  return bits == 2 || bits == 4 || bits == 8;
 }
 __host__ __device__ constexpr bool mma_stream_width(int bits, int group) {
   return mma_stream_bits(bits) && group * bits >= 128;
@@ -100,9 +98,8 @@ struct MmaStreamShape {
   static constexpr int kPairStride = 16 / BITS;  // register i of a word: codes i, i + this
   static constexpr int kRegsPerWord = BITS == 8 ? 2 : kPairStride;  // per nibble half at 8 bits
   static constexpr int kLaneWords = GROUP * BITS / 128;  // words of a row's group per lane
-  // Elements of x a lane splits into parts for the staging area: whole words of codes (1 at 4
-  // bits, 2 at 8).
-  static constexpr int kStageRun = 8;
+  // Elements of x a lane splits into parts for the staging area: whole words of codes.
+  static constexpr int kStageRun = kCodesPerWord > 8 ? kCodesPerWord : 8;
   static constexpr int kGroups = kMmaStreamSlice / GROUP;
   static constexpr int kBRegs = kGroups * kLaneWords * kRegsPerWord;  // kMmaStreamSlice / 8
   static constexpr int kRowBytes = kMmaStreamSlice * BITS / 8;        // a row's codes of a slice
@@ -111,8 +108,26 @@ struct MmaStreamShape {
   static constexpr int kScaleBytes = kGroups * 2;  // a row's scales (or biases) of a slice
   static constexpr int kSlotBytes = mma_stream_slot_bytes(BITS, GROUP);
   static constexpr int kDepth = mma_stream_depth(BITS);
-  static constexpr float kFold = BITS == 8 ? 128.0f + 16.0f * 128.0f : 128.0f;
+  // A code's bf16 value is kCodeScale^-1 q + kFold: scales are multiplied by kCodeScale and
+  // the fold is kFold scaled ones. 4 and 8 bits: 128 + q (the nibble in the low mantissa bits).
+  // 2 bits: 1 + q / 4 (the code in the top two mantissa bits), so the folded offset is ~1x the
+  // code term instead of the ~85x of 128 against q <= 3, which fp32 accumulation could not
+  // hide (relative L2 3.5e-5 against the exact-to-fp32 bound of 3e-5, seen on the H200).
+  static constexpr float kCodeScale = BITS == 2 ? 4.0f : 1.0f;
+  static constexpr float kFold = BITS == 8 ? 128.0f + 16.0f * 128.0f : BITS == 2 ? 1.0f : 128.0f;
 };
+
+// Two codes of `word` (the field at `shift` in each 16-bit half) as a bf16x2 pair of the values
+// MmaStreamShape describes: one shift and one LOP3.
+template <int BITS>
+__device__ __forceinline__ std::uint32_t codes_as_bf16x2(std::uint32_t word, int shift) {
+  if constexpr (BITS == 2) {
+    const int up = 5 - shift;  // the code to mantissa bits 5-6 of 1.0 = 0x3F80
+    return mask_or(up >= 0 ? word << up : word >> -up, 0x00600060u, 0x3F803F80u);
+  } else {
+    return mask_or(word >> shift, 0x000F000Fu, 0x43004300u);  // 128 = 0x4300
+  }
+}
 
 // d = A B (the accumulator starts at zero).
 __device__ __forceinline__ void mma_bf16_16816_first(float (&d)[4], const std::uint32_t (&a)[4],
@@ -228,8 +243,6 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   for (int k = 0; k < S::kDepth - 1; ++k) issue();
   pdl_wait();
 
-  constexpr std::uint32_t kMask = 0x000F000Fu;   // a nibble in each half
-  constexpr std::uint32_t kMagic = 0x43004300u;  // bf16 128 in each half
   float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
   int read_slot = 0;
   for (int pass = 0; pass < passes; ++pass) {
@@ -365,21 +378,20 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
                 const int reg = (gi * S::kLaneWords + w) * S::kRegsPerWord + 2 * p;
                 const int shift = 2 * p * (BITS == 8 ? 8 : BITS);
                 const int next_shift = (2 * p + 1) * (BITS == 8 ? 8 : BITS);
-                const std::uint32_t fragment[4] = {
-                    mask_or(words[0][w] >> shift, kMask, kMagic),
-                    mask_or(words[1][w] >> shift, kMask, kMagic),
-                    mask_or(words[0][w] >> next_shift, kMask, kMagic),
-                    mask_or(words[1][w] >> next_shift, kMask, kMagic)};
+                const std::uint32_t fragment[4] = {codes_as_bf16x2<BITS>(words[0][w], shift),
+                                                   codes_as_bf16x2<BITS>(words[1][w], shift),
+                                                   codes_as_bf16x2<BITS>(words[0][w], next_shift),
+                                                   codes_as_bf16x2<BITS>(words[1][w], next_shift)};
                 if (w == 0 && p == 0)
                   mma_bf16_16816_first(c, fragment, b[reg], b[reg + 1]);
                 else
                   mma_bf16_16816(c, fragment, b[reg], b[reg + 1]);
                 if constexpr (BITS == 8) {  // the high nibbles of the same codes
                   const std::uint32_t high[4] = {
-                      mask_or(words[0][w] >> (shift + 4), kMask, kMagic),
-                      mask_or(words[1][w] >> (shift + 4), kMask, kMagic),
-                      mask_or(words[0][w] >> (next_shift + 4), kMask, kMagic),
-                      mask_or(words[1][w] >> (next_shift + 4), kMask, kMagic)};
+                      codes_as_bf16x2<BITS>(words[0][w], shift + 4),
+                      codes_as_bf16x2<BITS>(words[1][w], shift + 4),
+                      codes_as_bf16x2<BITS>(words[0][w], next_shift + 4),
+                      codes_as_bf16x2<BITS>(words[1][w], next_shift + 4)};
                   if (w == 0 && p == 0)
                     mma_bf16_16816_first(c_high, high, b[reg], b[reg + 1]);
                   else
@@ -393,7 +405,8 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
               const std::uint32_t sw = scale_words[h][gi / 2], bw = bias_words[h][gi / 2];
-              const float scale = __uint_as_float(gi % 2 == 0 ? sw << 16 : sw & 0xFFFF0000u);
+              const float scale =
+                  S::kCodeScale * __uint_as_float(gi % 2 == 0 ? sw << 16 : sw & 0xFFFF0000u);
               const float bias = fmaf(-S::kFold, scale,
                                       __uint_as_float(gi % 2 == 0 ? bw << 16 : bw & 0xFFFF0000u));
 #pragma unroll

@@ -249,6 +249,14 @@ TEST_P(AffineGemvCuda, StreamKernelMatchesFloat64ReferenceWhereItRuns) {
 // without a slice) and 56 in four passes of 14 (in 14336, down_proj's); odd `out` leaves the
 // last 16-row tile short. Other widths, and 2 bits in groups of 32, it declines (forced, they
 // run the stream kernel: the kernel loop of check_weight).
+// Sets whether the tensor-core stream kernel splits passes over a cluster, for one scope.
+struct PassSplit {
+  explicit PassSplit(bool enabled) { uq::cuda::set_mma_stream_pass_split_enabled(enabled); }
+  ~PassSplit() { uq::cuda::set_mma_stream_pass_split_enabled(true); }
+  PassSplit(const PassSplit&) = delete;
+  PassSplit& operator=(const PassSplit&) = delete;
+};
+
 TEST_P(AffineGemvCuda, StreamMmaKernelMatchesFloat64ReferenceWhereItRuns) {
   const int bits = GetParam();
   std::mt19937_64 rng(std::random_device{}());
@@ -271,6 +279,14 @@ TEST_P(AffineGemvCuda, StreamMmaKernelMatchesFloat64ReferenceWhereItRuns) {
       check_weight(rng, out, in, bits, group, {1, 2, 3});
     }
   }
+  // The multi-pass shapes above ran their passes split over a cluster; here in one block each
+  // (as where no cluster fits), and 9 passes (in 36864), never split (clusters stop at 8).
+  {
+    const PassSplit off(false);
+    check_weight(rng, 45, 4352, bits, 64, {1, 2});
+    check_weight(rng, 77, 14336, bits, 64, {1, 2});
+  }
+  check_weight(rng, 21, 36864, bits, 64, {1, 2});
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, AffineGemvCuda, testing::Values(2, 3, 4, 5, 6, 8));
@@ -408,13 +424,15 @@ TEST(AffineGemvCudaFused, AccumulateRmsNormAndSwiGluMatchFloat64Reference) {
       check_fused(rng, 41, 512, bits, bits == 3 ? 128 : 32, rows, GemvKernel::stream);
     }
   // The tensor-core stream kernel's: 14 slices of 256 (in 3584, g64), 2 (in 512, g128: two
-  // groups per slice) and four passes (in 14336: SwiGLU and accumulate across passes; its
-  // RMSNorm runs on the SIMT stream kernel there).
+  // groups per slice) and four passes (in 14336, split over a cluster and in one block: SwiGLU
+  // and accumulate across passes; its RMSNorm runs on the SIMT stream kernel there).
   for (int bits : {2, 4, 8})
     for (int rows : {1, 2}) {
       check_fused(rng, 93, 3584, bits, 64, rows, GemvKernel::stream_mma);
       check_fused(rng, 41, 512, bits, 128, rows, GemvKernel::stream_mma);
     }
+  check_fused(rng, 64, 14336, 4, 64, 2, GemvKernel::stream_mma);
+  const PassSplit off(false);  // the four passes in one block
   check_fused(rng, 64, 14336, 4, 64, 2, GemvKernel::stream_mma);
 }
 

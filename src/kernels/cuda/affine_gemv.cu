@@ -1,7 +1,10 @@
 #include "kernels/cuda/affine_gemv.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <type_traits>
 
@@ -272,6 +275,24 @@ void affine_gemv_cuda(const AffineDeviceWeight& w, const __nv_bfloat16* x_dev, i
 
 bool stream_gemv_supported(const AffineDeviceWeight& w) {
   return stream_supported(w.in(), w.bits(), w.group_size());
+}
+
+namespace {
+std::atomic<bool>& pass_split_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* value = std::getenv("UQ_GEMV_PASS_SPLIT");
+    return value == nullptr || std::strcmp(value, "0") != 0;
+  }()};
+  return flag;
+}
+}  // namespace
+
+bool mma_stream_pass_split_enabled() {
+  return pass_split_flag().load(std::memory_order_relaxed);
+}
+
+void set_mma_stream_pass_split_enabled(bool enabled) {
+  pass_split_flag().store(enabled, std::memory_order_relaxed);
 }
 
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w) {

@@ -66,6 +66,11 @@ bool stream_gemv_supported(const AffineDeviceWeight& w);
 // in % 256 == 0, in <= 65536 and its rings within the device's shared memory (its fused RMSNorm
 // also needs in <= 4096).
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w);
+// Whether the tensor-core stream kernel splits the passes of a wide `in` (2-8 of them: in 4097
+// to 32768) over a thread block cluster, one pass per block (on unless the environment sets
+// UQ_GEMV_PASS_SPLIT=0); tests and benchmarks switch it to run both ways.
+bool mma_stream_pass_split_enabled();
+void set_mma_stream_pass_split_enabled(bool enabled);
 // The kernel `automatic` runs for `rows` rows of an out x in weight of that width and group.
 GemvKernel automatic_gemv_kernel(int rows, int out, int in, int bits, int group_size);
 // Whether `kernel` is one of the 1-2 row stream kernels (stream, stream_mma).

@@ -36,6 +36,7 @@
 // Needs (mma_stream_supported): bits 2, 4 or 8, G * bits >= 128 (a lane's codes of a group are
 // whole words), in % 256 == 0, in <= 65536 and the rings in shared memory; rmsnorm only in one
 // pass (in <= 4096: the norm needs all of h before the first sum is written).
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <cstddef>
@@ -54,11 +55,12 @@
 
 namespace uq::cuda::detail {
 
-constexpr int kMmaStreamSlice = 256;     // elements of `in` per warp
-constexpr int kMmaStreamMaxWarps = 16;   // a block's slices: 4096 of `in` per pass
-constexpr int kMmaStreamMaxPasses = 16;  // in <= 65536
-constexpr int kMmaStreamTile = 16;       // weight rows per tile (the mma's m)
-constexpr int kMmaStreamChunk = 24;      // tiles between two block reductions
+constexpr int kMmaStreamSlice = 256;           // elements of `in` per warp
+constexpr int kMmaStreamMaxWarps = 16;         // a block's slices: 4096 of `in` per pass
+constexpr int kMmaStreamMaxPasses = 16;        // in <= 65536
+constexpr int kMmaStreamTile = 16;             // weight rows per tile (the mma's m)
+constexpr int kMmaStreamChunk = 24;            // tiles between two block reductions
+constexpr int kMmaStreamMaxClusterPasses = 8;  // the portable cluster size
 // Floats between the three bf16 parts of a staged x row: 128 code pairs, padded.
 constexpr int kMmaStreamPartStride = kMmaStreamSlice / 2 + 4;
 
@@ -169,6 +171,9 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
       reinterpret_cast<char*>(mma_stream_shared) + warps * S::kDepth * S::kSlotBytes;
   float* const squares_of =
       reinterpret_cast<float*>(regions + warps * mma_stream_region_bytes(ROWS));
+  // Passes split over a cluster (gridDim.y > 1): block rank p of the cluster runs pass p of the
+  // block's rows and keeps its row sums here, [tile row][x row], until the cluster adds them.
+  float* const pass_sums = squares_of + warps * ROWS;
 
   const int tiles_per_block = a.rows_per_block / kTile;
   const int first_row = static_cast<int>(blockIdx.x) * a.rows_per_block;
@@ -176,7 +181,9 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   // Wider `in` than a block's warps cover goes in passes: warp w takes slice p warps + w in
   // pass p (none past the last slice), and each pass adds its sums into y.
   const int slices = a.in / kMmaStreamSlice;
-  const int passes = (slices + warps - 1) / warps;
+  const bool split_passes = gridDim.y > 1;
+  const int first_pass = static_cast<int>(blockIdx.y);
+  const int passes = split_passes ? first_pass + 1 : (slices + warps - 1) / warps;
   const std::size_t row_bytes = static_cast<std::size_t>(a.in) * BITS / 8;
   const std::size_t group_row_bytes = static_cast<std::size_t>(a.in / GROUP) * 2;
 
@@ -194,13 +201,14 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
   const char* const pass_groups =
       reinterpret_cast<const char*>(lane < 16 ? a.scales : a.biases) +
       static_cast<std::size_t>(first_row + group_row) * group_row_bytes + warp * S::kScaleBytes;
-  const char* next_codes = pass_codes;
-  const char* next_groups = pass_groups;
+  const char* next_codes = pass_codes + static_cast<std::size_t>(first_pass) * warps * S::kRowBytes;
+  const char* next_groups =
+      pass_groups + static_cast<std::size_t>(first_pass) * warps * S::kScaleBytes;
   const int code_slot = unit_row * S::kPitch + 16 * unit_column;
   const int group_slot =
       kTile * S::kPitch + (lane < 16 ? 0 : kTile * S::kScaleBytes) + group_row * S::kScaleBytes;
   int rows_left = a.out - first_row;  // of the next tile to issue
-  int issue_pass = 0, issue_tile = 0, issue_slot = 0;
+  int issue_pass = first_pass, issue_tile = 0, issue_slot = 0;
   const std::size_t unit_stride = kUnitRowStep * row_bytes;
   const auto issue = [&] {
     if (issue_pass < passes) {
@@ -245,7 +253,7 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
 
   float* const stage = reinterpret_cast<float*>(regions + warp * mma_stream_region_bytes(ROWS));
   int read_slot = 0;
-  for (int pass = 0; pass < passes; ++pass) {
+  for (int pass = first_pass; pass < passes; ++pass) {
     const bool active = pass * warps + warp < slices;
     const int k0 = (pass * warps + warp) * kMmaStreamSlice;
     // x into B fragments, through this warp's staging area: each lane splits a run of x into
@@ -458,12 +466,34 @@ __global__ void __launch_bounds__(kMmaStreamMaxWarps * 32, 1)
           sum *=
               1.0f / sqrtf(sum_squares / static_cast<float>(a.in) + a.eps);  // as rms_norm_kernel
         }
+        if (split_passes) {
+          pass_sums[((chunk + tile) * kTile + row) * ROWS + r] = sum;
+          continue;
+        }
         float& target = a.y[static_cast<std::size_t>(r) * a.out + out_row];
         target = a.accumulate || pass > 0 ? target + sum : sum;
       }
       __syncthreads();  // the next chunk (or pass) rewrites the partial sums (or stages x)
     }
   }
+  if (!split_passes) return;
+  // The cluster's blocks add their passes' sums in pass order, each for every cluster-size-th
+  // run of blockDim sums (through distributed shared memory, as the passes of one block would
+  // have added them into y), then wait for one another before leaving with their shared memory.
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  const int ranks = static_cast<int>(gridDim.y);
+  const int items = min(block_tiles * kTile, a.out - first_row) * ROWS;
+  for (int k = first_pass * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x); k < items;
+       k += ranks * static_cast<int>(blockDim.x)) {
+    const int out_row = first_row + k / ROWS, r = k % ROWS;
+    float& target = a.y[static_cast<std::size_t>(r) * a.out + out_row];
+    float sum = a.accumulate ? target : 0.0f;
+    for (int p = 0; p < ranks; ++p) sum += cluster.map_shared_rank(pass_sums, p)[k];
+    target = sum;
+  }
+  cluster.sync();
 }
 
 // Warps of a block: in passes of up to kMmaStreamMaxWarps slices, as even as they come.
@@ -473,11 +503,43 @@ inline int mma_stream_warps(int in) {
   return (slices + passes - 1) / passes;
 }
 
-// Shared memory of a block: the rings, the regions and the sums of squares.
-inline std::size_t mma_stream_shared_bytes(int bits, int group, int in, int rows) {
+// Shared memory of a block: the rings, the regions, the sums of squares and, where the passes
+// are split over a cluster, the row sums of `split_tiles` tiles.
+inline std::size_t mma_stream_shared_bytes(int bits, int group, int in, int rows,
+                                           int split_tiles = 0) {
   const auto warps = static_cast<std::size_t>(mma_stream_warps(in));
   return warps * (mma_stream_depth(bits) * mma_stream_slot_bytes(bits, group) +
-                  mma_stream_region_bytes(rows) + rows * sizeof(float));
+                  mma_stream_region_bytes(rows) + rows * sizeof(float)) +
+         static_cast<std::size_t>(split_tiles) * kMmaStreamTile * rows * sizeof(float);
+}
+
+// Passes over `in` (1 where the block's warps cover it).
+inline int mma_stream_passes(int in) {
+  const int slices = in / kMmaStreamSlice;
+  const int warps = mma_stream_warps(in);
+  return (slices + warps - 1) / warps;
+}
+
+// Clusters of `passes` blocks that can be resident at once with `shared` bytes each (0: none).
+template <class Kernel>
+int mma_stream_resident_clusters(Kernel kernel, int threads, std::size_t shared, int passes) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = 1;
+  attribute.val.clusterDim.y = static_cast<unsigned>(passes);
+  attribute.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(1, static_cast<unsigned>(passes), 1);
+  config.blockDim = dim3(static_cast<unsigned>(threads), 1, 1);
+  config.dynamicSmemBytes = shared;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    cudaGetLastError();  // a cluster shape the device cannot run: not an error, no split
+    return 0;
+  }
+  return clusters;
 }
 
 template <int BITS, int GROUP, int ROWS, class XT>
@@ -493,13 +555,43 @@ void launch_affine_gemv_stream_mma(StreamArgs<XT> a, cudaStream_t stream) {
     UQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(current_device_shared_memory_optin())));
   });
+  const int tiles = (a.out + kMmaStreamTile - 1) / kMmaStreamTile;
+  // A wide `in`: its passes split over a cluster of as many blocks, each running one pass of
+  // the same rows (no pass waits for the one before; the sums meet in shared memory), as many
+  // clusters as are resident at once. RMSNorm runs in one pass only, so never here.
+  const int passes = mma_stream_passes(a.in);
+  if (passes > 1 && passes <= kMmaStreamMaxClusterPasses && a.mode != GemvInputMode::rmsnorm &&
+      mma_stream_pass_split_enabled()) {
+    // The row sums' bytes grow with the tiles per block, which the resident clusters set.
+    int tiles_per_block = 1;
+    bool fits = false;
+    for (int tried = 0; tried < 3 && !fits; ++tried) {
+      const int clusters = mma_stream_resident_clusters(
+          kernel, threads, mma_stream_shared_bytes(BITS, GROUP, a.in, ROWS, tiles_per_block),
+          passes);
+      if (clusters < 1) break;
+      const int needed = (tiles + clusters - 1) / clusters;
+      fits = needed <= tiles_per_block;
+      tiles_per_block = fits ? tiles_per_block : needed;
+    }
+    if (fits) {
+      a.rows_per_block = tiles_per_block * kMmaStreamTile;
+      const auto row_blocks =
+          static_cast<unsigned>((tiles + tiles_per_block - 1) / tiles_per_block);
+      launch_pdl_cluster("affine_gemv_stream_mma_kernel", kernel,
+                         dim3(row_blocks, static_cast<unsigned>(passes), 1),
+                         dim3(1, static_cast<unsigned>(passes), 1), threads,
+                         mma_stream_shared_bytes(BITS, GROUP, a.in, ROWS, tiles_per_block), stream,
+                         a);
+      return;
+    }
+  }
   int per_sm = 0;
   UQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared));
   if (per_sm < 1)
     fail("cuda affine gemv: the tensor-core stream kernel's block does not fit an SM (in ", a.in,
          ")");
   // One wave: the fewest tiles per block that keep every block resident at once.
-  const int tiles = (a.out + kMmaStreamTile - 1) / kMmaStreamTile;
   const int slots = per_sm * current_device_multiprocessors();
   const int tiles_per_block = (tiles + slots - 1) / slots;
   a.rows_per_block = tiles_per_block * kMmaStreamTile;

@@ -32,23 +32,40 @@ namespace uq::cuda {
 bool programmatic_launch_enabled();
 void set_programmatic_launch_enabled(bool enabled);
 
-// kernel<<<grid, block, shared, stream>>>(args...) with the PDL attribute when enabled;
-// checked like every launch (`name` in the error).
+// kernel<<<grid, block, shared, stream>>>(args...) with the PDL attribute when enabled, in
+// thread block clusters of `cluster` blocks where that is not (1, 1, 1); checked like every
+// launch (`name` in the error).
 template <class... Params, class... Args>
-void launch_pdl(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
-                std::size_t shared, cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
+void launch_pdl_cluster(const char* name, void (*kernel)(Params...), dim3 grid, dim3 cluster,
+                        dim3 block, std::size_t shared, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attributes[2]{};
+  unsigned count = 0;
+  if (programmatic_launch_enabled()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = cluster.x;
+    attributes[count].val.clusterDim.y = cluster.y;
+    attributes[count++].val.clusterDim.z = cluster.z;
+  }
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = shared;
   config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = programmatic_launch_enabled() ? 1 : 0;
+  config.attrs = attributes;
+  config.numAttrs = count;
   check(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...), name, __FILE__, __LINE__);
   UQ_CUDA_CHECK_LAUNCH(name);
+}
+
+template <class... Params, class... Args>
+void launch_pdl(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                std::size_t shared, cudaStream_t stream, Args&&... args) {
+  launch_pdl_cluster(name, kernel, grid, dim3(1, 1, 1), block, shared, stream,
+                     std::forward<Args>(args)...);
 }
 
 #ifdef __CUDACC__

@@ -1,21 +1,15 @@
 #include "kernels/cpu/affine_gemv_int8.hpp"
 
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-
+#include "core/environment_switch.hpp"
 #include "core/thread_pool.hpp"
 #include "kernels/cpu/affine_kernels.hpp"
 
 namespace uq::cpu {
 namespace {
 
-std::atomic<bool>& exact_gemv_flag() {
-  static std::atomic<bool> flag = [] {
-    const char* value = std::getenv("UQ_EXACT_GEMV");
-    return value != nullptr && std::strcmp(value, "1") == 0;
-  }();
-  return flag;
+EnvironmentSwitch& exact_gemv_switch() {
+  static EnvironmentSwitch on("UQ_EXACT_GEMV", false);
+  return on;
 }
 
 }  // namespace
@@ -46,11 +40,11 @@ void affine_gemv_int8(const AffineMatrix& w, const float* x, std::int64_t rows, 
 }
 
 bool exact_gemv() {
-  return exact_gemv_flag().load(std::memory_order_relaxed);
+  return exact_gemv_switch().on();
 }
 
 void set_exact_gemv(bool exact) {
-  exact_gemv_flag().store(exact, std::memory_order_relaxed);
+  exact_gemv_switch().set(exact);
 }
 
 }  // namespace uq::cpu

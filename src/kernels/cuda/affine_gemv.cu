@@ -1,13 +1,11 @@
 #include "kernels/cuda/affine_gemv.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <type_traits>
 
+#include "core/environment_switch.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda/affine_gemv_kernel.cuh"
 #include "kernels/cuda/affine_gemv_mma.cuh"
@@ -278,21 +276,18 @@ bool stream_gemv_supported(const AffineDeviceWeight& w) {
 }
 
 namespace {
-std::atomic<bool>& pass_split_flag() {
-  static std::atomic<bool> flag{[] {
-    const char* value = std::getenv("UQ_GEMV_PASS_SPLIT");
-    return value == nullptr || std::strcmp(value, "0") != 0;
-  }()};
-  return flag;
+EnvironmentSwitch& pass_split_switch() {
+  static EnvironmentSwitch on("UQ_GEMV_PASS_SPLIT", true);
+  return on;
 }
 }  // namespace
 
 bool mma_stream_pass_split_enabled() {
-  return pass_split_flag().load(std::memory_order_relaxed);
+  return pass_split_switch().on();
 }
 
 void set_mma_stream_pass_split_enabled(bool enabled) {
-  pass_split_flag().store(enabled, std::memory_order_relaxed);
+  pass_split_switch().set(enabled);
 }
 
 bool mma_stream_gemv_supported(const AffineDeviceWeight& w) {

@@ -1,28 +1,23 @@
 #include "kernels/cuda/pdl_launch.hpp"
 
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
+#include "core/environment_switch.hpp"
 
 namespace uq::cuda {
 namespace {
 
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> flag{[] {
-    const char* value = std::getenv("UQ_CUDA_PDL");
-    return value == nullptr || std::strcmp(value, "0") != 0;
-  }()};
-  return flag;
+EnvironmentSwitch& enabled_switch() {
+  static EnvironmentSwitch on("UQ_CUDA_PDL", true);
+  return on;
 }
 
 }  // namespace
 
 bool programmatic_launch_enabled() {
-  return enabled_flag().load(std::memory_order_relaxed);
+  return enabled_switch().on();
 }
 
 void set_programmatic_launch_enabled(bool enabled) {
-  enabled_flag().store(enabled, std::memory_order_relaxed);
+  enabled_switch().set(enabled);
 }
 
 }  // namespace uq::cuda

@@ -10,6 +10,8 @@ BUILD_DIR="${UQ_ASAN_BUILD_DIR:-build-asan}"
 launcher=()
 if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~/.cache
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}" CCACHE_BASEDIR="$PWD"
+  # Debug info would put the clone's folder into every hash: clones elsewhere could not hit.
+  export CCACHE_NOHASHDIR=1
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 # -O1 and line tables only: sanitizer reports keep file:line, the build takes less time.

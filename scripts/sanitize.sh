@@ -30,6 +30,8 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 launcher=()
 if command -v ccache >/dev/null; then  # as in build.sh: the cache lives under ~/.cache
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/unified_quantization/ccache}" CCACHE_BASEDIR="$PWD"
+  # Debug info would put the clone's folder into every hash: clones elsewhere could not hit.
+  export CCACHE_NOHASHDIR=1
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 

@@ -523,11 +523,7 @@ inline int mma_stream_passes(int in) {
 // Clusters of `passes` blocks that can be resident at once with `shared` bytes each (0: none).
 template <class Kernel>
 int mma_stream_resident_clusters(Kernel kernel, int threads, std::size_t shared, int passes) {
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = 1;
-  attribute.val.clusterDim.y = static_cast<unsigned>(passes);
-  attribute.val.clusterDim.z = 1;
+  cudaLaunchAttribute attribute = cluster_dimension(dim3(1, static_cast<unsigned>(passes), 1));
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(1, static_cast<unsigned>(passes), 1);
   config.blockDim = dim3(static_cast<unsigned>(threads), 1, 1);

@@ -32,6 +32,16 @@ namespace uq::cuda {
 bool programmatic_launch_enabled();
 void set_programmatic_launch_enabled(bool enabled);
 
+// The launch attribute for thread block clusters of `cluster` blocks.
+inline cudaLaunchAttribute cluster_dimension(dim3 cluster) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = cluster.x;
+  attribute.val.clusterDim.y = cluster.y;
+  attribute.val.clusterDim.z = cluster.z;
+  return attribute;
+}
+
 // kernel<<<grid, block, shared, stream>>>(args...) with the PDL attribute when enabled, in
 // thread block clusters of `cluster` blocks where that is not (1, 1, 1); checked like every
 // launch (`name` in the error).
@@ -44,12 +54,7 @@ void launch_pdl_cluster(const char* name, void (*kernel)(Params...), dim3 grid, 
     attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attributes[count++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster.x * cluster.y * cluster.z > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count].val.clusterDim.x = cluster.x;
-    attributes[count].val.clusterDim.y = cluster.y;
-    attributes[count++].val.clusterDim.z = cluster.z;
-  }
+  if (cluster.x * cluster.y * cluster.z > 1) attributes[count++] = cluster_dimension(cluster);
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;

@@ -331,7 +331,7 @@ __global__ void __launch_bounds__(kDecodeThreads) rope_attention_decode_kernel(D
   //    (kStepKeys x heads <= 16 values per lane).
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
-  constexpr int kStepKeys = 16 / kHeads > 0 ? 16 / kHeads : 1;
+  constexpr int kStepKeys = 16 / kHeads < kKeysPerWarp ? 16 / kHeads : kKeysPerWarp;
   float q[kHeads][D];
 #pragma unroll
   for (int h = 0; h < kHeads; ++h) {

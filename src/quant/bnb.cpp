@@ -170,7 +170,10 @@ void quantize_int8_rows(const float* data, std::int64_t rows, std::int64_t cols,
     const float factor = (1.0f / max_abs) * 127.0f;
     for (std::int64_t c = 0; c < cols; ++c) {
       // A zero row gives 0 * inf = NaN in bitsandbytes too; store 0 instead.
-      const float scaled = max_abs > 0.0f ? row[c] * factor : 0.0f;
+      // A subnormal max_abs also overflows the factor: divide there.
+      const float scaled = max_abs == 0.0f         ? 0.0f
+                           : std::isfinite(factor) ? row[c] * factor
+                                                   : row[c] / max_abs * 127.0f;
       q[r * cols + c] = static_cast<std::int8_t>(std::nearbyint(scaled));
     }
   }

@@ -72,6 +72,15 @@ int nearest_int(float value) {
 
 // ---- 32-element formats -------------------------------------------------
 
+// 1/d, or 0 where d is 0 or so small that 1/d overflows: x·inf would give inf
+// or NaN, whose conversion to an integer code is undefined. Such a d is 0 once
+// stored as f16, so the block's codes do not matter.
+float reciprocal_or_zero(float d) {
+  if (d == 0.0f) return 0.0f;
+  const float inverse = 1.0f / d;
+  return std::isfinite(inverse) ? inverse : 0.0f;
+}
+
 // The element of largest magnitude, with its sign (the first one on ties).
 float signed_absmax(const float* x, std::int64_t n) {
   float amax = 0.0f, max = 0.0f;
@@ -86,7 +95,7 @@ float signed_absmax(const float* x, std::int64_t n) {
 
 void quantize_q4_0(const float* x, std::byte* block) {
   const float d = signed_absmax(x, kQK) / -8;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = reciprocal_or_zero(d);
   store_f16(block, d);
   for (int j = 0; j < 16; ++j) {
     const int low = std::min(15, static_cast<int>(static_cast<std::int8_t>(x[j] * id + 8.5f)));
@@ -112,7 +121,7 @@ void quantize_q4_1(const float* x, std::byte* block) {
     max = std::max(max, x[j]);
   }
   const float d = (max - min) / 15;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = reciprocal_or_zero(d);
   store_f16(block, d);
   store_f16(block + 2, min);
   for (int j = 0; j < 16; ++j) {
@@ -134,7 +143,7 @@ void dequantize_q4_1(const std::byte* block, float* y) {
 
 void quantize_q5_0(const float* x, std::byte* block) {
   const float d = signed_absmax(x, kQK) / -16;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = reciprocal_or_zero(d);
   store_f16(block, d);
   std::uint32_t high_bits = 0;
   for (int j = 0; j < 16; ++j) {
@@ -164,7 +173,7 @@ void quantize_q8_0(const float* x, std::byte* block) {
   float amax = 0.0f;
   for (std::int64_t j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float d = amax / 127;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float id = reciprocal_or_zero(d);
   store_f16(block, d);
   for (int j = 0; j < 32; ++j) {
     block[2 + j] = static_cast<std::byte>(static_cast<std::int8_t>(std::round(x[j] * id)));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
@@ -99,16 +100,29 @@ void Int8RowwiseWeight::matmul_impl(const float* x, std::int64_t rows, float* y,
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * in_;
     float max_abs = 0.0f;
+    bool finite = true;
     for (std::int64_t c = 0; c < in_; ++c) {
-      if (!is_outlier[static_cast<std::size_t>(c)]) max_abs = std::max(max_abs, std::fabs(xr[c]));
+      if (!is_outlier[static_cast<std::size_t>(c)]) {
+        finite = finite && std::isfinite(xr[c]);
+        max_abs = std::max(max_abs, std::fabs(xr[c]));
+      }
+    }
+    if (!finite) {
+      // NaN/Inf inputs have no int8 code: a NaN row scale makes the row's
+      // outputs NaN, as in float (its codes stay 0).
+      row_scale[static_cast<std::size_t>(r)] = std::numeric_limits<float>::quiet_NaN();
+      continue;
     }
     row_scale[static_cast<std::size_t>(r)] = max_abs;
     if (max_abs == 0.0f) continue;
     const float factor = (1.0f / max_abs) * 127.0f;
+    // A subnormal max_abs overflows the factor (x * inf is inf or NaN): divide.
+    const bool divide = !std::isfinite(factor);
     for (std::int64_t c = 0; c < in_; ++c) {
       if (!is_outlier[static_cast<std::size_t>(c)]) {
+        const float scaled = divide ? xr[c] / max_abs * 127.0f : xr[c] * factor;
         xq[static_cast<std::size_t>(r * in_ + c)] =
-            static_cast<std::int8_t>(std::nearbyint(xr[c] * factor));
+            static_cast<std::int8_t>(std::nearbyint(scaled));
       }
     }
   }

@@ -124,6 +124,25 @@ TEST(Int8Activations, NonFiniteBlocksGiveNaNScalesAndZeroCodes) {
   }
 }
 
+// Found by fuzz_quantized_layout: a block of subnormal inputs has a scale
+// whose reciprocal overflows, and 0·inf gave NaN codes. It divides instead.
+TEST(Int8Activations, SubnormalBlocksDivideByTheirScale) {
+  std::vector<float> x(64, 0.0f);
+  x[1] = 1e-39f;
+  x[2] = -5e-40f;
+  x[40] = 3e-40f;  // second block: its own subnormal scale
+  const auto a = cpu::quantize_activations(x.data(), 1, 64, 8, 64);
+  EXPECT_EQ(a.d[0], 1e-39f / 127.0f);
+  const auto code = [&](std::int64_t i) {
+    return static_cast<int>(a.q[static_cast<std::size_t>(cpu::activation_position(8, 64, i))]);
+  };
+  EXPECT_EQ(code(0), 0);
+  EXPECT_EQ(code(1), 127);
+  EXPECT_EQ(code(2), static_cast<int>(std::nearbyint(-5e-40f / a.d[0])));
+  EXPECT_EQ(code(40), 127);
+  EXPECT_EQ(a.dq_sum[0], a.d[0] * static_cast<float>(code(1) + code(2)));
+}
+
 TEST(AffineGemvInt8, EveryIsaMatchesTheRoundedReferenceAndBoundsTheExactOne) {
   std::mt19937 rng(21);
   for (DotIsa isa : dot_isas()) {

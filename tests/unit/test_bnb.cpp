@@ -153,6 +153,39 @@ TEST(Bnb, Int8OutlierColumnsComputedInFloat) {
   EXPECT_FLOAT_EQ(y[0], (127.0f * 127.0f + 64.0f * 64.0f) / (127.0f * 127.0f));
 }
 
+// A subnormal row absmax overflows (1/absmax)*127 to inf, and x*inf gave inf
+// or NaN codes (undefined as int8). Such rows are divided instead.
+TEST(Bnb, Int8RowsOfSubnormalValuesKeepTheirCodes) {
+  const float tiny = 1e-39f;  // subnormal: 1 / tiny overflows float
+  const std::vector<float> w{tiny, -tiny / 2, 0.0f};
+  std::vector<std::int8_t> q(3);
+  std::vector<float> scb(1);
+  bnb::quantize_int8_rows(w.data(), 1, 3, q.data(), scb.data());
+  EXPECT_EQ(scb[0], tiny);
+  EXPECT_EQ(q, (std::vector<std::int8_t>{127, -64, 0}));
+}
+
+// Inputs with NaN or Inf outside the outlier columns have no int8 code: their
+// row's outputs are NaN, as in float; other rows are unaffected. A subnormal
+// row quantizes by division (its reciprocal scale overflows).
+TEST(Bnb, Int8MatmulOfNonFiniteAndSubnormalInputs) {
+  const auto weight =
+      Int8RowwiseWeight::from_parts(2, 2, {127, 64, -127, 32}, {1.0f, 1.0f}, 0.0f, "w");
+  const float tiny = 1e-39f;
+  const std::vector<float> x{std::nanf(""), 1.0f,   // row 0: NaN
+                             1.0f,          0.5f,   // row 1: finite
+                             tiny,          0.0f};  // row 2: subnormal
+  std::vector<float> y(6);
+  weight->matmul(x.data(), 3, y.data());
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_TRUE(std::isnan(y[1]));
+  EXPECT_FLOAT_EQ(y[2], (127.0f * 127.0f + 64.0f * 64.0f) / (127.0f * 127.0f));
+  // Row 2 quantizes to codes [127, 0]: y = tiny * [127, -127] / 127, to 1%
+  // (tiny / 127^2 keeps only ~7 bits as a subnormal).
+  EXPECT_NEAR(y[4], tiny, 0.01f * tiny);
+  EXPECT_NEAR(y[5], -tiny, 0.01f * tiny);
+}
+
 std::vector<float> random_values(std::size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 0.05f);

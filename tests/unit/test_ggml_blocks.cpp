@@ -127,6 +127,20 @@ TEST(GgmlBlocks, AllZeroBlocksStayZero) {
   }
 }
 
+// A block of subnormal values has a scale whose reciprocal overflows: x*inf
+// gave inf or NaN codes, undefined as integers. The scale is 0 once stored as
+// f16, so such blocks decode to zeros.
+TEST(GgmlBlocks, SubnormalBlocksDecodeToZero) {
+  std::vector<float> tiny(256);
+  for (std::size_t i = 0; i < tiny.size(); ++i) tiny[i] = (i % 3 == 0 ? -1e-39f : 1e-39f);
+  tiny[5] = 0.0f;
+  for (const auto type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0,
+                          GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const auto values = dequantize(type, quantize(type, tiny), 256);
+    for (const float v : values) ASSERT_EQ(v, 0.0f) << ggml_type_name(type);
+  }
+}
+
 // Round trip of N(0, 1) rows: mean squared error relative to the signal, with
 // bounds a little above what each format gives on such data, and the
 // F16/BF16 element formats within their rounding.

@@ -65,10 +65,14 @@ Int8Activations quantize_activations(const float* x, std::int64_t rows, std::int
       }
       const float d = amax / 127.0f;
       const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
+      // A subnormal d overflows 1/d to inf, and 0·inf is NaN (found by
+      // fuzz_quantized_layout): such blocks divide instead.
+      const bool divide = !std::isfinite(inverse);
       int sum = 0;
       for (int i = 0; i < kActivationBlock; ++i) {
         // x·(1/d) may exceed 127 by an ulp; the clamp keeps it a valid int8.
-        const float q = std::clamp(std::nearbyint(src[i] * inverse), -127.0f, 127.0f);
+        const float scaled = divide ? src[i] / d : src[i] * inverse;
+        const float q = std::clamp(std::nearbyint(scaled), -127.0f, 127.0f);
         dst[lane[i]] = static_cast<std::int8_t>(q);
         sum += static_cast<int>(q);
       }

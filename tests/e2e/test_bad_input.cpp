@@ -83,15 +83,20 @@ std::string edited_checkpoint(const std::function<void(nlohmann::json&)>& edit) 
   return safetensors_bytes(header.dump(), 0) + original.substr(8 + length);
 }
 
-// The bundled model.safetensors with the first element of `tensor` (BF16) a NaN.
-std::string with_nan_weight(const std::string& tensor) {
-  std::string bytes = read_file(test::bundled_model() / "model.safetensors");
+// `file` (a .safetensors) with the first element of `tensor` a NaN (any float dtype but F64).
+std::string with_nan_weight(const fs::path& file, const std::string& tensor) {
+  std::string bytes = read_file(file);
   std::uint64_t length = 0;
   for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
   const auto header = nlohmann::json::parse(bytes.substr(8, length));
-  const auto begin = 8 + length + header.at(tensor).at("data_offsets").at(0).get<std::size_t>();
-  bytes[begin] = '\xc0';  // bf16 0x7fc0, little-endian
-  bytes[begin + 1] = '\x7f';
+  const auto& entry = header.at(tensor);
+  const auto begin = 8 + length + entry.at("data_offsets").at(0).get<std::size_t>();
+  const auto dtype = entry.at("dtype").get<std::string>();
+  // Little-endian quiet NaNs: F32 0x7fc00000, F16 0x7e00, BF16 0x7fc0.
+  const std::string nan = dtype == "F32"   ? std::string("\x00\x00\xc0\x7f", 4)
+                          : dtype == "F16" ? std::string("\x00\x7e", 2)
+                                           : std::string("\xc0\x7f", 2);
+  bytes.replace(begin, nan.size(), nan);
   return bytes;
 }
 
@@ -347,11 +352,33 @@ const std::vector<BadInput>& cases() {
       {"NaN weights",
        [](const TempDir& dir) {
          const auto model = model_copy(dir);
-         replace_file(model / "model.safetensors", with_nan_weight("model.norm.weight"));
+         replace_file(model / "model.safetensors",
+                      with_nan_weight(model / "model.safetensors", "model.norm.weight"));
          write_file(dir / "short.txt", read_file(val_txt()).substr(0, 400));
          return eval(model, (dir / "short.txt").string());
        },
        "error: <dir>/model: the model's logits are not finite (NaN or infinite weights?)"},
+      {"NaN weights before generating",
+       [](const TempDir& dir) {
+         const auto model = model_copy(dir);
+         replace_file(model / "model.safetensors",
+                      with_nan_weight(model / "model.safetensors", "model.norm.weight"));
+         return std::vector<std::string>{"generate", model.string(), "-p", "Hello",
+                                         "--check-tensors"};
+       },
+       "error: <dir>/model/model.safetensors: tensor 'model.norm.weight' holds nan at element 0"},
+      {"NaN scale of a quantized layout",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "mlx", "4");
+         const auto file = model / "model.safetensors";
+         replace_file(file, with_nan_weight(file, "model.layers.1.mlp.up_proj.scales"));
+         return std::vector<std::string>{
+             "logits",         model.string(), "--ids",
+             "1,2,3",          "-o",           (dir / "out.safetensors").string(),
+             "--check-tensors"};
+       },
+       "error: <dir>/q/model.safetensors: tensor 'model.layers.1.mlp.up_proj.scales' holds nan at "
+       "element 0"},
       // ---- Quantized layouts.
       {"mlx scales missing",
        [](const TempDir& dir) {

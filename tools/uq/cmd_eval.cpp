@@ -10,6 +10,7 @@
 
 #include "adapter_option.hpp"
 #include "api/metrics.hpp"
+#include "check_tensors_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
@@ -85,6 +86,7 @@ void register_eval(CLI::App& app) {
     std::string reference;
     std::int64_t ctx = 256;
     bool json = false;
+    bool check_tensors = false;
     RunOptions run;
   };
   static Options options;
@@ -96,6 +98,7 @@ void register_eval(CLI::App& app) {
                       "Also compare logits with this model (cosine similarity, KL divergence)");
   command->add_option("--ctx", options.ctx, "Window length in tokens")->capture_default_str();
   command->add_flag("--json", options.json, "Print one JSON object on stdout");
+  add_check_tensors_option(*command, options.check_tensors);
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
@@ -104,6 +107,7 @@ void register_eval(CLI::App& app) {
     if (const auto bad = utf8::find_invalid(text)) {
       fail("option --data: '", options.data, "' is not valid UTF-8 (byte ", *bad, ")");
     }
+    check_tensors_if_asked(options.check_tensors, options.model, options.adapter);
     const auto model = load_model_with_adapter(options.model, options.adapter);
     check_perplexity_ctx(model->config(), options.ctx);
     const auto ids = model->tokenizer()->encode(text);

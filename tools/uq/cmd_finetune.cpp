@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "check_tensors_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/tokenizer/tokenizer.hpp"
@@ -73,6 +74,7 @@ void register_finetune(CLI::App& app) {
     std::int64_t stop_after = 0;
     bool resume = false;
     bool json = false;
+    bool check_tensors = false;
     RunOptions run;
   };
   static Options options;
@@ -129,6 +131,7 @@ void register_finetune(CLI::App& app) {
   command->add_flag("--json", options.json, "Print one JSON object on stdout at the end");
   command->add_flag("--tf32", options.train.tf32,
                     "CUDA: TF32 tensor cores for the frozen-weight products (faster, ~1e-3)");
+  add_check_tensors_option(*command, options.check_tensors);
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
@@ -139,6 +142,7 @@ void register_finetune(CLI::App& app) {
     if (options.checkpoint_every < 0) fail("option --checkpoint-every must be >= 0");
     if (options.stop_after < 0) fail("option --stop-after must be >= 0");
     const auto start = std::chrono::steady_clock::now();
+    check_tensors_if_asked(options.check_tensors, options.model, "");
     auto model = load_model(options.model);
     std::vector<std::int32_t> train_ids = tokenize_file(*model, "--data", options.data);
     std::vector<std::int32_t> val_ids;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "adapter_option.hpp"
+#include "check_tensors_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/tokenizer/tokenizer.hpp"
@@ -23,6 +24,7 @@ void register_generate(CLI::App& app) {
     std::int64_t max_new_tokens = 32;
     SamplingOptions sampling;
     bool json = false;
+    bool check_tensors = false;
     RunOptions run;
   };
   static Options options;
@@ -40,6 +42,7 @@ void register_generate(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--seed", options.sampling.seed, "Random seed")->capture_default_str();
   command->add_flag("--json", options.json, "Print one JSON object on stdout");
+  add_check_tensors_option(*command, options.check_tensors);
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
@@ -47,6 +50,7 @@ void register_generate(CLI::App& app) {
     if (const auto bad = utf8::find_invalid(options.prompt)) {
       fail("option -p: the prompt is not valid UTF-8 (byte ", *bad, ")");
     }
+    check_tensors_if_asked(options.check_tensors, options.model, options.adapter);
     const auto model = load_model_with_adapter(options.model, options.adapter);
     const Tokenizer& tokenizer = *model->tokenizer();
     const auto prompt_ids = tokenizer.encode(options.prompt);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "adapter_option.hpp"
+#include "check_tensors_option.hpp"
 #include "commands.hpp"
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
@@ -42,6 +43,7 @@ void register_logits(CLI::App& app) {
     std::string adapter;
     std::string ids;
     std::string output;
+    bool check_tensors = false;
     RunOptions run;
   };
   static Options options;
@@ -50,10 +52,12 @@ void register_logits(CLI::App& app) {
   add_adapter_option(*command, options.adapter);
   command->add_option("--ids", options.ids, "Comma-separated token ids")->required();
   command->add_option("-o,--output", options.output, "Output .safetensors file")->required();
+  add_check_tensors_option(*command, options.check_tensors);
   add_run_options(*command, options.run);
   command->callback([] {
     apply_run_options(options.run);
     const auto ids = parse_ids(options.ids);
+    check_tensors_if_asked(options.check_tensors, options.model, options.adapter);
     const auto model = load_model_with_adapter(options.model, options.adapter);
     const auto logits = place_model(model, options.run.device).model->forward(ids, LogitsMode::All);
     SafetensorsWriter writer(options.output);

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "io/formats/gguf_llama.hpp"
 #include "io/formats/gguf_reader.hpp"
+#include "io/tensor_check.hpp"
 #include "quant/ggml_blocks.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -26,6 +27,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         row.resize(static_cast<std::size_t>(tensor.row_length()));
         uq::ggml_dequantize_row(tensor.type, bytes.data(), tensor.row_length(), row.data());
       }
+    }
+    try {
+      (void)uq::check_tensors_finite(*file);  // --check-tensors: every tensor decoded
+    } catch (const uq::Error&) {
     }
     try {
       (void)uq::hf_config_from_gguf(*file);

@@ -1,5 +1,5 @@
-// libFuzzer target: arbitrary bytes as a .safetensors file. Opening must either
-// succeed with every tensor readable inside the mapping, or throw uq::Error;
+// libFuzzer target: arbitrary bytes as a .safetensors file. Opening must either succeed with
+// every tensor readable inside the mapping (and scanned for NaN/Inf), or throw uq::Error;
 // anything else (crash, sanitizer report, other exception) is a bug.
 #include <cstdint>
 #include <cstring>
@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "fuzz_input_file.hpp"
 #include "io/safetensors.hpp"
+#include "io/tensor_check.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto path = uq::fuzz::scratch_directory() / "model.safetensors";
@@ -28,6 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (uq::is_float(view.dtype)) (void)view.to_f32();
     }
     if (total != file->data_bytes()) __builtin_trap();  // tensors must tile the data
+    (void)uq::check_tensors_finite(path);               // --check-tensors over the same tensors
   } catch (const uq::Error&) {
   }
   return 0;

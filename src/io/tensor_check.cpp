@@ -97,8 +97,23 @@ ChunkSearch stored_bits_search(DType dtype, const std::byte* data) {
        std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), " at element ", element);
 }
 
-TensorCheckSummary check_safetensors(const std::filesystem::path& model) {
-  const Checkpoint checkpoint = Checkpoint::open(model);
+// A GGUF tensor's element type as a safetensors dtype, for the stored-bits search.
+std::optional<DType> element_dtype(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32:
+      return DType::F32;
+    case GgmlType::F16:
+      return DType::F16;
+    case GgmlType::BF16:
+      return DType::BF16;
+    default:
+      return std::nullopt;  // a block format: decoded
+  }
+}
+
+}  // namespace
+
+TensorCheckSummary check_tensors_finite(const Checkpoint& checkpoint) {
   TensorCheckSummary summary;
   for (const auto& file : checkpoint.files()) {
     for (const auto& name : file->names()) {  // file order: the first bad value is stable
@@ -120,27 +135,12 @@ TensorCheckSummary check_safetensors(const std::filesystem::path& model) {
   return summary;
 }
 
-// A GGUF tensor's element type as a safetensors dtype, for the stored-bits search.
-std::optional<DType> element_dtype(GgmlType type) {
-  switch (type) {
-    case GgmlType::F32:
-      return DType::F32;
-    case GgmlType::F16:
-      return DType::F16;
-    case GgmlType::BF16:
-      return DType::BF16;
-    default:
-      return std::nullopt;  // a block format: decoded
-  }
-}
-
-TensorCheckSummary check_gguf(const std::filesystem::path& model) {
-  const auto gguf = GgufFile::open(model);
+TensorCheckSummary check_tensors_finite(const GgufFile& gguf) {
   TensorCheckSummary summary;
-  for (const auto& tensor : gguf->tensors()) {
+  for (const auto& tensor : gguf.tensors()) {
     ++summary.tensors;
     if (tensor.numel() == 0) continue;
-    const std::byte* data = gguf->tensor_data(tensor).data();
+    const std::byte* data = gguf.tensor_data(tensor).data();
     const std::int64_t row = tensor.row_length();
     const std::size_t row_bytes = ggml_row_bytes(tensor.type, row);
     const auto decode_row = [&](std::int64_t r, float* out) {
@@ -169,17 +169,16 @@ TensorCheckSummary check_gguf(const std::filesystem::path& model) {
     if (bad >= 0) {
       std::vector<float> values(static_cast<std::size_t>(row));
       decode_row(bad / row, values.data());
-      report(model, tensor.name, bad, values[static_cast<std::size_t>(bad % row)]);
+      report(gguf.origin(), tensor.name, bad, values[static_cast<std::size_t>(bad % row)]);
     }
     summary.values += tensor.numel();
   }
   return summary;
 }
 
-}  // namespace
-
 TensorCheckSummary check_tensors_finite(const std::filesystem::path& model) {
-  return is_gguf_file(model) ? check_gguf(model) : check_safetensors(model);
+  if (is_gguf_file(model)) return check_tensors_finite(*GgufFile::open(model));
+  return check_tensors_finite(Checkpoint::open(model));
 }
 
 }  // namespace uq

@@ -9,6 +9,9 @@
 
 namespace uq {
 
+class Checkpoint;
+class GgufFile;
+
 struct TensorCheckSummary {
   std::int64_t tensors = 0;  // tensors holding float values, all checked
   std::int64_t values = 0;
@@ -18,5 +21,8 @@ struct TensorCheckSummary {
 // .gguf file. Throws uq::Error naming the file, the tensor and the first bad
 // element (in file order): "<file>: tensor '<name>' holds nan at element 17".
 TensorCheckSummary check_tensors_finite(const std::filesystem::path& model);
+// The same over files already open (errors name each file's path or origin).
+TensorCheckSummary check_tensors_finite(const Checkpoint& checkpoint);
+TensorCheckSummary check_tensors_finite(const GgufFile& gguf);
 
 }  // namespace uq

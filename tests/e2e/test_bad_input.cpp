@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/formats/gguf_reader.hpp"
 #include "support/test_support.hpp"
 
 namespace uq {
@@ -129,6 +130,23 @@ void rename_tensor(const fs::path& file, const std::string& from, const std::str
     map.erase(from);
     replace_file(index, json.dump());
   }
+}
+
+// The bundled model exported by `uq export --format gguf --type <type>` to <dir>/m.gguf.
+fs::path gguf_copy(const TempDir& dir, const std::string& type) {
+  const auto out = dir / "m.gguf";
+  const auto result = test::run_uq({"export", test::bundled_model().string(), "--format", "gguf",
+                                    "--type", type, "-o", out.string(), "--quiet"});
+  if (result.exit_code != 0) throw std::runtime_error("uq export failed: " + result.err);
+  return out;
+}
+
+// Where `tensor`'s data begins in the GGUF file `bytes`.
+std::size_t gguf_tensor_offset(const std::string& bytes, const std::string& tensor) {
+  const auto file = GgufFile::parse(
+      {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()}, "gguf_tensor_offset");
+  const auto data = file->tensor_data(file->tensor(tensor));
+  return static_cast<std::size_t>(data.data() - reinterpret_cast<const std::byte*>(bytes.data()));
 }
 
 std::vector<std::string> eval(const fs::path& model, const std::string& data = val_txt(),
@@ -427,6 +445,37 @@ const std::vector<BadInput>& cases() {
          return eval(model);
        },
        "error: <dir>/q: no tensor 'model.layers.1.self_attn.o_proj.weight.absmax'"},
+      // ---- GGUF files.
+      {"GGUF truncated",
+       [](const TempDir& dir) {
+         const auto model = gguf_copy(dir, "Q8_0");
+         write_file(model, read_file(model).substr(0, 100000));
+         return eval(model);
+       },
+       "error: <dir>/m.gguf: metadata 'tokenizer.ggml.merges': array of 3839 string elements "
+       "cannot fit in the 25180 bytes left in the file"},
+      {"GGUF of an unsupported version",
+       [](const TempDir& dir) {
+         const auto model = gguf_copy(dir, "Q8_0");
+         std::string bytes = read_file(model);
+         bytes[4] = 99;  // the u32 version after the magic
+         write_file(model, bytes);
+         return eval(model);
+       },
+       "error: <dir>/m.gguf: GGUF version 99 is not supported (2 and 3 are)"},
+      {"GGUF block scale NaN",
+       [](const TempDir& dir) {
+         const auto model = gguf_copy(dir, "Q8_0");
+         std::string bytes = read_file(model);
+         // A Q8_0 block starts with its f16 scale: 0x7e00 is NaN, so all 32 values are.
+         const auto at = gguf_tensor_offset(bytes, "blk.1.ffn_up.weight");
+         bytes[at] = '\x00';
+         bytes[at + 1] = '\x7e';
+         write_file(model, bytes);
+         return std::vector<std::string>{"generate", model.string(), "-p", "Hello",
+                                         "--check-tensors"};
+       },
+       "error: <dir>/m.gguf: tensor 'blk.1.ffn_up.weight' holds nan at element 0"},
       // ---- Sharded checkpoints.
       {"index shard outside the directory",
        [](const TempDir& dir) {

@@ -445,6 +445,27 @@ const std::vector<BadInput>& cases() {
          return eval(model);
        },
        "error: <dir>/q: no tensor 'model.layers.1.self_attn.o_proj.weight.absmax'"},
+      {"quanto map declares another weights qtype",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "4");
+         auto map = nlohmann::json::parse(read_file(model / "quantization_map.json"));
+         map["model.layers.0.mlp.down_proj"]["weights"] = "qint8";
+         write_file(model / "quantization_map.json", map.dump());
+         return eval(model);
+       },
+       "error: <dir>/q/quantization_map.json: 'model.layers.0.mlp.down_proj' declares weights "
+       "qint8, but its tensors hold qint4"},
+      {"quanto map lacks a quantized module",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "8");
+         auto map = nlohmann::json::parse(read_file(model / "quantization_map.json"));
+         map.erase("model.layers.1.self_attn.q_proj");
+         write_file(model / "quantization_map.json", map.dump());
+         return eval(model);
+       },
+       "error: <dir>/q/quantization_map.json: no entry for 'model.layers.1.self_attn.q_proj', "
+       "whose "
+       "tensors hold qint8"},
       // ---- GGUF files.
       {"GGUF truncated",
        [](const TempDir& dir) {

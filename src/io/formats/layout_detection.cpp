@@ -13,9 +13,8 @@
 namespace uq {
 namespace {
 
-// quantization_map.json beside config.json (`config_path`), or null.
-nlohmann::json quanto_map_beside(const std::string& config_path) {
-  const auto path = std::filesystem::path(config_path).parent_path() / "quantization_map.json";
+// The parsed quantization_map.json at `path`, or null when there is none.
+nlohmann::json read_quanto_map(const std::filesystem::path& path) {
   std::ifstream file(path);
   if (!file) return nullptr;
   try {
@@ -38,7 +37,8 @@ WeightFactory weight_factory_for(const ModelConfig& config, const TensorSource& 
   if (is_custom_layout(config.raw)) return custom_weights(tensors, config);
   // quanto's state-dict keys describe each module; plain float checkpoints
   // read through it unchanged.
-  return quanto_weights(tensors, config, quanto_map_beside(origin));
+  const auto map_path = std::filesystem::path(origin).parent_path() / "quantization_map.json";
+  return quanto_weights(tensors, config, read_quanto_map(map_path), map_path.string());
 }
 
 }  // namespace uq

@@ -19,6 +19,46 @@ std::span<const std::uint8_t> as_u8(const TensorView& view) {
   return {reinterpret_cast<const std::uint8_t*>(view.data), view.nbytes};
 }
 
+// quanto's name of the weights qtype `weight` holds in its layout ("none": float; empty: no
+// quanto form).
+std::string quanto_weights_qtype(const Weight& weight) {
+  if (const auto* float8 = dynamic_cast<const Float8Weight*>(&weight)) {
+    return float8->format() == DType::F8_E4M3 ? "qfloat8_e4m3fn" : "qfloat8_e5m2";
+  }
+  if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
+    return symmetric->bits() == 8 ? "qint8" : "";
+  }
+  if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
+    return affine->bits() == 4 ? "qint4" : affine->bits() == 2 ? "qint2" : "";
+  }
+  if (dynamic_cast<const FloatWeight*>(&weight) != nullptr) return "none";
+  return "";
+}
+
+// optimum-quanto's requantize quantizes exactly the modules quantization_map.json lists, to the
+// weights qtype each names: a module whose tensors hold another form is a file quanto itself
+// would not load. No map (null): the tensors alone decide.
+void check_map_weights(const nlohmann::json& quantization_map, const std::string& map_origin,
+                       const std::string& path, const Weight& weight) {
+  if (!quantization_map.is_object()) return;
+  const std::string stored = quanto_weights_qtype(weight);
+  const auto entry = quantization_map.find(path);
+  if (entry == quantization_map.end()) {
+    if (stored != "none")
+      fail(map_origin, ": no entry for '", path, "', whose tensors hold ", stored);
+    return;
+  }
+  std::string declared = "none";
+  if (entry->is_object() && entry->contains("weights") && (*entry)["weights"].is_string()) {
+    declared = (*entry)["weights"].get<std::string>();
+  }
+  if (declared == "qfloat8") declared = "qfloat8_e4m3fn";  // quanto's alias
+  if (declared != stored) {
+    fail(map_origin, ": '", path, "' declares weights ", declared, ", but its tensors hold ",
+         stored == "none" ? "float weights" : stored);
+  }
+}
+
 // qint8 (I8 codes) or qfloat8 (F8_E4M3 / F8_E5M2 codes), one scale per output row.
 std::shared_ptr<Weight> read_qbytes(const TensorSource& tensors, const std::string& path) {
   const TensorView data = tensors.tensor(path + ".weight._data");
@@ -57,14 +97,14 @@ float read_scalar(const TensorSource& tensors, const std::string& name) {
 std::shared_ptr<Weight> with_activations(std::shared_ptr<Weight> weight,
                                          const TensorSource& tensors,
                                          const nlohmann::json& quantization_map,
-                                         const std::string& path) {
+                                         const std::string& map_origin, const std::string& path) {
   if (!quantization_map.is_object() || !quantization_map.contains(path)) return weight;
   const auto& entry = quantization_map.at(path);
   if (!entry.is_object() || !entry.contains("activations") || !entry["activations"].is_string()) {
     return weight;
   }
   const auto qtype = activation_qtype(entry["activations"].get<std::string>(),
-                                      "quantization_map.json '" + path + "' activations");
+                                      map_origin + " '" + path + "' activations");
   if (!qtype) return weight;
   if (tensors.contains(path + ".bias")) {
     fail("tensor '", path, ".bias': quantized activations with a bias are not supported");
@@ -109,13 +149,11 @@ LayoutTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shap
   return {std::move(name), dtype, std::move(shape), {}, std::move(bytes)};
 }
 
-// The tensors of module `path` and its quantization map entry (null: float).
 // The module's tensors; its quantization_map.json entry (null when kept float).
 nlohmann::json collect_module(const std::string& path, const Weight& stored, DType model_dtype,
                               std::vector<LayoutTensor>& tensors) {
   const auto* activations = dynamic_cast<const QuantoActivationWeight*>(&stored);
   const Weight& weight = activations != nullptr ? *activations->weight() : stored;
-  std::string qtype;
   if (const auto* float8 = dynamic_cast<const Float8Weight*>(&weight)) {
     tensors.push_back({path + ".weight._data",
                        float8->format(),
@@ -124,7 +162,6 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
                        {}});
     tensors.push_back(owned(path + ".weight._scale", float8->scale_dtype(),
                             {float8->out_features(), 1}, float8->scale_bytes()));
-    qtype = float8->format() == DType::F8_E4M3 ? "qfloat8_e4m3fn" : "qfloat8_e5m2";
   } else if (const auto* symmetric = dynamic_cast<const SymmetricWeight*>(&weight)) {
     if (symmetric->bits() != 8) {
       fail(path, ": symmetric int", symmetric->bits(),
@@ -138,7 +175,6 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
                        {}});
     tensors.push_back(owned(path + ".weight._scale", symmetric->scale_dtype(),
                             {symmetric->out_features(), 1}, symmetric->scale_bytes()));
-    qtype = "qint8";
   } else if (const auto* affine = dynamic_cast<const AffineWeight*>(&weight)) {
     const int bits = affine->bits();
     const auto in = affine->in_features();
@@ -157,7 +193,6 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
         {path + ".weight._scale", affine->param_dtype(), {groups, 1}, affine->scales(), {}});
     tensors.push_back(owned(path + ".weight._shift", affine->param_dtype(), {groups, 1},
                             quanto_shift_bytes(*affine)));
-    qtype = bits == 4 ? "qint4" : "qint2";
   } else if (const auto* dense = dynamic_cast<const FloatWeight*>(&weight)) {
     if (activations != nullptr)
       fail(path, ": quanto quantizes activations of quantized linears only");
@@ -180,7 +215,7 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
     convert_from_f32(&value, 1, scale_dtype, bytes.data());
     tensors.push_back(owned(path + name, scale_dtype, {}, std::move(bytes)));
   }
-  return {{"weights", qtype},
+  return {{"weights", quanto_weights_qtype(weight)},
           {"activations",
            activations != nullptr ? activation_qtype_name(activations->qtype()) : "none"}};
 }
@@ -188,15 +223,20 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
 }  // namespace
 
 WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config,
-                             const nlohmann::json& quantization_map) {
-  return [tensors, config, quantization_map](const std::string& path) -> std::shared_ptr<Weight> {
+                             const nlohmann::json& quantization_map,
+                             const std::string& map_origin) {
+  return [tensors, config, quantization_map,
+          map_origin](const std::string& path) -> std::shared_ptr<Weight> {
+    std::shared_ptr<Weight> weight;
     if (tensors.contains(path + ".weight._data._data")) {
-      return with_activations(read_qbits(tensors, config, path), tensors, quantization_map, path);
+      weight = read_qbits(tensors, config, path);
+    } else if (tensors.contains(path + ".weight._data")) {
+      weight = read_qbytes(tensors, path);
+    } else {
+      weight = FloatWeight::from_tensor(tensors.tensor(path + ".weight"));
     }
-    if (tensors.contains(path + ".weight._data")) {
-      return with_activations(read_qbytes(tensors, path), tensors, quantization_map, path);
-    }
-    return FloatWeight::from_tensor(tensors.tensor(path + ".weight"));
+    check_map_weights(quantization_map, map_origin, path, *weight);
+    return with_activations(std::move(weight), tensors, quantization_map, map_origin, path);
   };
 }
 

@@ -29,13 +29,15 @@ class LayoutEncoder;
 
 // Each module from its keys: quanto's when P.weight._data (qint8, qfloat8) or
 // P.weight._data._data (qint4/qint2) exists, else the float P.weight, so a
-// plain checkpoint reads as float. in_features comes from `config`; a module
-// whose `quantization_map` entry (null when there is no map) names an
-// activation qtype gets quanto's activation quantization with its
-// input_scale / output_scale. Throws uq::Error naming the tensor for shapes
-// or dtypes that do not fit.
+// plain checkpoint reads as float. in_features comes from `config`. With a
+// `quantization_map` (null when there is none; `map_origin` names it in errors)
+// each module's stored form must be the weights qtype its entry declares (no
+// entry: float), as optimum-quanto's requantize assumes, and an entry naming an
+// activation qtype gives quanto's activation quantization with its
+// input_scale / output_scale. Throws uq::Error naming the tensor or the map
+// for shapes, dtypes or qtypes that do not fit.
 WeightFactory quanto_weights(const TensorSource& tensors, const ModelConfig& config,
-                             const nlohmann::json& quantization_map);
+                             const nlohmann::json& quantization_map, const std::string& map_origin);
 
 // The quanto layout's encoder (io/formats/layout_writer.hpp) for a model of `model_dtype`.
 std::unique_ptr<LayoutEncoder> quanto_encoder(DType model_dtype);

@@ -3,6 +3,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <limits>
 
 #include "core/error.hpp"
 
@@ -32,7 +33,9 @@ constexpr std::array<DTypeInfo, 13> kDTypes{{
     {DType::F8_E5M2, "F8_E5M2", 1, true},
 }};
 
-const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)]; }
+const DTypeInfo& info(DType dtype) {
+  return kDTypes[static_cast<std::size_t>(dtype)];
+}
 
 // Decodes a small float with `exp_bits` exponent and `man_bits` mantissa bits
 // (IEEE-style subnormals; `has_inf` false means the all-ones exponent is finite
@@ -75,8 +78,8 @@ std::uint32_t encode_minifloat(float value, int exp_bits, int man_bits, bool has
   if (magnitude == 0.0f) return sign;
   if (std::isinf(magnitude) || magnitude > max_finite) {
     // Round-to-nearest can still land on max_finite if within half an ulp.
-    const float ulp = std::ldexp(1.0f, static_cast<int>(has_inf ? max_exponent - 1u : max_exponent) -
-                                           bias - man_bits);
+    const float ulp = std::ldexp(
+        1.0f, static_cast<int>(has_inf ? max_exponent - 1u : max_exponent) - bias - man_bits);
     if (!std::isinf(magnitude) && magnitude < max_finite + ulp / 2) return sign | max_finite_code;
     return has_inf ? (sign | (max_exponent << man_bits)) : (sign | max_finite_code);
   }
@@ -107,9 +110,15 @@ std::uint32_t encode_minifloat(float value, int exp_bits, int man_bits, bool has
 
 }  // namespace
 
-std::size_t dtype_size(DType dtype) { return info(dtype).size; }
-std::string_view dtype_name(DType dtype) { return info(dtype).name; }
-bool is_float(DType dtype) { return info(dtype).floating; }
+std::size_t dtype_size(DType dtype) {
+  return info(dtype).size;
+}
+std::string_view dtype_name(DType dtype) {
+  return info(dtype).name;
+}
+bool is_float(DType dtype) {
+  return info(dtype).floating;
+}
 
 std::optional<DType> parse_dtype(std::string_view name) {
   for (const auto& entry : kDTypes) {
@@ -118,15 +127,21 @@ std::optional<DType> parse_dtype(std::string_view name) {
   return std::nullopt;
 }
 
-float f16_to_f32(std::uint16_t bits) { return decode_minifloat(bits, 5, 10, true); }
+float f16_to_f32(std::uint16_t bits) {
+  return decode_minifloat(bits, 5, 10, true);
+}
 std::uint16_t f32_to_f16(float value) {
   return static_cast<std::uint16_t>(encode_minifloat(value, 5, 10, true));
 }
-float fp8_e4m3_to_f32(std::uint8_t bits) { return decode_minifloat(bits, 4, 3, false); }
+float fp8_e4m3_to_f32(std::uint8_t bits) {
+  return decode_minifloat(bits, 4, 3, false);
+}
 std::uint8_t f32_to_fp8_e4m3(float value) {
   return static_cast<std::uint8_t>(encode_minifloat(value, 4, 3, false));
 }
-float fp8_e5m2_to_f32(std::uint8_t bits) { return decode_minifloat(bits, 5, 2, true); }
+float fp8_e5m2_to_f32(std::uint8_t bits) {
+  return decode_minifloat(bits, 5, 2, true);
+}
 std::uint8_t f32_to_fp8_e5m2(float value) {
   return static_cast<std::uint8_t>(encode_minifloat(value, 5, 2, true));
 }
@@ -142,7 +157,11 @@ void convert_to_f32(DType source, const void* data, std::size_t count, float* ou
       for (std::size_t i = 0; i < count; ++i) {
         double value;
         std::memcpy(&value, bytes + 8 * i, sizeof value);
-        out[i] = static_cast<float>(value);
+        // Beyond float's range the conversion is undefined: such values become infinite.
+        out[i] = std::isnan(value) || std::fabs(value) <= std::numeric_limits<float>::max()
+                     ? static_cast<float>(value)
+                     : std::copysign(std::numeric_limits<float>::infinity(),
+                                     static_cast<float>(value > 0 ? 1 : -1));
       }
       return;
     case DType::BF16:

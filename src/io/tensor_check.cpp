@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -74,8 +75,16 @@ ChunkSearch all_ones_search(const std::byte* data, Bits mask) {
 // The search over a float tensor's stored bits; null for integer dtypes.
 ChunkSearch stored_bits_search(DType dtype, const std::byte* data) {
   switch (dtype) {
-    case DType::F64:
-      return all_ones_search<std::uint64_t>(data, 0x7ff0000000000000u);
+    case DType::F64:  // the model reads float32: values beyond its range load as infinity
+      return [=](std::int64_t begin, std::int64_t n) -> std::int64_t {
+        for (std::int64_t i = 0; i < n; ++i) {
+          double value;
+          std::memcpy(&value, data + static_cast<std::size_t>(begin + i) * sizeof value,
+                      sizeof value);
+          if (!(std::fabs(value) <= std::numeric_limits<float>::max())) return begin + i;
+        }
+        return -1;
+      };
     case DType::F32:
       return all_ones_search<std::uint32_t>(data, 0x7f800000u);
     case DType::F16:
@@ -92,9 +101,10 @@ ChunkSearch stored_bits_search(DType dtype, const std::byte* data) {
 }
 
 [[noreturn]] void report(const std::filesystem::path& file, const std::string& tensor,
-                         std::int64_t element, float value) {
-  fail(file.string(), ": tensor '", tensor, "' holds ",
-       std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"), " at element ", element);
+                         std::int64_t element, double value) {
+  char what[48];  // %g prints nan, inf and -inf as such
+  std::snprintf(what, sizeof what, std::isfinite(value) ? "%g (beyond float32)" : "%g", value);
+  fail(file.string(), ": tensor '", tensor, "' holds ", what, " at element ", element);
 }
 
 // A GGUF tensor's element type as a safetensors dtype, for the stored-bits search.
@@ -122,10 +132,15 @@ TensorCheckSummary check_tensors_finite(const Checkpoint& checkpoint) {
       if (!search) continue;
       const std::int64_t bad = first_bad_element(view.numel(), kChunkElements, search);
       if (bad >= 0) {
-        float value = 0.0f;
-        convert_to_f32(view.dtype,
-                       view.data + static_cast<std::size_t>(bad) * dtype_size(view.dtype), 1,
-                       &value);
+        const std::byte* at = view.data + static_cast<std::size_t>(bad) * dtype_size(view.dtype);
+        double value = 0.0;
+        if (view.dtype == DType::F64) {
+          std::memcpy(&value, at, sizeof value);
+        } else {
+          float narrow = 0.0f;
+          convert_to_f32(view.dtype, at, 1, &narrow);
+          value = narrow;
+        }
         report(file->path(), name, bad, value);
       }
       ++summary.tensors;

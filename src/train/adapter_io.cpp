@@ -283,12 +283,17 @@ void save_adapters(const std::filesystem::path& dir, const AdapterSet& set,
   write_file_atomic(dir / kConfig, config.dump(2) + "\n");
 }
 
-AdapterSet load_adapters(const std::filesystem::path& dir) {
+std::filesystem::path adapter_weights_file(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir)) fail(dir.string(), ": adapter directory not found");
   if (!std::filesystem::exists(dir / kConfig)) fail((dir / kConfig).string(), ": file not found");
-  if (std::filesystem::exists(dir / kPeftWeights)) return load_peft(dir);
-  if (std::filesystem::exists(dir / kMlxWeights)) return load_mlx(dir);
+  if (std::filesystem::exists(dir / kPeftWeights)) return dir / kPeftWeights;
+  if (std::filesystem::exists(dir / kMlxWeights)) return dir / kMlxWeights;
   fail(dir.string(), ": neither ", kPeftWeights, " (PEFT) nor ", kMlxWeights, " (mlx-lm) found");
+}
+
+AdapterSet load_adapters(const std::filesystem::path& dir) {
+  const auto weights = adapter_weights_file(dir);
+  return weights.filename() == kPeftWeights ? load_peft(dir) : load_mlx(dir);
 }
 
 }  // namespace uq

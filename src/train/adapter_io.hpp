@@ -34,4 +34,9 @@ void save_adapters(const std::filesystem::path& dir, const AdapterSet& set,
 // uq::Error naming the file or tensor that is missing or malformed.
 AdapterSet load_adapters(const std::filesystem::path& dir);
 
+// The weights file load_adapters reads in `dir` (PEFT's adapter_model.safetensors, else
+// mlx-lm's adapters.safetensors; mlx-lm's numbered checkpoints beside it are not read).
+// Throws uq::Error as load_adapters does when the directory or its files are missing.
+std::filesystem::path adapter_weights_file(const std::filesystem::path& dir);
+
 }  // namespace uq

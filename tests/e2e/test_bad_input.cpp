@@ -84,7 +84,7 @@ std::string edited_checkpoint(const std::function<void(nlohmann::json&)>& edit) 
   return safetensors_bytes(header.dump(), 0) + original.substr(8 + length);
 }
 
-// `file` (a .safetensors) with the first element of `tensor` a NaN (any float dtype but F64).
+// `file` (a .safetensors) with the first element of `tensor` (F32, F16 or BF16) a NaN.
 std::string with_nan_weight(const fs::path& file, const std::string& tensor) {
   std::string bytes = read_file(file);
   std::uint64_t length = 0;
@@ -94,6 +94,7 @@ std::string with_nan_weight(const fs::path& file, const std::string& tensor) {
   const auto begin = 8 + length + entry.at("data_offsets").at(0).get<std::size_t>();
   const auto dtype = entry.at("dtype").get<std::string>();
   // Little-endian quiet NaNs: F32 0x7fc00000, F16 0x7e00, BF16 0x7fc0.
+  if (dtype != "F32" && dtype != "F16" && dtype != "BF16") throw std::runtime_error(dtype);
   const std::string nan = dtype == "F32"   ? std::string("\x00\x00\xc0\x7f", 4)
                           : dtype == "F16" ? std::string("\x00\x7e", 2)
                                            : std::string("\xc0\x7f", 2);
@@ -484,6 +485,17 @@ const std::vector<BadInput>& cases() {
          return eval(model);
        },
        "error: <dir>/m.gguf: GGUF version 99 is not supported (2 and 3 are)"},
+      {"GGUF export of NaN weights",
+       [](const TempDir& dir) {
+         const auto model = model_copy(dir);
+         replace_file(
+             model / "model.safetensors",
+             with_nan_weight(model / "model.safetensors", "model.layers.0.mlp.up_proj.weight"));
+         return std::vector<std::string>{
+             "export", model.string(), "--format", "gguf",
+             "--type", "Q4_0",         "-o",       (dir / "m.gguf").string()};
+       },
+       "error: GGUF export: tensor 'blk.0.ffn_up.weight': non-finite value nan at row 0, column 0"},
       {"GGUF block scale NaN",
        [](const TempDir& dir) {
          const auto model = gguf_copy(dir, "Q8_0");

@@ -184,6 +184,37 @@ TEST_F(Finetune, MlxLmLoadsOurAdapterInItsLayoutWithOurLogits) {
             2e-4);
 }
 
+// --check-tensors scans the adapter file --adapter reads, not mlx-lm's numbered checkpoints
+// beside it (same tensor names), and names that file when a value is NaN.
+TEST_F(Finetune, CheckTensorsScansTheAdapterFileThatIsRead) {
+  const auto trained = run_uq(finetune_args("checked", {"--adapter-format", "mlx"}, "2"));
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const std::filesystem::path weights = *dir_ / "checked" / "adapters.safetensors";
+  std::filesystem::copy_file(weights, *dir_ / "checked" / "0000002_adapters.safetensors");
+  const auto logits = [&] {
+    return run_uq({"logits", q4(), "--adapter", path("checked"), "--ids", kIds, "-o",
+                   path("checked.safetensors"), "--check-tensors"});
+  };
+  auto result = logits();
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("check-tensors: " + weights.string() + ": "), std::string::npos)
+      << result.err;
+
+  // The first tensor's first value (F32) a NaN.
+  std::string bytes = test::read_text(weights);
+  std::uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
+  const std::string nan("\x00\x00\xc0\x7f", 4);
+  bytes.replace(8 + length, nan.size(), nan);
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
+  result = logits();
+  EXPECT_EQ(result.exit_code, 1);
+  // After the model's "check-tensors: ... all finite" line.
+  EXPECT_NE(result.err.find("\nerror: " + weights.string() + ": tensor '"), std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("' holds nan at element 0"), std::string::npos) << result.err;
+}
+
 TEST_F(Finetune, FusedExportKeepsTheAdaptedModel) {
   ASSERT_EQ(full_.exit_code, 0) << full_.err;
   // The trainer's final validation = `uq eval --adapter` (checked above).

@@ -148,6 +148,27 @@ void expect_tensor(const Checkpoint& checkpoint, const std::string& name, DType 
   EXPECT_EQ(tensor.shape, shape) << name;
 }
 
+// A model saved before quanto's freeze() keeps float weights under map entries that name a
+// qtype (quanto quantizes them while loading): it loads, in float, with the float logits.
+TEST(QuantoLayout, FloatWeightsUnderAQtypeEntryLoadAsFloat) {
+  TempDir dir;
+  const auto model = dir / "unfrozen";
+  std::filesystem::create_directories(model);
+  for (const char* name : {"config.json", "tokenizer.json", "model.safetensors"}) {
+    std::filesystem::copy_file(test::bundled_model() / name, model / name);
+  }
+  std::ofstream(model / "quantization_map.json")
+      << R"({"model.layers.0.self_attn.q_proj": {"weights": "qint8", "activations": "none"}})";
+  const auto logits = [&](const std::filesystem::path& dir_in, const std::string& out) {
+    return test::run_uq({"logits", dir_in.string(), "--ids", "1,2,3", "-o", (dir / out).string()});
+  };
+  const auto unfrozen = logits(model, "unfrozen.safetensors");
+  ASSERT_EQ(unfrozen.exit_code, 0) << unfrozen.err;
+  const auto plain = logits(test::bundled_model(), "plain.safetensors");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(read_text(dir / "unfrozen.safetensors"), read_text(dir / "plain.safetensors"));
+}
+
 TEST(QuantoLayout, KeysDtypesAndShapes) {
   TempDir dir;
   for (int bits : {8, 4, 2}) {

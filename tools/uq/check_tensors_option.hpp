@@ -1,8 +1,8 @@
 #pragma once
 // `--check-tensors` (llama.cpp's flag of that name) for the commands that run a model: scan
-// every value MODEL (and --adapter) stores for NaN and infinity first (io/tensor_check.hpp),
-// so a broken file fails naming its tensor instead of giving NaN logits or tokens picked from
-// them.
+// every value MODEL (and --adapter, eval's --reference) stores for NaN and infinity first
+// (io/tensor_check.hpp), so a broken file fails naming its tensor instead of giving NaN logits or
+// tokens picked from them.
 #include <CLI/CLI.hpp>
 #include <string>
 

@@ -117,6 +117,7 @@ void register_eval(CLI::App& app) {
     }
     std::optional<ReferenceComparison> comparison;
     if (!options.reference.empty()) {
+      check_tensors_if_asked(options.check_tensors, options.reference, "");
       comparison.emplace(load_model(options.reference), model->config(), options.reference);
     }
     Progress progress("eval", static_cast<std::int64_t>(ids.size()) / options.ctx);

@@ -1,6 +1,7 @@
 #include "io/formats/gguf_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -67,6 +68,18 @@ void export_matrix(GgufWriter& writer, const std::string& name, const Weight& we
       for (std::int64_t r = 0; r < count; ++r) {
         weight.dequantize_rows(row_order[static_cast<std::size_t>(first + r)], 1,
                                chunk.data() + r * in);
+      }
+    }
+    // NaN/Inf have no block code (ggml's quantizers would convert NaN to an integer): a weight
+    // holding one is refused, as `uq quantize` refuses it.
+    for (std::int64_t r = 0; r < count; ++r) {
+      const float* row = chunk.data() + r * in;
+      const float* bad = std::find_if(row, row + in, [](float v) { return !std::isfinite(v); });
+      if (bad != row + in) {
+        const auto source =
+            row_order.empty() ? first + r : row_order[static_cast<std::size_t>(first + r)];
+        fail("GGUF export: tensor '", name, "': non-finite value ", *bad, " at row ", source,
+             ", column ", bad - row);
       }
     }
     parallel_for(0, count, 8, [&](std::int64_t lo, std::int64_t hi) {

@@ -36,17 +36,17 @@ std::string quanto_weights_qtype(const Weight& weight) {
 }
 
 // optimum-quanto's requantize quantizes exactly the modules quantization_map.json lists, to the
-// weights qtype each names: a module whose tensors hold another form is a file quanto itself
-// would not load. No map (null): the tensors alone decide.
+// weights qtype each names: quantized tensors of another qtype, or of a module the map does not
+// list, are a file quanto itself would not load. Float weights are accepted whatever the entry
+// says: a model saved before quanto's freeze() stores them so, and quanto quantizes them while
+// loading (here they run as stored, in float). No map (null): the tensors alone decide.
 void check_map_weights(const nlohmann::json& quantization_map, const std::string& map_origin,
                        const std::string& path, const Weight& weight) {
-  if (!quantization_map.is_object()) return;
   const std::string stored = quanto_weights_qtype(weight);
+  if (!quantization_map.is_object() || stored == "none") return;
   const auto entry = quantization_map.find(path);
   if (entry == quantization_map.end()) {
-    if (stored != "none")
-      fail(map_origin, ": no entry for '", path, "', whose tensors hold ", stored);
-    return;
+    fail(map_origin, ": no entry for '", path, "', whose tensors hold ", stored);
   }
   std::string declared = "none";
   if (entry->is_object() && entry->contains("weights") && (*entry)["weights"].is_string()) {
@@ -55,7 +55,7 @@ void check_map_weights(const nlohmann::json& quantization_map, const std::string
   if (declared == "qfloat8") declared = "qfloat8_e4m3fn";  // quanto's alias
   if (declared != stored) {
     fail(map_origin, ": '", path, "' declares weights ", declared, ", but its tensors hold ",
-         stored == "none" ? "float weights" : stored);
+         stored);
   }
 }
 

@@ -551,7 +551,8 @@ Quantizer quantize_to_directory(const fs::path& model_dir, const fs::path& out_d
           vector_tensor(vector.name, vector_values(checkpoint, vector), source.config.dtype));
     }
   }
-  output.commit(encoder->config(source.config.raw), encoder->json_files(), model_dir);
+  output.commit(encoder->config(without_quantization(source.config.raw)), encoder->json_files(),
+                model_dir);
   report.seconds = seconds_since(start);
   return Quantizer(std::move(config), std::move(report));
 }

@@ -467,6 +467,30 @@ const std::vector<BadInput>& cases() {
        "error: <dir>/q/quantization_map.json: no entry for 'model.layers.1.self_attn.q_proj', "
        "whose "
        "tensors hold qint8"},
+      // ---- Exports into another layout.
+      {"export of a layout the target cannot hold",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "mlx", "4");
+         return std::vector<std::string>{"export", model.string(), "--format",
+                                         "quanto", "-o",           (dir / "out").string()};
+       },
+       "error: model.embed_tokens: optimum-quanto quantizes Linear layers only, and this embedding "
+       "is affine b4 g64 (quantize the float model with --backend quanto instead)"},
+      {"export of a float model into a layout",
+       [](const TempDir& dir) {
+         return std::vector<std::string>{"export",   test::bundled_model().string(),
+                                         "--format", "mlx",
+                                         "-o",       (dir / "out").string()};
+       },
+       "error: <model>: no quantized weights to export; quantize the float model instead (uq "
+       "quantize MODEL --backend mlx -o OUT)"},
+      {"export format unknown",
+       [](const TempDir& dir) {
+         return std::vector<std::string>{"export",   test::bundled_model().string(),
+                                         "--format", "onnx",
+                                         "-o",       (dir / "out").string()};
+       },
+       "error: option --format: 'onnx' is not supported (gguf, mlx, quanto, bnb, custom)"},
       // ---- GGUF files.
       {"GGUF truncated",
        [](const TempDir& dir) {

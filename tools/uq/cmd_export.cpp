@@ -1,6 +1,7 @@
 // `uq export MODEL ... -o OUTPUT`: writes a model in another form. Each form
 // lives in its own file; this only parses the options and dispatches.
 //   --format gguf --type T              a GGUF file for llama.cpp (export_gguf.cpp)
+//   --format mlx|quanto|bnb|custom      another backend's directory layout (export_layout.cpp)
 //   --adapter DIR --fuse [--bits N]     LoRA merged into the weights (export_fused.cpp)
 #include <string>
 
@@ -8,6 +9,7 @@
 #include "core/error.hpp"
 #include "export_fused.hpp"
 #include "export_gguf.hpp"
+#include "export_layout.hpp"
 #include "run_options.hpp"
 
 namespace uq::cli {
@@ -23,9 +25,10 @@ void register_export(CLI::App& app) {
   static Options options;
   auto* command = app.add_subcommand("export", "Write a model in another form or format");
   command->add_option("MODEL", options.fused.model, "Model directory or .gguf file")->required();
-  command->add_option("-o,--output", options.fused.output, "Output file or directory")
-      ->required();
-  command->add_option("--format", options.format, "gguf: a GGUF file for llama.cpp");
+  command->add_option("-o,--output", options.fused.output, "Output file or directory")->required();
+  command->add_option("--format", options.format,
+                      "gguf: a GGUF file for llama.cpp; mlx, quanto, bnb or custom: the model's "
+                      "weights as they are, in that backend's directory layout");
   command->add_option("--type", options.type,
                       "gguf: ggml type recipe (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q6_K, "
                       "Q4_K, Q4_K_M)");
@@ -46,14 +49,22 @@ void register_export(CLI::App& app) {
   command->callback([] {
     apply_run_options(options.run);
     if (!options.format.empty()) {
-      if (options.format != "gguf") {
-        fail("option --format: '", options.format, "' is not supported (gguf)");
+      if (options.format != "gguf" && !is_layout_export_format(options.format)) {
+        fail("option --format: '", options.format, "' is not supported (gguf, ",
+             layout_export_formats(), ")");
       }
       if (options.fuse || !options.fused.adapter.empty()) {
-        fail("option --format gguf takes no --adapter: fuse first (uq export MODEL --adapter DIR "
-             "--fuse -o FUSED), then export FUSED");
+        fail("option --format ", options.format,
+             " takes no --adapter: fuse first (uq export "
+             "MODEL --adapter DIR --fuse -o FUSED), then export FUSED");
       }
-      export_gguf_command(options.fused.model, options.type, options.fused.output);
+      if (options.format == "gguf") {
+        export_gguf_command(options.fused.model, options.type, options.fused.output);
+      } else {
+        if (!options.type.empty()) fail("option --type is for --format gguf only");
+        export_layout(options.fused.model, options.format, options.fused.output,
+                      options.fused.json);
+      }
       return;
     }
     if (options.fuse) {
@@ -61,7 +72,9 @@ void register_export(CLI::App& app) {
       return;
     }
     if (!options.fused.adapter.empty()) fail("option --adapter needs --fuse");
-    fail("uq export: nothing to do (use --format gguf --type T, or --adapter DIR --fuse)");
+    fail(
+        "uq export: nothing to do (use --format gguf --type T, --format mlx|quanto|bnb|custom, "
+        "or --adapter DIR --fuse)");
   });
 }
 

@@ -232,7 +232,17 @@ void save_layout(const Model& model, const fs::path& dir, LayoutEncoder& encoder
   LayoutOutput output(dir, encoder.metadata(), encoder.shard_policy());
   for (const auto& tensor : tensors) output.plan(tensor.name, tensor.dtype, tensor.shape);
   for (const auto& tensor : tensors) output.add(tensor);
-  output.commit(encoder.config(model.config().raw), encoder.json_files(), model.source_directory());
+  output.commit(encoder.config(without_quantization(model.config().raw)), encoder.json_files(),
+                model.source_directory());
+}
+
+nlohmann::json without_quantization(const nlohmann::json& raw) {
+  nlohmann::json config = raw;
+  if (config.is_object()) {
+    config.erase("quantization");
+    config.erase("quantization_config");
+  }
+  return config;
 }
 
 std::int64_t llama_in_features(const ModelConfig& config, const std::string& module_path) {

@@ -117,6 +117,12 @@ class LayoutOutput {
   std::uint64_t pending_bytes_ = 0;            // of the tensor begun last
 };
 
+// `raw` (a config.json) without any layout's quantization section ("quantization",
+// "quantization_config"): what an encoder's config() adds its own to, so that a model saved in
+// another layout (uq export) does not keep the old layout's section, which would decide how the
+// directory is read.
+nlohmann::json without_quantization(const nlohmann::json& raw);
+
 // Writes `model` with `encoder`: its modules in model order, then its vectors.
 void save_layout(const Model& model, const std::filesystem::path& dir, LayoutEncoder& encoder);
 

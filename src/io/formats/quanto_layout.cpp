@@ -154,6 +154,10 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
                               std::vector<LayoutTensor>& tensors) {
   const auto* activations = dynamic_cast<const QuantoActivationWeight*>(&stored);
   const Weight& weight = activations != nullptr ? *activations->weight() : stored;
+  if (path == "model.embed_tokens" && dynamic_cast<const FloatWeight*>(&weight) == nullptr) {
+    fail(path, ": optimum-quanto quantizes Linear layers only, and this embedding is ",
+         weight.describe(), " (quantize the float model with --backend quanto instead)");
+  }
   if (const auto* float8 = dynamic_cast<const Float8Weight*>(&weight)) {
     tensors.push_back({path + ".weight._data",
                        float8->format(),

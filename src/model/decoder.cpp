@@ -73,6 +73,20 @@ void linear(const Weight& weight, const std::vector<float>& bias, const float* x
   add_bias(y, rows, bias);
 }
 
+// With tied embeddings the head is the embedding and lm_head is never read. A float
+// lm_head.weight beside it is a copy (transformers ignores it too), but quantized head tensors
+// (optimum-quanto quantizes the Linear head of a tied model on its own) hold other values:
+// running the embedding instead would silently change the model.
+void refuse_quantized_tied_head(const TensorSource& tensors) {
+  for (const char* name : {"lm_head.scales", "lm_head.weight._scale", "lm_head.weight.absmax",
+                           "lm_head.SCB", "lm_head.weight_scale"}) {
+    if (tensors.contains(name)) {
+      fail("tensor '", name, "': lm_head is stored quantized but tie_word_embeddings is true ",
+           "(the head would be the embedding); untie it in config.json or store it float");
+    }
+  }
+}
+
 }  // namespace
 
 Model::Model(ModelConfig config, const TensorSource& tensors, const WeightFactory& make_weight)
@@ -84,6 +98,8 @@ Model::Model(ModelConfig config, const TensorSource& tensors, const WeightFactor
   embed_tokens_ = load_weight(make_weight, "model.embed_tokens", config_.vocab_size, hidden);
   if (!config_.tie_word_embeddings) {
     lm_head_ = load_weight(make_weight, "lm_head", config_.vocab_size, hidden);
+  } else {
+    refuse_quantized_tied_head(tensors);
   }
   final_norm_ = load_vector(tensors, "model.norm.weight", hidden);
   layers_.resize(config_.num_hidden_layers);

@@ -484,6 +484,32 @@ const std::vector<BadInput>& cases() {
        },
        "error: <model>: no quantized weights to export; quantize the float model instead (uq "
        "quantize MODEL --backend mlx -o OUT)"},
+      {"export with re-quantizing options",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "4");
+         return std::vector<std::string>{
+             "export", model.string(),        "--format", "mlx", "--bits", "8",
+             "-o",     (dir / "out").string()};
+       },
+       "error: option --bits is for --adapter DIR --fuse, not --format (which keeps the weights as "
+       "they are; re-quantize with uq quantize)"},
+      {"export onto the model itself",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "4");
+         return std::vector<std::string>{"export", model.string(), "--format",
+                                         "mlx",    "-o",           model.string()};
+       },
+       "error: option -o: '<dir>/q' is MODEL itself; export to another directory"},
+      {"tied embeddings with a quantized head",
+       [](const TempDir& dir) {
+         const auto model = quantized_copy(dir, "quanto", "4");
+         auto config = nlohmann::json::parse(read_file(model / "config.json"));
+         config["tie_word_embeddings"] = true;
+         write_file(model / "config.json", config.dump());
+         return eval(model);
+       },
+       "error: tensor 'lm_head.weight._scale': lm_head is stored quantized but tie_word_embeddings "
+       "is true (the head would be the embedding); untie it in config.json or store it float"},
       {"export format unknown",
        [](const TempDir& dir) {
          return std::vector<std::string>{"export",   test::bundled_model().string(),

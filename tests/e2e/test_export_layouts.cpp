@@ -5,10 +5,15 @@
 // summation order, 1e-5 relative L2, as the backends' own oracle tests).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
+#include "io/formats/layout_writer.hpp"
+#include "io/formats/mlx_layout.hpp"
+#include "quant/affine_weight.hpp"
 #include "support/test_support.hpp"
 
 namespace uq {
@@ -87,6 +92,25 @@ TEST(ExportLayouts, OwnLayoutRoundTripsByteForByte) {
   export_as(dir / "bnb", "bnb", dir / "again");
   EXPECT_EQ(test::read_text(dir / "again" / "model.safetensors"),
             test::read_text(dir / "bnb" / "model.safetensors"));
+}
+
+// quanto picks groups of 96 (or the whole row) for some widths (SmolLM's 576, 960); mlx's affine
+// quantization takes 32, 64 or 128 only, so the mlx layout refuses the rest by module name.
+TEST(ExportLayouts, MlxLayoutRefusesGroupsMlxCannotRead) {
+  std::vector<float> values(8 * 192);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = std::sin(0.1f * float(i));
+  const auto encoder = mlx_encoder(MlxQuantization{4, 64, {}});
+  const auto g64 = AffineWeight::quantize(values.data(), DType::F32, 8, 192, 4, 64, "w");
+  EXPECT_EQ(encoder->module_tensors("model.layers.0.mlp.up_proj", *g64).size(), 3u);
+  const auto g96 = AffineWeight::quantize(values.data(), DType::F32, 8, 192, 4, 96, "w");
+  try {
+    encoder->module_tensors("model.layers.0.mlp.down_proj", *g96);
+    ADD_FAILURE() << "group 96 was written";
+  } catch (const Error& error) {
+    EXPECT_STREQ(error.what(),
+                 "model.layers.0.mlp.down_proj: affine groups of 96; the mlx-lm layout holds "
+                 "groups of 32, 64 or 128");
+  }
 }
 
 }  // namespace

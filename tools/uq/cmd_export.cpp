@@ -46,17 +46,25 @@ void register_export(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--json", options.fused.json, "Print one JSON object on stdout");
   add_run_options(*command, options.run);
-  command->callback([] {
+  command->callback([command] {
     apply_run_options(options.run);
     if (!options.format.empty()) {
+      // The fused export's re-quantizing options do nothing here: say so rather than ignore them.
+      for (const char* name : {"--bits", "--group-size", "--backend", "--dtype"}) {
+        if (command->count(name) > 0) {
+          fail("option ", name,
+               " is for --adapter DIR --fuse, not --format (which keeps the "
+               "weights as they are; re-quantize with uq quantize)");
+        }
+      }
       if (options.format != "gguf" && !is_layout_export_format(options.format)) {
         fail("option --format: '", options.format, "' is not supported (gguf, ",
              layout_export_formats(), ")");
       }
       if (options.fuse || !options.fused.adapter.empty()) {
         fail("option --format ", options.format,
-             " takes no --adapter: fuse first (uq export "
-             "MODEL --adapter DIR --fuse -o FUSED), then export FUSED");
+             " takes no --adapter: fuse first (uq export MODEL --adapter DIR --fuse -o FUSED), "
+             "then export FUSED");
       }
       if (options.format == "gguf") {
         export_gguf_command(options.fused.model, options.type, options.fused.output);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -68,6 +69,10 @@ void export_layout(const std::string& model_path, const std::string& format,
   const Backend* backend = find_backend(format);
   if (!is_layout_export_format(format) || backend == nullptr) {
     fail("option --format: '", format, "' is not supported (gguf, ", layout_export_formats(), ")");
+  }
+  std::error_code error;
+  if (std::filesystem::equivalent(model_path, output, error)) {
+    fail("option -o: '", output, "' is MODEL itself; export to another directory");
   }
   const auto start = std::chrono::steady_clock::now();
   const auto model = load_model(model_path);

@@ -193,7 +193,7 @@ class BnbEncoder final : public LayoutEncoder {
         skipped_.push_back(path);
       }
     } else {
-      fail(path, ": a ", weight.describe(), " weight cannot be saved in the bitsandbytes layout");
+      fail(path, ": ", weight.describe(), " weights cannot be saved in the bitsandbytes layout");
     }
     return tensors;
   }

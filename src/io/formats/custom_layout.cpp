@@ -74,7 +74,7 @@ class CustomEncoder final : public LayoutEncoder {
                          dense->bytes(),
                          {}});
     } else {
-      fail(path, ": a ", weight.describe(), " weight cannot be saved in the custom layout");
+      fail(path, ": ", weight.describe(), " weights cannot be saved in the custom layout");
     }
     return tensors;
   }

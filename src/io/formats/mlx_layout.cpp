@@ -38,6 +38,12 @@ class MlxEncoder final : public LayoutEncoder {
         fail(path, ": ", affine->bits(),
              "-bit affine is our own extension; the mlx-lm layout holds 2, 3, 4, 5, 6 or 8 bits");
       }
+      // mlx's affine quantization takes groups of 32, 64 or 128 only; quanto picks 96 (or the
+      // whole row) for some widths, which `uq export` would otherwise carry over.
+      if (affine->group_size() != 32 && affine->group_size() != 64 && affine->group_size() != 128) {
+        fail(path, ": affine groups of ", affine->group_size(),
+             "; the mlx-lm layout holds groups of 32, 64 or 128");
+      }
       const auto out = affine->out_features();
       const auto groups = affine->in_features() / affine->group_size();
       const auto codes = affine->codes();
@@ -66,7 +72,7 @@ class MlxEncoder final : public LayoutEncoder {
                          {}});
       return tensors;
     }
-    fail(path, ": a ", weight.describe(), " weight cannot be saved in the mlx-lm layout");
+    fail(path, ": ", weight.describe(), " weights cannot be saved in the mlx-lm layout");
   }
 
   nlohmann::json config(const nlohmann::json& source_config) const override {

@@ -207,7 +207,7 @@ nlohmann::json collect_module(const std::string& path, const Weight& stored, DTy
                        {}});
     return nullptr;
   } else {
-    fail(path, ": a ", weight.describe(), " weight cannot be saved in quanto's layout");
+    fail(path, ": ", weight.describe(), " weights cannot be saved in quanto's layout");
   }
   // quanto keeps both scales at 1 in the model dtype when activations are not quantized.
   const ActivationScales scales =

@@ -1,8 +1,8 @@
 // `uq export MODEL --format mlx|quanto|bnb|custom`: a quantized model in another backend's
 // layout with nothing re-quantized. The export loads here with bit-identical logits, and the
 // other ecosystem's own library loads it: mlx-lm a quanto qint4 model exported as mlx, and
-// optimum-quanto an mlx 4-bit group-128 model exported as quanto (logits within float32
-// summation order, 1e-5 relative L2, as the backends' own oracle tests).
+// optimum-quanto an mlx 4-bit group-128 model and a custom int8 model exported as quanto
+// (logits within float32 summation order, 1e-5 relative L2, as the backends' own oracle tests).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -83,6 +83,13 @@ TEST(ExportLayouts, MlxAsQuantoKeepsTheLogitsAndLoadsInOptimumQuanto) {
       {"--backend", "mlx", "--bits", "4", "--group-size", "128", "--skip", "model.embed_tokens"},
       "quanto", "quanto_oracle.py");
   EXPECT_TRUE(std::filesystem::exists(dir / "export" / "quantization_map.json"));
+}
+
+// custom symmetric int8 (fp32 scales per output channel) as quanto's qint8.
+TEST(ExportLayouts, CustomInt8AsQuantoKeepsTheLogitsAndLoadsInOptimumQuanto) {
+  TempDir dir;
+  check_export(dir, {"--backend", "custom", "--bits", "8", "--skip", "model.embed_tokens"},
+               "quanto", "quanto_oracle.py");
 }
 
 // Exporting into the model's own layout rewrites the same tensors.

@@ -8,14 +8,30 @@
 
 namespace uq {
 
-std::int32_t argmax(std::span<const float> logits) {
+namespace {
+
+// NaN or infinite logits come from NaN/Inf weights (or activations overflowing): no token can be
+// chosen from them, and max_element over NaN would pick one anyway.
+void require_finite(std::span<const float> logits) {
   if (logits.empty()) fail("sampling: empty logits");
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    if (!std::isfinite(logits[i])) {
+      fail("sampling: logit ", i, " is ", logits[i],
+           " (NaN or infinite weights? --check-tensors names the tensor)");
+    }
+  }
+}
+
+}  // namespace
+
+std::int32_t argmax(std::span<const float> logits) {
+  require_finite(logits);
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
 std::vector<Candidate> sampling_candidates(std::span<const float> logits, float temperature,
                                            std::int32_t top_k, float top_p) {
-  if (logits.empty()) fail("sampling: empty logits");
+  require_finite(logits);
   std::vector<Candidate> candidates(logits.size());
   const float max_logit = *std::max_element(logits.begin(), logits.end());
   for (std::size_t i = 0; i < logits.size(); ++i) {

@@ -31,7 +31,8 @@ class Sampler {
   std::mt19937_64 random_;
 };
 
-// Index of the largest logit (the first one on ties).
+// Index of the largest logit (the first one on ties). Throws uq::Error for empty logits or a
+// NaN/infinite one, as sampling_candidates and sample do.
 std::int32_t argmax(std::span<const float> logits);
 
 // The tokens sampling may pick, with renormalised probabilities, most likely

@@ -377,6 +377,15 @@ const std::vector<BadInput>& cases() {
          return eval(model, (dir / "short.txt").string());
        },
        "error: <dir>/model: the model's logits are not finite (NaN or infinite weights?)"},
+      {"NaN weights while generating",
+       [](const TempDir& dir) {
+         const auto model = model_copy(dir);
+         replace_file(model / "model.safetensors",
+                      with_nan_weight(model / "model.safetensors", "model.norm.weight"));
+         return std::vector<std::string>{"generate", model.string(), "-p", "Hello", "--json"};
+       },
+       "error: sampling: logit 0 is nan (NaN or infinite weights? --check-tensors names the "
+       "tensor)"},
       {"NaN weights before generating",
        [](const TempDir& dir) {
          const auto model = model_copy(dir);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <vector>
@@ -187,6 +188,27 @@ TEST(Sampling, GreedyTakesFirstMaximum) {
   EXPECT_EQ(argmax(logits), 1);
   Sampler greedy({});
   EXPECT_EQ(greedy.next(logits), 1);
+}
+
+// NaN logits (from NaN weights) made max_element pick an arbitrary token; now every way of
+// choosing one refuses them, naming the first bad logit.
+TEST(Sampling, NonFiniteLogitsAreRefused) {
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    const std::vector<float> logits{0.5f, 2.0f, bad, 1.0f};
+    EXPECT_THROW(argmax(logits), Error);
+    EXPECT_THROW(sampling_candidates(logits, 1.0f, 0, 1.0f), Error);
+    EXPECT_THROW(sample(logits, {1.0f, 0, 1.0f, 0}, 0.5), Error);
+    Sampler greedy({});
+    EXPECT_THROW(greedy.next(logits), Error);
+  }
+  try {
+    argmax(std::vector<float>{1.0f, std::numeric_limits<float>::quiet_NaN()});
+  } catch (const Error& error) {
+    EXPECT_STREQ(error.what(),
+                 "sampling: logit 1 is nan (NaN or infinite weights? --check-tensors names the "
+                 "tensor)");
+  }
 }
 
 TEST(Sampling, TopPKeepsSmallestSetReachingMass) {

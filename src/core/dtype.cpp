@@ -158,10 +158,10 @@ void convert_to_f32(DType source, const void* data, std::size_t count, float* ou
         double value;
         std::memcpy(&value, bytes + 8 * i, sizeof value);
         // Beyond float's range the conversion is undefined: such values become infinite.
+        constexpr float kInf = std::numeric_limits<float>::infinity();
         out[i] = std::isnan(value) || std::fabs(value) <= std::numeric_limits<float>::max()
                      ? static_cast<float>(value)
-                     : std::copysign(std::numeric_limits<float>::infinity(),
-                                     static_cast<float>(value > 0 ? 1 : -1));
+                     : (value > 0 ? kInf : -kInf);
       }
       return;
     case DType::BF16:

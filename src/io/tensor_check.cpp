@@ -7,7 +7,6 @@
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <optional>
 #include <vector>
 
 #include "core/error.hpp"
@@ -46,45 +45,42 @@ std::int64_t first_bad_element(std::int64_t count, std::int64_t chunk, const Chu
   return found == std::numeric_limits<std::int64_t>::max() ? -1 : found;
 }
 
-// Float formats are NaN or infinite exactly when all their exponent bits are set (e4m3fn has no
-// infinity and only S.1111.111 is NaN): testing the stored bits needs no conversion and
-// vectorizes, ~10x faster than converting to float32 first.
-template <typename Bits>
-std::int64_t first_all_ones(const std::byte* data, std::int64_t begin, std::int64_t n, Bits mask) {
-  const std::byte* chunk = data + static_cast<std::size_t>(begin) * sizeof(Bits);
-  unsigned any = 0;
-  for (std::int64_t i = 0; i < n; ++i) {  // the data may be unaligned: memcpy each element
-    Bits bits;
-    std::memcpy(&bits, chunk + static_cast<std::size_t>(i) * sizeof(Bits), sizeof bits);
-    any |= static_cast<unsigned>((bits & mask) == mask);
-  }
-  if (any == 0) return -1;
-  for (std::int64_t i = 0; i < n; ++i) {
-    Bits bits;
-    std::memcpy(&bits, chunk + static_cast<std::size_t>(i) * sizeof(Bits), sizeof bits);
-    if ((bits & mask) == mask) return begin + i;
-  }
-  return -1;
+// The search for the first element of type Element for which is_bad holds. A first pass only
+// asks whether any does (no early exit, so it vectorizes); most chunks end there.
+template <typename Element, typename IsBad>
+ChunkSearch element_search(const std::byte* data, IsBad is_bad) {
+  return [=](std::int64_t begin, std::int64_t n) -> std::int64_t {
+    const std::byte* chunk = data + static_cast<std::size_t>(begin) * sizeof(Element);
+    const auto element = [chunk](std::int64_t i) {  // the data may be unaligned: memcpy
+      Element value;
+      std::memcpy(&value, chunk + static_cast<std::size_t>(i) * sizeof(Element), sizeof value);
+      return value;
+    };
+    unsigned any = 0;
+    for (std::int64_t i = 0; i < n; ++i) any |= static_cast<unsigned>(is_bad(element(i)));
+    if (any == 0) return -1;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (is_bad(element(i))) return begin + i;
+    }
+    return -1;
+  };
 }
 
+// Float formats are NaN or infinite exactly when all their exponent bits are set (e4m3fn has no
+// infinity and only S.1111.111 is NaN): testing the stored bits needs no conversion, ~10x faster
+// than converting to float32 first.
 template <typename Bits>
 ChunkSearch all_ones_search(const std::byte* data, Bits mask) {
-  return [=](std::int64_t begin, std::int64_t n) { return first_all_ones(data, begin, n, mask); };
+  return element_search<Bits>(data, [mask](Bits bits) { return (bits & mask) == mask; });
 }
 
-// The search over a float tensor's stored bits; null for integer dtypes.
+// The search over a float tensor's stored values; null for integer dtypes.
 ChunkSearch stored_bits_search(DType dtype, const std::byte* data) {
   switch (dtype) {
     case DType::F64:  // the model reads float32: values beyond its range load as infinity
-      return [=](std::int64_t begin, std::int64_t n) -> std::int64_t {
-        for (std::int64_t i = 0; i < n; ++i) {
-          double value;
-          std::memcpy(&value, data + static_cast<std::size_t>(begin + i) * sizeof value,
-                      sizeof value);
-          if (!(std::fabs(value) <= std::numeric_limits<float>::max())) return begin + i;
-        }
-        return -1;
-      };
+      return element_search<double>(data, [](double value) {
+        return !(std::fabs(value) <= std::numeric_limits<float>::max());
+      });
     case DType::F32:
       return all_ones_search<std::uint32_t>(data, 0x7f800000u);
     case DType::F16:
@@ -105,20 +101,6 @@ ChunkSearch stored_bits_search(DType dtype, const std::byte* data) {
   char what[48];  // %g prints nan, inf and -inf as such
   std::snprintf(what, sizeof what, std::isfinite(value) ? "%g (beyond float32)" : "%g", value);
   fail(file.string(), ": tensor '", tensor, "' holds ", what, " at element ", element);
-}
-
-// A GGUF tensor's element type as a safetensors dtype, for the stored-bits search.
-std::optional<DType> element_dtype(GgmlType type) {
-  switch (type) {
-    case GgmlType::F32:
-      return DType::F32;
-    case GgmlType::F16:
-      return DType::F16;
-    case GgmlType::BF16:
-      return DType::BF16;
-    default:
-      return std::nullopt;  // a block format: decoded
-  }
 }
 
 }  // namespace
@@ -162,7 +144,7 @@ TensorCheckSummary check_tensors_finite(const GgufFile& gguf) {
       ggml_dequantize_row(tensor.type, data + static_cast<std::size_t>(r) * row_bytes, row, out);
     };
     std::int64_t bad = -1;
-    if (const auto dtype = element_dtype(tensor.type)) {
+    if (const auto dtype = ggml_element_dtype(tensor.type)) {
       bad = first_bad_element(tensor.numel(), kChunkElements, stored_bits_search(*dtype, data));
     } else {
       // Whole rows per chunk: a block format decodes a row (whole blocks) at a time.

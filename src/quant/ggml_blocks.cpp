@@ -575,6 +575,18 @@ std::optional<GgmlType> parse_ggml_type(std::string_view name) {
 std::string_view ggml_type_name(GgmlType type) {
   return info(type).name;
 }
+std::optional<DType> ggml_element_dtype(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32:
+      return DType::F32;
+    case GgmlType::F16:
+      return DType::F16;
+    case GgmlType::BF16:
+      return DType::BF16;
+    default:
+      return std::nullopt;
+  }
+}
 std::int64_t ggml_block_size(GgmlType type) {
   return info(type).block_size;
 }

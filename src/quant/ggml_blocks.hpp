@@ -9,6 +9,8 @@
 #include <optional>
 #include <string_view>
 
+#include "core/dtype.hpp"
+
 namespace uq {
 
 // Values are ggml's `enum ggml_type` codes, as stored in GGUF files.
@@ -28,6 +30,9 @@ enum class GgmlType : std::uint32_t {
 std::optional<GgmlType> ggml_type_from_code(std::uint32_t code);
 std::optional<GgmlType> parse_ggml_type(std::string_view name);  // "Q4_K", "f16", ...
 std::string_view ggml_type_name(GgmlType type);                  // "Q4_K", "F16", ...
+
+// The element dtype of a plain float type (F32, F16, BF16); nullopt for block formats.
+std::optional<DType> ggml_element_dtype(GgmlType type);
 
 std::int64_t ggml_block_size(GgmlType type);  // elements per block: 1, 32 or 256
 std::size_t ggml_type_size(GgmlType type);    // bytes per block

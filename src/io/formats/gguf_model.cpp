@@ -191,20 +191,12 @@ std::shared_ptr<Model> load_gguf_model(const std::filesystem::path& path) {
     if (info == nullptr) fail(file->origin(), ": no tensor for '", name, "'");
     TensorView view;
     view.name = info->name;
-    switch (info->type) {
-      case GgmlType::F32:
-        view.dtype = DType::F32;
-        break;
-      case GgmlType::F16:
-        view.dtype = DType::F16;
-        break;
-      case GgmlType::BF16:
-        view.dtype = DType::BF16;
-        break;
-      default:
-        fail(file->origin(), ": tensor '", info->name, "' is ", ggml_type_name(info->type),
-             "; a vector must be F32, F16 or BF16");
+    const auto dtype = ggml_element_dtype(info->type);
+    if (!dtype) {
+      fail(file->origin(), ": tensor '", info->name, "' is ", ggml_type_name(info->type),
+           "; a vector must be F32, F16 or BF16");
     }
+    view.dtype = *dtype;
     view.shape.assign(info->dims.rbegin(), info->dims.rend());
     const auto bytes = file->tensor_data(*info);
     view.data = bytes.data();
@@ -242,16 +234,10 @@ std::shared_ptr<Model> load_gguf_model(const std::filesystem::path& path) {
       }
       bytes = reordered;
     }
-    switch (info->type) {
-      case GgmlType::F32:
-        return std::make_shared<FloatWeight>(DType::F32, out, in, bytes.data());
-      case GgmlType::F16:
-        return std::make_shared<FloatWeight>(DType::F16, out, in, bytes.data());
-      case GgmlType::BF16:
-        return std::make_shared<FloatWeight>(DType::BF16, out, in, bytes.data());
-      default:
-        return std::make_shared<GgmlWeight>(info->type, out, in, bytes);
+    if (const auto dtype = ggml_element_dtype(info->type)) {
+      return std::make_shared<FloatWeight>(*dtype, out, in, bytes.data());
     }
+    return std::make_shared<GgmlWeight>(info->type, out, in, bytes);
   };
 
   auto model = std::make_shared<Model>(config, tensors, weights);
